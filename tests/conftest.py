@@ -1,0 +1,55 @@
+"""Shared fixtures: a real PostgreSQL (POSTGRES_URI or the embedded pgserver) and small synthetic markets."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def pg_uri():
+    "A SQLAlchemy URI of a real PostgreSQL: $POSTGRES_URI, else an embedded server under data/."
+    from volregime.core import normalize_uri
+    if os.environ.get("POSTGRES_URI"):
+        yield normalize_uri(os.environ["POSTGRES_URI"])
+        return
+    from volregime.core import _pgserver
+    pgserver = _pgserver()
+    d = ROOT / "data" / "pg-test"
+    d.mkdir(parents=True, exist_ok=True)
+    srv = pgserver.get_server(str(d), cleanup_mode="stop")
+    yield normalize_uri(srv.get_uri())
+
+
+@pytest.fixture(scope="session")
+def market():
+    "A small deterministic synthetic market (two tickers, one quarter)."
+    from volregime.synth import simulate_market
+    return simulate_market("2019-01-02", "2019-04-30", ["SPY", "QQQ"], n_contracts=60, seed=11)
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory, market):
+    "The market written as WRDS exports, in parquet and in csv.gz."
+    from volregime.synth import write_exports
+    base = tmp_path_factory.mktemp("exports")
+    out = {}
+    for fmt in ("parquet", "csv.gz"):
+        d = base / fmt.replace(".", "_")
+        write_exports(market, d, fmt)
+        out[fmt] = d
+    return out
+
+
+def volregime_cli(*args, cwd=ROOT, env=None, check=False):
+    "Run the installed `volregime` command; returns the CompletedProcess."
+    exe = shutil.which("volregime", path=str(Path(sys.executable).parent)) or "volregime"
+    e = dict(os.environ, **(env or {}))
+    return subprocess.run([exe, *args], cwd=cwd, env=e, capture_output=True, text=True, check=check, timeout=900)

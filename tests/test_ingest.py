@@ -1,0 +1,226 @@
+"""Ingest: schemas, the synthetic market, WRDS exports in parquet and csv.gz, the wrds path, bad input."""
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+
+from volregime.ingest import (IngestError, combine_parquet, consolidate_years, discover_exports, ingest_local,
+                              ingest_wrds, mirror_to_postgres, read_export)
+from volregime.schemas import KEYS, REQUIRED, SCHEMAS, schema_table
+from volregime.synth import simulate_market, write_exports
+
+
+def read_raw(data_dir, table="opprcd"):
+    return pl.read_parquet(data_dir / "raw" / table / "**" / "*.parquet", hive_partitioning=False)
+
+
+# ---- schemas and the simulator
+
+def test_schemas_are_consistent():
+    for t, s in SCHEMAS.items():
+        assert set(REQUIRED[t]) <= set(s) and set(KEYS[t]) <= set(s)
+        tab = schema_table(t)
+        assert tab["unit"].str.len_chars().min() > 0, f"{t}: every column documents its unit"
+    assert SCHEMAS["opprcd"]["strike_price"] == pl.Int64
+    with pytest.raises(KeyError, match="unknown table 'nope'"):
+        schema_table("nope")
+
+
+def test_synthetic_market_is_deterministic_and_in_wrds_layout(market):
+    again = simulate_market("2019-01-02", "2019-04-30", ["SPY", "QQQ"], n_contracts=60, seed=11)
+    assert again.opprcd.equals(market.opprcd) and again.truth.equals(market.truth)
+    other = simulate_market("2019-01-02", "2019-04-30", ["SPY", "QQQ"], n_contracts=60, seed=12)
+    assert not other.opprcd["best_bid"].equals(market.opprcd["best_bid"])
+    op = market.opprcd
+    assert set(op["cp_flag"].unique()) == {"C", "P"}
+    # strike_price is the strike x 1000, consistent with the symbol
+    k = op["strike_price"] / 1000
+    assert (k > 10).all() and ((op["strike_price"] % 500) == 0).all()
+    # IvyDB-like missing IVs, with greeks missing alongside
+    miss = op["impl_volatility"].is_null()
+    assert 0 < miss.mean() < 0.3 and op.filter(miss)["delta"].null_count() == miss.sum()
+    # expiries from a week to about a year, bracketing 30 and 91 days
+    dte = (op["exdate"] - op["date"]).dt.total_days()
+    assert dte.min() >= 1 and dte.max() >= 150 and ((dte > 20) & (dte < 40)).any() and (dte > 91).any()
+    truth = market.truth
+    assert set(truth.columns) >= {"date", "regime", "atm_iv_30d"}
+    assert truth["regime"].n_unique() >= 2
+
+
+def test_regimes_are_persistent_with_three_states():
+    m = simulate_market("2010-01-04", "2015-12-31", ["SPY"], n_contracts=24, seed=3)
+    r = m.truth["regime"].to_numpy()
+    assert set(np.unique(r)) == {0, 1, 2}
+    switches = (r[1:] != r[:-1]).sum()
+    assert len(r) / (switches + 1) > 15, "mean regime duration above 15 trading days"
+    # volatility responds to the regime: stressed IV above calm IV
+    t = m.truth.group_by("regime").agg(pl.col("atm_iv_30d").mean()).sort("regime")["atm_iv_30d"].to_list()
+    assert t[0] < t[1] < t[2]
+
+
+# ---- local exports round trip
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv.gz"])
+def test_local_round_trip(tmp_path, market, exports, fmt):
+    s = ingest_local(exports[fmt], tmp_path, ["SPY", "QQQ"], "2019-01-02", "2019-04-30")
+    got = read_raw(tmp_path).sort("secid", "date", "optionid")
+    want = market.opprcd.sort("secid", "date", "optionid")
+    assert got.height == want.height == s.rows["opprcd"]
+    assert got.schema == pl.Schema(SCHEMAS["opprcd"])
+    for c in ("strike_price", "optionid", "volume", "cp_flag", "exdate", "date"):
+        assert got[c].equals(want[c]), c
+    # sentinels (-99.99 in csv) are null again, values equal to float precision
+    assert got["impl_volatility"].null_count() == want["impl_volatility"].null_count()
+    np.testing.assert_allclose(got["delta"].fill_null(0).to_numpy(), want["delta"].fill_null(0).to_numpy(), rtol=1e-12)
+    # sorted by date within each year file, zstd with statistics
+    import pyarrow.parquet as pq
+    f = next((tmp_path / "raw" / "opprcd").glob("year=*/*.parquet"))
+    md = pq.ParquetFile(f).metadata
+    assert md.row_group(0).column(0).compression == "ZSTD" and md.row_group(0).column(1).statistics is not None
+    assert pl.read_parquet(f)["date"].is_sorted()
+    # CRSP rows carry the linked secid; dsf keeps bid/ask-average negative prices as in CRSP
+    dsf = pl.read_parquet(tmp_path / "raw" / "dsf.parquet")
+    assert set(dsf["secid"].unique()) == set(want["secid"].unique())
+    assert (dsf["prc"] < 0).any()
+    assert (tmp_path / "truth" / "truth.parquet").exists() and (tmp_path / "reference" / "vix.parquet").exists()
+
+
+def test_ticker_filter_and_case_insensitive_names_and_sas_dates(tmp_path, exports):
+    src = tmp_path / "src"
+    shutil.copytree(exports["csv.gz"], src)
+    # rewrite secprd with upper-case names and SAS dates, as a SAS export would have them
+    sp = pl.read_csv(src / "secprd.csv.gz")
+    sp = sp.with_columns(pl.col("date").str.to_date().dt.strftime("%d%b%Y").str.to_uppercase())
+    sp = sp.rename({c: c.upper() for c in sp.columns})
+    with gzip.open(src / "secprd.csv.gz", "wb") as fh:
+        sp.write_csv(fh)
+    s = ingest_local(src, tmp_path / "d", ["qqq"], None, None)
+    raw = read_raw(tmp_path / "d")
+    assert raw["secid"].unique().to_list() == [107899]
+    sec = pl.read_parquet(tmp_path / "d" / "raw" / "secprd.parquet")
+    assert sec["date"].dtype == pl.Date and sec["secid"].unique().to_list() == [107899]
+    assert s.rows["secprd"] == sec.height
+
+
+def test_consolidate_and_combine(tmp_path, exports):
+    ingest_local(exports["parquet"], tmp_path, None, None, None)
+    n = consolidate_years(tmp_path / "raw", tmp_path / "history.parquet")
+    assert n == read_raw(tmp_path).height
+    m = combine_parquet([str(tmp_path / "history.parquet"), str(tmp_path / "raw" / "secprd.parquet")], tmp_path / "all.parquet")
+    assert m == n + pl.read_parquet(tmp_path / "raw" / "secprd.parquet").height
+    k = combine_parquet([str(tmp_path / "history.parquet")], tmp_path / "sample.parquet", sample_frac=0.1, seed=1)
+    assert k == int(n * 0.1)
+    with pytest.raises(IngestError, match="not found"):
+        combine_parquet([str(tmp_path / "nope.parquet")], tmp_path / "x.parquet")
+
+
+# ---- the wrds path against a real PostgreSQL
+
+def test_wrds_path_against_postgres(tmp_path, pg_uri, market, exports):
+    counts = mirror_to_postgres(exports["parquet"], pg_uri)
+    assert counts["optionm.opprcd2019"] == market.opprcd.height
+    s = ingest_wrds(tmp_path / "w", ["SPY"], "2019-01-02", "2019-04-30", uri=pg_uri, chunk_rows=5000)
+    got = read_raw(tmp_path / "w").sort("date", "optionid")
+    ref = ingest_local(exports["parquet"], tmp_path / "l", ["SPY"], "2019-01-02", "2019-04-30")
+    want = read_raw(tmp_path / "l").sort("date", "optionid")
+    assert got.equals(want)
+    assert s.rows["secprd"] == ref.rows["secprd"] and s.rows["dsf"] == ref.rows["dsf"]
+    with pytest.raises(IngestError, match="unknown ticker.*ZZZZ"):
+        ingest_wrds(tmp_path / "w2", ["ZZZZ"], "2019-01-02", "2019-04-30", uri=pg_uri)
+    with pytest.raises(IngestError, match="optionm.opprcd2020 does not exist"):
+        ingest_wrds(tmp_path / "w3", ["SPY"], "2019-01-02", "2020-02-28", uri=pg_uri)
+
+
+# ---- bad input: clear messages, nothing already written corrupted
+
+@pytest.fixture
+def good_raw(tmp_path, exports):
+    ingest_local(exports["parquet"], tmp_path, ["SPY"], None, None)
+    return tmp_path, read_raw(tmp_path)
+
+
+def _broken_copy(tmp_path, exports, fmt="csv.gz"):
+    d = tmp_path / "broken"
+    shutil.copytree(exports[fmt], d)
+    return d
+
+
+def _rewrite_csv(path, fn):
+    df = pl.read_csv(path, infer_schema=False)
+    df = fn(df)
+    with gzip.open(path, "wb") as fh:
+        df.write_csv(fh)
+
+
+def test_missing_folder_and_missing_file(tmp_path, good_raw):
+    data, before = good_raw
+    with pytest.raises(IngestError, match="export folder not found"):
+        ingest_local(tmp_path / "nowhere", data)
+    with pytest.raises(IngestError, match="file not found"):
+        list(read_export(tmp_path / "opprcd2019.parquet", "opprcd"))
+    assert read_raw(data).equals(before)
+
+
+def test_missing_required_column(tmp_path, exports, good_raw):
+    data, before = good_raw
+    d = _broken_copy(tmp_path, exports)
+    _rewrite_csv(d / "opprcd2019.csv.gz", lambda df: df.drop("impl_volatility"))
+    with pytest.raises(IngestError, match=r"opprcd2019.csv.gz: missing required column\(s\) impl_volatility"):
+        ingest_local(d, data, ["SPY"])
+    assert read_raw(data).equals(before)
+
+
+def test_unparsable_date(tmp_path, exports, good_raw):
+    data, before = good_raw
+    d = _broken_copy(tmp_path, exports)
+    _rewrite_csv(d / "opprcd2019.csv.gz", lambda df: df.with_columns(
+        exdate=pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("2019-02-30")).otherwise(pl.col("exdate"))))
+    with pytest.raises(IngestError, match=r"opprcd2019.csv.gz: column 'exdate': unparsable date '2019-02-30'"):
+        ingest_local(d, data, ["SPY"])
+    assert read_raw(data).equals(before)
+
+
+def test_wrong_type(tmp_path, exports, good_raw):
+    data, before = good_raw
+    d = _broken_copy(tmp_path, exports)
+    _rewrite_csv(d / "opprcd2019.csv.gz", lambda df: df.with_columns(
+        volume=pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("lots")).otherwise(pl.col("volume"))))
+    with pytest.raises(IngestError, match=r"opprcd2019.csv.gz: column 'volume': value 'lots' is not an integer"):
+        ingest_local(d, data, ["SPY"])
+    assert read_raw(data).equals(before)
+
+
+def test_empty_year(tmp_path, exports, good_raw):
+    data, before = good_raw
+    d = _broken_copy(tmp_path, exports)
+    _rewrite_csv(d / "opprcd2019.csv.gz", lambda df: df.head(0))
+    with pytest.raises(IngestError, match=r"opprcd2019.csv.gz: no rows for year 2019"):
+        ingest_local(d, data, ["SPY"])
+    assert read_raw(data).equals(before)
+
+
+def test_unknown_ticker(tmp_path, exports, good_raw):
+    data, before = good_raw
+    with pytest.raises(IngestError, match=r"unknown ticker\(s\) NOPE in secnmd.parquet \(known: QQQ, SPY\)"):
+        ingest_local(exports["parquet"], data, ["SPY", "NOPE"])
+    assert read_raw(data).equals(before)
+
+
+def test_duplicates_dropped_with_logged_count(tmp_path, exports, caplog):
+    d = _broken_copy(tmp_path, exports, "parquet")
+    op = pl.read_parquet(d / "opprcd2019.parquet")
+    pl.concat([op, op.head(25)]).write_parquet(d / "opprcd2019.parquet")
+    logging.getLogger("volregime").propagate = True
+    try:
+        with caplog.at_level(logging.WARNING, logger="volregime"):
+            s = ingest_local(d, tmp_path / "out", None)
+    finally:
+        logging.getLogger("volregime").propagate = False
+    assert s.duplicates["opprcd"] == 25 and s.rows["opprcd"] == op.height
+    assert "dropped 25 duplicate rows" in caplog.text
+    assert read_raw(tmp_path / "out")["date"].is_sorted()

@@ -1,0 +1,105 @@
+"""The runner end to end, the CLI, settings precedence and secret masking."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import ROOT, volregime_cli
+from volregime.core import get_logger, get_settings, mask_secrets, merge_params
+
+
+def test_settings_precedence(tmp_path):
+    (tmp_path / "settings.ini").write_text("[volregime]\ndata_dir = from_ini\n[database]\ntable_name = ini_table\nschema = ini_schema\n")
+    (tmp_path / ".env").write_text("TABLE_NAME=dotenv_table\nSCHEMA=dotenv_schema\n")
+    s = get_settings(root=tmp_path, environ={"SCHEMA": "env_schema"})
+    assert s.data_dir == "from_ini" and s.sources["data_dir"].startswith("settings.ini")
+    assert s.table_name == "dotenv_table"          # .env beats settings.ini
+    assert s.schema == "env_schema"                # a real variable beats .env
+    assert s.label_col == "cluster" and s.sources["label_col"] == "default"
+    s = get_settings({"table_name": "cli_table"}, root=tmp_path, environ={})
+    assert s.table_name == "cli_table" and s.sources["table_name"] == "command line"
+
+
+def test_profiles_and_overrides():
+    p = merge_params("smoke", sets=["n_contracts=50", "tickers=[SPY,QQQ]"])
+    assert p["n_contracts"] == 50 and p["tickers"] == ["SPY", "QQQ"]
+    demo = merge_params("demo")
+    assert demo["start"] < p["start"] or demo["end"] > p["end"], "demo spans more than smoke"
+
+
+def test_masking_in_logs(capsys):
+    log = get_logger("test")
+    log.warning("connecting to postgresql+psycopg2://alice:hunter2@db.example:5432/wrds")
+    err = capsys.readouterr().err
+    assert "hunter2" not in err and "alice:***@db.example" in err
+    assert mask_secrets("dbname=x password='a b' host=h") == "dbname=x password=*** host=h"
+
+
+def test_cli_help_on_every_subcommand():
+    for sub in ("run", "synth", "ingest", "combine", "db"):
+        r = volregime_cli(sub, "--help")
+        assert r.returncode == 0 and "usage: volregime " + sub in r.stdout
+
+
+def test_db_uri_and_status_mask_the_password():
+    env = {"POSTGRES_URI": "postgresql://bob:topsecret@dbhost:5432/research"}
+    r = volregime_cli("db", "uri", env=env)
+    assert r.returncode == 0 and "topsecret" not in r.stdout and "bob:***@dbhost" in r.stdout
+    assert r.stdout.startswith("postgresql+psycopg2://")
+    r = volregime_cli("db", "status", env=env)
+    st = json.loads(r.stdout)
+    assert st["postgres_uri_from"] == "environment POSTGRES_URI" and "topsecret" not in r.stdout
+
+
+def test_synth_then_ingest_local_from_the_cli(tmp_path):
+    r = volregime_cli("synth", "--out", str(tmp_path / "exp"), "--format", "csv.gz", "--start", "2019-01-02",
+                      "--end", "2019-02-28", "--n-contracts", "40")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "exp" / "opprcd2019.csv.gz").exists()
+    r = volregime_cli("ingest", "--source", "local", "--path", str(tmp_path / "exp"), "--data", str(tmp_path / "d"),
+                      "--start", "2019-01-02", "--end", "2019-02-28", "--consolidate", str(tmp_path / "hist.parquet"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[0])["rows"]["opprcd"] == pl.read_parquet(tmp_path / "hist.parquet").height
+    r = volregime_cli("ingest", "--source", "local", "--path", str(tmp_path / "nowhere"), "--data", str(tmp_path / "d"))
+    assert r.returncode == 2 and "export folder not found" in r.stderr
+
+
+@pytest.mark.slow
+def test_run_smoke_end_to_end_and_a_failing_stage(tmp_path):
+    data = tmp_path / "data"
+    r = volregime_cli("run", "--profile", "smoke", "--stages", "01", "--data", str(data), "--run-id", "pytest-ok", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    run_dir, rep = ROOT / "runs" / "pytest-ok", ROOT / "reports" / "pytest-ok"
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["status"] == "ok" and rec["versions"]["polars"] and "git_sha" in rec
+    assert rec["stages"][0]["status"] == "ok" and rec["stages"][0]["seconds"] > 0
+    assert rec["stages"][0]["headline"]["rows_opprcd"] > 0
+    assert (run_dir / "01_ingest.ipynb").exists()
+    page = (rep / "01_ingest.html").read_text()
+    assert "Underlying and ATM IV term structure" in page and "def run_ingest" not in page  # no code cells
+    index = (rep / "index.html").read_text()
+    assert "01_ingest" in index and "rows_opprcd" in index
+    assert (ROOT / "reports" / "latest").resolve() == rep.resolve()
+    before = {p: p.stat().st_mtime_ns for p in (data / "raw").rglob("*.parquet")}
+    # a failing stage: non-zero exit, one-line reason, failed notebook and HTML kept, earlier artifacts intact
+    r = volregime_cli("run", "--profile", "smoke", "--stages", "01", "--data", str(data), "--run-id", "pytest-fail",
+                      "--set", "source=local", "--set", f"local_path={tmp_path / 'missing'}", "--no-progress")
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("volregime run: stage 01_ingest failed: IngestError") and "export folder not found" in last
+    frep = ROOT / "reports" / "pytest-fail"
+    assert "export folder not found" in (frep / "01_ingest.html").read_text()
+    assert "failed" in (frep / "index.html").read_text()
+    assert json.loads((ROOT / "runs" / "pytest-fail" / "run.json").read_text())["status"] == "failed"
+    assert {p: p.stat().st_mtime_ns for p in (data / "raw").rglob("*.parquet")} == before
+
+
+def test_unknown_parameter_is_refused():
+    r = volregime_cli("run", "--profile", "smoke", "--set", "k_maxx=3", "--no-progress")
+    assert r.returncode == 2 and "unknown parameter(s) k_maxx" in r.stderr
+    r = volregime_cli("run", "--profile", "nosuch", "--no-progress")
+    assert r.returncode == 2 and "profile 'nosuch'" in r.stderr
