@@ -1,0 +1,177 @@
+"""Features: surface measures against a slow reference, tracking the truth, forward differences, edge days."""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from volregime.features import SurfaceFilters, build_features, underlying_frame
+from volregime.ingest import ingest_local
+from volregime.synth import write_exports
+
+
+@pytest.fixture(scope="module")
+def feat(tmp_path_factory, market):
+    d = tmp_path_factory.mktemp("feat")
+    write_exports(market, d / "exp", "parquet")
+    ingest_local(d / "exp", d, None, None, None)
+    build_features(d)
+    return d
+
+
+# ---- a slow, obviously correct reference: plain numpy loops over a few days
+
+def _interp(x1, y1, x2, y2, x):
+    return y1 + (y2 - y1) * (x - x1) / (x2 - x1)
+
+
+def reference_day(rows: pl.DataFrame, close_raw: float, target=30):
+    "ATM IV, 25d put and call IV at `target` days for one secid-day, from raw option rows."
+    per_exp = []
+    for ex in sorted(set(rows["exdate"].to_list())):
+        r = rows.filter(pl.col("exdate") == ex)
+        r = r.filter((pl.col("best_bid") > 0) & pl.col("impl_volatility").is_not_null()
+                     & ((pl.col("exdate") - pl.col("date")).dt.total_days() >= 7)
+                     & (pl.col("delta").abs() >= 0.05) & (pl.col("delta").abs() <= 0.95))
+        if r.is_empty(): continue
+        dte = (ex - r["date"][0]).days
+        fwd = r["forward_price"].to_numpy()
+        fwd = np.where(np.isnan(fwd), close_raw, fwd)
+        K = r["strike_price"].to_numpy() / 1000.0
+        k = np.log(K / fwd)
+        iv, delta, cp = r["impl_volatility"].to_numpy(), r["delta"].to_numpy(), r["cp_flag"].to_list()
+        below = [(k[i], iv[i]) for i in range(len(k)) if cp[i] == "P" and k[i] < 0]
+        above = [(k[i], iv[i]) for i in range(len(k)) if cp[i] == "C" and k[i] >= 0]
+        atm = None
+        if below and above:
+            k1, v1 = max(below); k2, v2 = min(above)
+            atm = v2 if k2 == 0 else _interp(k1, v1, k2, v2, 0.0)
+        def wing(flag, target_delta):
+            pts = sorted((delta[i], iv[i]) for i in range(len(k)) if cp[i] == flag)
+            lo = [p for p in pts if p[0] <= target_delta] if flag == "P" else [p for p in pts if p[0] >= target_delta]
+            hi = [p for p in pts if p[0] > target_delta] if flag == "P" else [p for p in pts if p[0] < target_delta]
+            if not lo or not hi: return None
+            a = max(lo) if flag == "P" else min(lo)
+            b = min(hi) if flag == "P" else max(hi)
+            return _interp(a[0], a[1], b[0], b[1], target_delta)
+        per_exp.append((dte, atm, wing("P", -0.25), wing("C", 0.25)))
+    out = []
+    for j in (1, 2, 3):
+        pts = [(d, p[j]) for d, *rest in per_exp for p in [(d, *rest)] if p[j] is not None]
+        lo = [p for p in pts if p[0] <= target]; hi = [p for p in pts if p[0] > target]
+        if lo and lo[-1][0] == target: out.append(lo[-1][1]); continue
+        if not lo or not hi: out.append(None); continue
+        (d1, s1), (d2, s2) = max(lo), min(hi)
+        T, T1, T2 = target / 365, d1 / 365, d2 / 365
+        out.append(math.sqrt(_interp(T1, s1 ** 2 * T1, T2, s2 ** 2 * T2, T) / T))
+    return out
+
+
+def test_surface_matches_slow_reference(feat):
+    daily = pl.read_parquet(feat / "features" / "daily.parquet")
+    raw = pl.read_parquet(feat / "raw" / "opprcd" / "**" / "*.parquet", hive_partitioning=False)
+    under = underlying_frame(feat / "raw")
+    days = daily.filter(pl.col("atm_iv_30d").is_not_null()).sample(6, seed=1).select("secid", "date")
+    for secid, date in days.iter_rows():
+        rows = raw.filter((pl.col("secid") == secid) & (pl.col("date") == date))
+        close_raw = under.filter((pl.col("secid") == secid) & (pl.col("date") == date))["close_raw"][0]
+        atm, p25, c25 = reference_day(rows, close_raw)
+        got = daily.filter((pl.col("secid") == secid) & (pl.col("date") == date)).row(0, named=True)
+        assert abs(got["atm_iv_30d"] - atm) < 1e-9
+        assert abs(got["skew_25d"] - (p25 - c25)) < 1e-9
+        assert abs(got["curvature_25d"] - ((p25 + c25) / 2 - atm)) < 1e-9
+
+
+def test_atm_iv_tracks_the_true_30_day_atm_vol(tmp_path):
+    from volregime.synth import simulate_market
+    m = simulate_market("2018-01-02", "2019-12-31", ["SPY"], n_contracts=200, seed=5)
+    write_exports(m, tmp_path / "exp", "parquet")
+    ingest_local(tmp_path / "exp", tmp_path, None, None, None)
+    build_features(tmp_path, options=False)
+    d = pl.read_parquet(tmp_path / "features" / "daily.parquet").join(
+        m.truth.rename({"atm_iv_30d": "true"}), on=["date", "secid"]).drop_nulls("atm_iv_30d")
+    assert d.height > 450
+    assert np.corrcoef(d["atm_iv_30d"], d["true"])[0, 1] >= 0.98
+
+
+def test_forward_differences_by_hand(feat):
+    opt = pl.read_parquet(feat / "features" / "options.parquet")
+    sec = pl.read_parquet(feat / "raw" / "dsf.parquet").filter(pl.col("secid") == 107899).sort("date")
+    adj = (sec["prc"].abs() / sec["cfacpr"]).to_numpy()
+    dates = sec["date"].to_list()
+    for i in (0, 10, len(dates) - 5):
+        row = opt.filter((pl.col("secid") == 107899) & (pl.col("date") == dates[i])).row(0, named=True)
+        for n in (1, 2, 3, 5, 8, 13, 21, 34):
+            want = adj[i + n] - adj[i] if i + n < len(adj) else None
+            if want is None: assert row[f"price_diff_{n}d"] is None
+            else: assert abs(row[f"price_diff_{n}d"] - want) < 1e-9
+    # the second ticker splits 2:1 mid-sample: adjusted differences do not jump, moneyness uses the traded price
+    d1 = opt.filter(pl.col("secid") == 107899).group_by("date").agg(pl.col("price_diff_1d").first()).sort("date")["price_diff_1d"].drop_nulls()
+    assert d1.abs().max() < 0.2 * adj.mean()
+    assert opt.filter(pl.col("secid") == 107899)["moneyness"].is_between(0.5, 1.5).all()
+
+
+def test_volume_ma5_is_causal(feat):
+    opt = pl.read_parquet(feat / "features" / "options.parquet").sort("optionid", "date")
+    oid = opt.group_by("optionid").len().sort("len", descending=True)["optionid"][0]
+    o = opt.filter(pl.col("optionid") == oid)
+    v = o["volume"].to_numpy().astype(float)
+    assert abs(o["volume_ma5"][0] - v[0]) < 1e-12
+    assert abs(o["volume_ma5"][1] - v[:2].mean()) < 1e-12
+
+
+def test_edge_days_are_explicit_nulls_with_reasons(tmp_path, market, caplog):
+    write_exports(market, tmp_path / "exp", "parquet")
+    op = pl.read_parquet(tmp_path / "exp" / "opprcd2019.parquet")
+    days = sorted(op["date"].unique().to_list())
+    d_none, d_single, d_noiv = days[5], days[6], days[7]
+    first_exp = op.filter(pl.col("date") == d_single).sort("exdate")["exdate"][-1]
+    op = (op.filter(pl.col("date") != d_none)
+          .filter(~((pl.col("date") == d_single) & (pl.col("exdate") != first_exp)))
+          .with_columns(impl_volatility=pl.when(pl.col("date") == d_noiv).then(None).otherwise(pl.col("impl_volatility"))))
+    op.write_parquet(tmp_path / "exp" / "opprcd2019.parquet")
+    ingest_local(tmp_path / "exp", tmp_path, None, None, None)
+    logging.getLogger("volregime").propagate = True
+    try:
+        with caplog.at_level(logging.WARNING, logger="volregime"):
+            build_features(tmp_path)
+    finally:
+        logging.getLogger("volregime").propagate = False
+    daily = pl.read_parquet(tmp_path / "features" / "daily.parquet").filter(pl.col("secid") == 109820)
+    note = dict(zip(daily["date"].to_list(), daily["surface_note"].to_list()))
+    val = dict(zip(daily["date"].to_list(), daily["atm_iv_30d"].to_list()))
+    assert note[d_none] == "no options" and val[d_none] is None
+    assert note[d_single] == "no expiries bracketing 30 days" and val[d_single] is None
+    assert note[d_noiv] == "all IV missing" and val[d_noiv] is None
+    assert daily.filter(pl.col("surface_note").is_null())["atm_iv_30d"].null_count() == 0
+    assert "no options" in caplog.text and "all IV missing" in caplog.text
+    # and never a silent zero
+    assert (daily["atm_iv_30d"].drop_nulls() > 0).all()
+
+
+def test_vsurfd_only_extract_is_enough_for_daily(tmp_path, market):
+    write_exports(market, tmp_path / "exp", "parquet")
+    for p in (tmp_path / "exp").glob("opprcd*.parquet"): p.unlink()
+    ingest_local(tmp_path / "exp", tmp_path, None, None, None)
+    s = build_features(tmp_path)
+    d = pl.read_parquet(tmp_path / "features" / "daily.parquet")
+    assert s.option_rows == 0 and d["surface_source"].unique().to_list() == ["vsurfd"]
+    assert d["atm_iv_30d"].null_count() == 0 and d["skew_25d"].drop_nulls().min() > 0
+    t = d.join(market.truth.rename({"atm_iv_30d": "true"}), on=["date", "secid"])
+    assert np.corrcoef(t["atm_iv_30d"], t["true"])[0, 1] > 0.98
+
+
+def test_filters_are_counted_and_configurable(feat):
+    from volregime.features import filter_counts
+    op = pl.scan_parquet(feat / "raw" / "opprcd" / "**" / "*.parquet", hive_partitioning=True)
+    on = filter_counts(op, SurfaceFilters())
+    off = filter_counts(op, SurfaceFilters(drop_zero_bid=False, min_dte=0, min_abs_delta=0.0, max_abs_delta=1.0))
+    c = dict(zip(on["filter"], on["rows"]))
+    assert c["zero best bid"] > 0 and c["missing IV"] > 0 and c["dte < 7"] >= 0
+    assert c["rows"] == sum(v for k, v in c.items() if k != "rows")
+    assert dict(zip(off["filter"], off["rows"]))["kept"] > c["kept"]
+    with pytest.raises(ValueError, match="surface_source='nope'"):
+        build_features(feat, surface_source="nope")
