@@ -1,0 +1,129 @@
+"""Stage 05: causality, train-only scaling, folds and embargo, the DM test, save/load round trip."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from volregime.supervised import (ForecastInputError, KerasFit, configure_devices, diebold_mariano, fit_keras, fit_sklearn,
+                                  har_forecast, inner_splits_of, load_family, make_sequences, outer_folds, qlike, save_family)
+
+
+def daily(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    iv = 0.2 + 0.05 * np.sin(np.arange(n) / 15) + rng.normal(0, 0.005, n)
+    return pl.DataFrame({"date": [dt.date(2018, 1, 1) + dt.timedelta(days=i) for i in range(n)],
+                         "atm_iv_30d": iv, "skew_25d": rng.normal(0.05, 0.01, n), "rv_21d": iv * 0.9 + rng.normal(0, 0.01, n)})
+
+
+FEATS = ["atm_iv_30d", "skew_25d", "rv_21d"]
+
+
+def test_no_look_ahead():
+    d = daily()
+    a = make_sequences(d, FEATS, window=10, horizon=5)
+    t = 150  # perturb everything after day t: every sample whose last input day is <= t keeps its inputs
+    d2 = d.with_columns([pl.when(pl.int_range(pl.len()) > t).then(pl.col(c) * 7 + 1).otherwise(pl.col(c)).alias(c) for c in FEATS])
+    b = make_sequences(d2, FEATS, window=10, horizon=5)
+    cut = np.datetime64(d["date"][t], "D")
+    keep = a.dates <= cut
+    assert keep.sum() > 50
+    assert np.array_equal(a.X[keep], b.X[keep])
+    assert np.array_equal(a.har[keep], b.har[keep]) and np.array_equal(a.level_now[keep], b.level_now[keep])
+    # and the targets of sample t are strictly after t
+    i = int(np.flatnonzero(a.dates == cut)[0])
+    assert np.allclose(a.y[i], d["atm_iv_30d"].to_numpy()[t + 1:t + 6])
+
+
+def test_log_target_and_bad_input():
+    d = daily()
+    s = make_sequences(d, FEATS, window=5, horizon=3, transform="log")
+    assert np.allclose(np.exp(s.y[0]), d["atm_iv_30d"].to_numpy()[s.X.shape[1] + 21 - 5 + 1:][:3], atol=1) and s.y.max() < 0
+    with pytest.raises(ForecastInputError, match=r"column\(s\) \['nope'\]"):
+        make_sequences(d, ["nope"])
+    with pytest.raises(ForecastInputError, match="target_transform='sqrt'"):
+        make_sequences(d, FEATS, transform="sqrt")
+
+
+def test_folds_and_embargo():
+    dates = np.arange(np.datetime64("2018-01-01"), np.datetime64("2018-01-01") + 600)
+    H = 5
+    folds = outer_folds(dates, ["2019-01-01", "2018-09-01", "2018-10-01"], H, test_days=60, min_train=200)
+    assert [str(f.anchor) for f in folds] == ["2018-09-01", "2019-01-01"]   # 2018-10-01 would overlap the first test window
+    for f in folds:
+        assert dates[f.test[0]] == f.anchor
+        # the last training sample's targets (t+1..t+H) end an embargo of H days before the test starts
+        assert f.train[-1] + H + H < f.test[0]
+        assert f.train[0] == 0 and len(f.test) == 60
+    assert len(folds[1].train) > len(folds[0].train)                           # expanding window
+    splits = inner_splits_of(300, 3, H)
+    for tr, va in splits:
+        assert tr[-1] + H < va[0]
+
+
+def test_scalers_fit_on_training_rows_only():
+    d = daily(400)
+    s = make_sequences(d, FEATS, window=10, horizon=5)
+    tr = np.arange(200)
+    X = s.X.copy(); X[200:] += 100.0                           # the future is wildly different
+    splits = inner_splits_of(len(tr), 2, 5)
+    gs = fit_sklearn("ridge", X[tr], s.y[tr], splits)
+    scaler = gs.best_estimator_.regressor_.named_steps["scaler"]
+    assert np.allclose(scaler.mean_, X[tr].reshape(len(tr), -1).mean(0))
+    assert np.allclose(gs.best_estimator_.transformer_.data_max_, s.y[tr].max(0))
+    configure_devices("none", True, 0)
+    kf = fit_keras("lstm", X[tr], s.y[tr], dict(units=4, depth=1, dropout=0.0, lr=0.01, window=10), epochs=2, patience=1, gap=5)
+    n_val = max(5, int(0.15 * len(tr)))
+    fit_rows = np.arange(0, len(tr) - n_val - 5)
+    assert np.allclose(kf.feature_scaler.mean_, X[fit_rows].reshape(-1, X.shape[-1]).mean(0))
+    assert np.allclose(kf.target_scaler.data_max_, s.y[fit_rows].max(0))
+
+
+def test_diebold_mariano_against_a_hand_computed_value():
+    e1 = np.array([0.5, -0.3, 0.2, 0.4, -0.1, 0.3, -0.2, 0.1, 0.2, -0.4])
+    e2 = np.array([0.8, -0.6, 0.1, 0.9, -0.5, 0.7, -0.3, 0.4, 0.6, -0.2])
+    h = 2
+    # by hand: loss differential, its mean, the variance with one autocovariance, the HLN factor
+    d = e1 ** 2 - e2 ** 2
+    T = len(d)
+    g0 = sum((x - d.mean()) ** 2 for x in d) / T
+    g1 = sum((d[i] - d.mean()) * (d[i - 1] - d.mean()) for i in range(1, T)) / T
+    dm = d.mean() / math.sqrt((g0 + 2 * g1) / T) * math.sqrt((T + 1 - 2 * h + h * (h - 1) / T) / T)
+    from scipy.stats import t as student
+    p = 2 * (1 - student.cdf(abs(dm), T - 1))
+    got_dm, got_p = diebold_mariano(e1, e2, h)
+    assert abs(got_dm - dm) < 1e-12 and abs(got_p - p) < 1e-12
+    assert got_dm < 0                        # e1 has the smaller losses
+    assert abs(got_dm - (-5.18)) < 0.01      # worked on paper: mean d = -0.232, var = (0.046954 - 2*0.016246)/10, HLN factor sqrt(0.72)
+    assert qlike(np.array([0.2, 0.3]), np.array([0.2, 0.3])) == 0.0
+
+
+def test_har_beats_nothing_it_should_not():
+    d = daily(400)
+    s = make_sequences(d, FEATS, window=5, horizon=3)
+    tr, te = np.arange(250), np.arange(260, 300)
+    f = har_forecast(s, tr, te)
+    assert f.shape == (40, 3) and np.isfinite(f).all()
+
+
+def test_save_and_load_round_trip(tmp_path):
+    d = daily(300)
+    s = make_sequences(d, FEATS, window=10, horizon=5)
+    configure_devices("none", True, 0)
+    kf = fit_keras("lstm", s.X[:200], s.y[:200], dict(units=4, depth=1, dropout=0.0, lr=0.01, window=10), epochs=2, patience=1)
+    m = pl.DataFrame({"model": ["lstm"], "rmse": [0.1]})
+    folder = save_family(tmp_path, "lstm", kf, kf.params, m, m)
+    for f in ("model.keras", "lstm_model.h5", "feature_scaler.pkl", "target_scaler.pkl", "training_history.csv", "metrics.csv", "predictions.csv"):
+        assert (folder / f).exists(), f
+    back = load_family(folder)
+    assert isinstance(back, KerasFit)
+    assert np.allclose(back.predict(s.X[200:210]), kf.predict(s.X[200:210]), atol=1e-6)
+    import keras
+    h5 = keras.models.load_model(folder / "lstm_model.h5")
+    assert np.allclose(h5.predict(np.zeros((2, 10, 3)), verbose=0), kf.model.predict(np.zeros((2, 10, 3)), verbose=0), atol=1e-6)
+    gs = fit_sklearn("ridge", s.X[:200], s.y[:200], inner_splits_of(200, 2, 5))
+    f2 = save_family(tmp_path, "ridge", gs.best_estimator_, gs.best_params_, m, m)
+    assert np.allclose(load_family(f2).predict(s.X[200:205].reshape(5, -1)), gs.predict(s.X[200:205].reshape(5, -1)))
