@@ -1,0 +1,124 @@
+"""Stage 06 against a real PostgreSQL: both paths, filters, downsampling, atomic replace, idempotent append, safety."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from sqlalchemy import create_engine, text
+
+from conftest import volregime_cli
+from volregime import db
+from volregime.db import LoadError, load_results
+
+
+@pytest.fixture(scope="module")
+def regimes_parquet(tmp_path_factory):
+    "Option-level rows in the stage-03 layout over 3 years, uneven rows per day."
+    rng = np.random.default_rng(0)
+    days = [dt.date(2019, 1, 1) + dt.timedelta(days=i) for i in range(0, 3 * 365, 2)]
+    n_per = rng.integers(20, 60, len(days))
+    date = np.repeat(np.array(days, dtype="datetime64[D]"), n_per)
+    n = len(date)
+    df = pl.DataFrame({"Date": date, "SECID": np.full(n, 109820), "optionid": np.arange(n), "Impl_Volatility": rng.uniform(0.1, 0.5, n),
+                       "Delta": rng.uniform(-1, 1, n), "Volume": rng.integers(0, 100, n), "Price_Diff_5d": rng.normal(size=n),
+                       "pca_component_1": rng.normal(size=n), "pca_component_2": rng.normal(size=n), "cluster": rng.integers(0, 4, n),
+                       "not_whitelisted": rng.normal(size=n)})
+    p = tmp_path_factory.mktemp("load") / "regimes.parquet"
+    df.write_parquet(p)
+    return p, df
+
+
+def read(uri, sql):
+    eng = create_engine(uri)
+    with eng.connect() as c:
+        out = c.execute(text(sql)).fetchall()
+    eng.dispose()
+    return out
+
+
+@pytest.mark.parametrize("method,threshold", [("adbc", 1), ("copy", 1), ("adbc", 10**9)])
+def test_both_paths_load_the_whitelist(pg_uri, regimes_parquet, method, threshold):
+    p, df = regimes_parquet
+    s = load_results(p, pg_uri, table=f"t_{method}_{threshold}", schema="vr_test", copy_threshold=threshold, copy_chunksize=5000,
+                     to_sql_chunksize=2000, method=method, progress=False)
+    assert s.method == ("to_sql" if threshold > 1 else method) and s.rows == df.height
+    cols = [r[0] for r in read(pg_uri, f"SELECT column_name FROM information_schema.columns WHERE table_schema='vr_test' "
+                                       f"AND table_name='t_{method}_{threshold}' ORDER BY ordinal_position")]
+    assert cols == ["date", "cluster", "secid", "optionid", "impl_volatility", "delta", "volume", "price_diff_5d",
+                    "pca_component_1", "pca_component_2"]
+    got = read(pg_uri, f"SELECT sum(impl_volatility), count(*), min(date) FROM vr_test.t_{method}_{threshold}")[0]
+    assert abs(got[0] - df["Impl_Volatility"].sum()) < 1e-6 and got[1] == df.height and got[2] == df["Date"].min()
+    ix = [r[0] for r in read(pg_uri, f"SELECT indexname FROM pg_indexes WHERE schemaname='vr_test' AND tablename='t_{method}_{threshold}'")]
+    assert any("date_cluster" in i for i in ix)
+
+
+def test_last_years_and_downsample(pg_uri, regimes_parquet):
+    p, df = regimes_parquet
+    s = load_results(p, pg_uri, table="t_filtered", schema="vr_test", last_years=1, downsample_pct=10, copy_threshold=1, progress=False)
+    last = df["Date"].max()
+    cut = last.replace(year=last.year - 1)
+    per_day_src = df.filter(pl.col("Date") > cut).group_by("Date").len().rename({"Date": "date", "len": "n"})
+    rows = read(pg_uri, "SELECT date, count(*) FROM vr_test.t_filtered GROUP BY date")
+    got = pl.DataFrame(rows, schema=["date", "k"], orient="row")
+    assert got["date"].min() > cut
+    j = per_day_src.join(got, on="date", how="left").with_columns(pl.col("k").fill_null(0))
+    assert (abs(j["k"] - j["n"] * 0.10) <= 1).all(), "within +-1 row of 10% on every day"
+    assert s.rows == j["k"].sum()
+    s2 = load_results(p, pg_uri, table="t_filtered2", schema="vr_test", last_years=1, downsample_pct=10, copy_threshold=1, progress=False)
+    same = read(pg_uri, "SELECT count(*) FROM vr_test.t_filtered a JOIN vr_test.t_filtered2 b USING (optionid)")[0][0]
+    assert same == s.rows == s2.rows, "the same seed samples the same rows"
+
+
+def test_replace_is_atomic_under_a_failure_mid_copy(pg_uri, regimes_parquet):
+    p, df = regimes_parquet
+    load_results(p, pg_uri, table="t_atomic", schema="vr_test", copy_threshold=1, progress=False)
+    before = read(pg_uri, "SELECT count(*), sum(impl_volatility) FROM vr_test.t_atomic")[0]
+    small = df.head(30000)
+    p2 = p.parent / "other.parquet"
+    small.with_columns(pl.col("Impl_Volatility") * 2).write_parquet(p2)
+    db._Fail.after_rows = 10000
+    try:
+        with pytest.raises(RuntimeError, match="injected failure"):
+            load_results(p2, pg_uri, table="t_atomic", schema="vr_test", copy_threshold=1, copy_chunksize=5000, progress=False)
+    finally:
+        db._Fail.after_rows = None
+    assert read(pg_uri, "SELECT count(*), sum(impl_volatility) FROM vr_test.t_atomic")[0] == before
+    assert read(pg_uri, "SELECT to_regclass('vr_test.t_atomic__staging')")[0][0] is None
+
+
+def test_append_is_idempotent(pg_uri, regimes_parquet):
+    p, df = regimes_parquet
+    load_results(p, pg_uri, table="t_append", schema="vr_test", if_exists="append", copy_threshold=1, progress=False)
+    s = load_results(p, pg_uri, table="t_append", schema="vr_test", if_exists="append", copy_threshold=1, progress=False)
+    assert s.rows == 0
+    assert read(pg_uri, "SELECT count(*) FROM vr_test.t_append")[0][0] == df.height
+
+
+def test_injection_and_bad_parquet_are_refused(pg_uri, regimes_parquet, tmp_path):
+    p, df = regimes_parquet
+    with pytest.raises(LoadError, match="table 'x; drop table y' is not a valid SQL identifier"):
+        load_results(p, pg_uri, table="x; drop table y", progress=False)
+    with pytest.raises(LoadError, match="schema 'public\"; --' is not a valid SQL identifier"):
+        load_results(p, pg_uri, schema='public"; --', progress=False)
+    with pytest.raises(LoadError, match="--create-index: column 'nope'"):
+        load_results(p, pg_uri, table="t_ix", create_index="date,nope", progress=False)
+    df.drop("Date").write_parquet(tmp_path / "nodate.parquet")
+    with pytest.raises(LoadError, match="nodate.parquet: no 'date' column"):
+        load_results(tmp_path / "nodate.parquet", pg_uri, progress=False)
+    df.select("Date", "not_whitelisted").write_parquet(tmp_path / "nowl.parquet")
+    with pytest.raises(LoadError, match="none of the whitelisted columns"):
+        load_results(tmp_path / "nowl.parquet", pg_uri, progress=False)
+
+
+def test_cli_load_masks_the_password(pg_uri, regimes_parquet):
+    p, _ = regimes_parquet
+    r = volregime_cli("load", "--parquet", str(p), "--postgres-uri", pg_uri, "--table", "t_cli", "--schema", "vr_test",
+                      "--last-years", "1", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "vr_test.t_cli" in r.stdout
+    r = volregime_cli("load", "--parquet", str(p), "--postgres-uri", "postgresql://u:sekret@127.0.0.1:1/x", "--table", "t", "--no-progress")
+    assert r.returncode == 3 and "cannot reach the database" in r.stderr and "sekret" not in r.stdout + r.stderr
+    r = volregime_cli("load", "--parquet", str(p), "--table", "bad name", "--postgres-uri", pg_uri)
+    assert r.returncode == 2 and "not a valid SQL identifier" in r.stderr
