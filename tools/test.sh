@@ -19,7 +19,7 @@ if [ "$before" != "$after" ]; then
 fi
 
 echo "== nbdev-test (every notebook, fresh kernels)"
-nbdev-test --n-workers 2
+nbdev-test --n-workers 1   # one at a time: parallel first runs on an empty data dir would race to build it
 
 echo "== pytest"
 set +e

@@ -1,0 +1,124 @@
+"""Stage 07 in a real headless Chromium (Debian's), driven by playwright, against Voila and a real PostgreSQL."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import ARTIFACTS, ROOT
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dashboard(pg_uri, tmp_path_factory):
+    "A loaded table, and `volregime dashboard` serving it."
+    from volregime.db import load_results, write_table
+    import pyarrow as pa
+    d = tmp_path_factory.mktemp("dash")
+    rng = np.random.default_rng(0)
+    n = 6000
+    date = np.sort(rng.choice(np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-12-31")), n))
+    cl = rng.integers(0, 3, n)
+    df = pl.DataFrame({"date": date, "secid": 109820, "optionid": np.arange(n), "impl_volatility": 0.1 + 0.1 * cl + rng.normal(0, 0.02, n),
+                       "delta": rng.uniform(-1, 1, n), "volume": rng.integers(0, 500, n),
+                       **{f"pca_component_{i}": rng.normal(cl, 1.0) for i in range(1, 5)}, "cluster": cl})
+    df.write_parquet(d / "rows.parquet")
+    load_results(d / "rows.parquet", pg_uri, table="dash_test", schema="vr_dash", progress=False)
+    days = df.group_by("date").agg([(pl.col("cluster") == i).mean().alias(f"share_{i}") for i in range(3)]).sort("date") \
+             .with_columns(secid=pl.lit(109820, pl.Int64), regime=pl.lit(1, pl.Int64))
+    t = days.to_arrow()
+    write_table(pg_uri, "vr_dash", "regime_daily", iter(t.to_batches()), t.num_rows, "replace", ["date"], progress=False,
+                copy_threshold=10**9)
+    port = free_port()
+    env = dict(os.environ, POSTGRES_URI=pg_uri, SCHEMA="vr_dash", TABLE_NAME="dash_test", LABEL_COL="cluster",
+               API_ROWS_CAP="50000", VOLREGIME_DASHBOARD_DATA=str(d))
+    exe = str(Path(sys.executable).parent / "volregime")
+    proc = subprocess.Popen([exe, "dashboard", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url, timeout=2); break
+        except Exception: time.sleep(0.5)
+    yield url, df
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def page(dashboard):
+    from playwright.sync_api import sync_playwright
+    url, _ = dashboard
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        pg = b.new_page(viewport={"width": 1400, "height": 1600})
+        pg.goto(url, timeout=120_000)
+        pg.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 5 && "
+                             "document.querySelectorAll('.js-plotly-plot')[0].data && document.querySelectorAll('.js-plotly-plot')[0].data.length > 0",
+                             timeout=120_000)
+        yield pg
+        b.close()
+
+
+def plots(pg):
+    return pg.evaluate("""Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => ({
+        n: g.data ? g.data.length : 0, names: g.data ? g.data.map(t => t.name) : [],
+        x: (g.data && g.data[0]) ? Array.from(g.data[0].x).slice(0, 5) : [],
+        xtitle: g.layout && g.layout.xaxis && g.layout.xaxis.title ? g.layout.xaxis.title.text : null}))""")
+
+
+def set_combo(pg, cls, value):
+    box = pg.locator(f".{cls} input")
+    box.fill(value)
+    box.press("Enter")
+
+
+def test_page_loads_with_one_trace_per_cluster(page, dashboard):
+    ps = plots(page)
+    grid = ps[:4]
+    assert all(p["n"] == 3 for p in grid), ps
+    assert grid[0]["names"] == ["0 calm", "1 normal", "2 stressed"]
+    assert grid[0]["xtitle"] == "impl_volatility"
+    assert "6,000" in page.inner_text(".vr-count") and "cap 50,000" in page.inner_text(".vr-count")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+
+def test_changing_x_changes_axis_title_and_data(page):
+    before = plots(page)[0]
+    set_combo(page, "vr-x-0", "delta")
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot')[0].layout.xaxis.title.text === 'delta'", timeout=30_000)
+    after = plots(page)[0]
+    assert after["xtitle"] == "delta" and after["x"] != before["x"]
+    assert all(-1 <= v <= 1 for v in after["x"])
+
+
+def test_cluster_filter_removes_traces(page):
+    page.locator(".widget-select-multiple select").select_option(label=["0 calm", "2 stressed"])
+    page.get_by_role("button", name="apply filters").click()
+    page.wait_for_function("Array.from(document.querySelectorAll('.js-plotly-plot')).slice(0, 4).every(g => g.data && g.data.length === 2)",
+                           timeout=30_000)
+    assert plots(page)[1]["names"] == ["0 calm", "2 stressed"]
+
+
+def test_unknown_column_shows_a_visible_error(page):
+    set_combo(page, "vr-y-1", "no_such_column")
+    page.wait_for_selector(".vr-error", timeout=30_000)
+    text = page.inner_text(".vr-message")
+    assert "unknown column 'no_such_column'" in text and "Traceback" not in page.content()
