@@ -122,3 +122,25 @@ def test_unknown_column_shows_a_visible_error(page):
     page.wait_for_selector(".vr-error", timeout=30_000)
     text = page.inner_text(".vr-message")
     assert "unknown column 'no_such_column'" in text and "Traceback" not in page.content()
+
+
+def test_falls_back_to_parquet_when_the_database_is_down(tmp_path):
+    from volregime.dashboard import DashboardConfig, DataSource, DashboardError, build_app
+    (tmp_path / "regimes").mkdir()
+    import datetime as dt
+    pl.DataFrame({"date": [dt.date(2020, 1, 2)] * 3, "secid": [1] * 3, "cluster": [0, 1, 1],
+                  "impl_volatility": [0.1, 0.3, 0.35], "pca_component_1": [0.0, 1.0, 2.0]}).write_parquet(tmp_path / "regimes" / "labeled_options.parquet")
+    cfg = DashboardConfig(postgres_uri="postgresql://u:pw@127.0.0.1:1/none", data_dir=str(tmp_path))
+    src = DataSource(cfg)
+    assert src.columns()["numeric"] == ["secid", "cluster", "impl_volatility", "pca_component_1"]
+    assert "database unreachable" in src.note and "pw" not in src.note
+    df = src.fetch(["impl_volatility"], clusters=[1])
+    assert df["cluster"].to_list() == [1, 1]
+    with pytest.raises(DashboardError, match="no cluster selected"):
+        src.fetch(["impl_volatility"], clusters=[])
+    with pytest.raises(DashboardError, match="unknown column 'x'"):
+        src.fetch(["x"])
+    # nothing to fall back to: the page is a message, not a traceback
+    root = build_app(postgres_uri="postgresql://u:pw@127.0.0.1:1/none", data_dir=str(tmp_path / "empty"))
+    text = root.children[-1].value
+    assert "database unreachable" in text and "no parquet fallback" in text and "pw@" not in text
