@@ -103,3 +103,15 @@ def test_unknown_parameter_is_refused():
     assert r.returncode == 2 and "unknown parameter(s) k_maxx" in r.stderr
     r = volregime_cli("run", "--profile", "nosuch", "--no-progress")
     assert r.returncode == 2 and "profile 'nosuch'" in r.stderr
+
+
+def test_every_parameter_of_every_stage_is_visible_to_papermill():
+    import re
+    import nbformat
+    from volregime.pipeline import declared_parameters, stage_notebooks
+    nbs = stage_notebooks()
+    assert [p.name[:2] for p in nbs] == ["01", "02", "03", "04", "05", "06"]
+    for nb in nbs:
+        cell = next(c for c in nbformat.read(nb, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        written = {m.group(1) for m in re.finditer(r"^(\w+)\s*:", cell.source, re.M)}
+        assert written == set(declared_parameters(nb)), f"{nb.name}: papermill cannot parse {written - set(declared_parameters(nb))}"
