@@ -61,7 +61,7 @@ try:
         for visit in range(2):
             pg = b.new_page(viewport={"width": 1400, "height": 1400})
             t0 = time.perf_counter()
-            pg.goto(url, timeout=120_000)
+            pg.goto(url, timeout=120_000, wait_until="commit")
             pg.wait_for_function(READY, timeout=120_000, polling=50)
             firsts.append(time.perf_counter() - t0)
             if visit == 0: page = pg
