@@ -33,7 +33,7 @@ from volregime.features import underlying_frame  # noqa: E402
 from volregime.ingest import ingest_local  # noqa: E402
 from volregime.synth import simulate_market, write_exports  # noqa: E402
 for y in range(years):
-    m = simulate_market(f"{2016 + y}-01-04", f"{2016 + y}-12-30", ["SPY", "QQQ"], n_contracts=14_500, seed=y)
+    m = simulate_market(f"{2016 + y}-01-04", f"{2016 + y}-12-30", ["SPY", "QQQ"], n_contracts=9_900, seed=y)
     write_exports(m, tmp / f"exp{y}", "parquet")
     del m
 print(f"generated {years} year(s) of options in {time.perf_counter() - t0:.0f}s")
