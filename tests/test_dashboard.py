@@ -96,6 +96,9 @@ def test_page_loads_with_one_trace_per_cluster(page, dashboard):
     assert grid[0]["names"] == ["0 calm", "1 normal", "2 stressed"]
     assert grid[0]["xtitle"] == "impl_volatility"
     assert "6,000" in page.inner_text(".vr-count") and "cap 50,000" in page.inner_text(".vr-count")
+    # plotly.js reaches the page once, by URL, for every figure (not once per figure in its widget state)
+    res = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+    assert sum("plotly-widget-" in r for r in res) == 1 and not any("jupyterlab-plotly" in r for r in res), res
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 

@@ -90,11 +90,13 @@ def cmd_load(a) -> int:
     return 0
 
 def cmd_dashboard(a) -> int:
+    import os
     import subprocess
-    from volregime.dashboard import voila_command
+    from volregime.dashboard import voila_command, voila_env
     cmd = voila_command(a.port, a.host)
+    env = dict(os.environ, **voila_env())   # plotly.js served once, shared by every figure
     print(f"serving the dashboard on http://{a.host}:{a.port}/ (Ctrl-C to stop)", flush=True)
-    return subprocess.call(cmd)
+    return subprocess.call(cmd, env=env)
 
 # %% ../nbs/09_cli.ipynb #ecbf5fe9
 def build_parser() -> argparse.ArgumentParser:

@@ -16,9 +16,9 @@ import polars as pl
 from .core import get_logger, get_settings, mask_secrets, normalize_uri, resolve_path
 
 # %% auto #0
-__all__ = ['log', 'NUMERIC_TYPES', 'DATETIME_TYPES', 'PALETTE', 'CSS', 'DashboardError', 'DashboardConfig', 'DataSource',
-           'cluster_name', 'scatter_traces', 'fig_timeline', 'cluster_summary_html', 'App', 'build_app',
-           'voila_command']
+__all__ = ['log', 'NUMERIC_TYPES', 'DATETIME_TYPES', 'PALETTE', 'CSS', 'PLOTLY_ESM_ENV', 'DashboardError', 'DashboardConfig',
+           'DataSource', 'cluster_name', 'scatter_traces', 'fig_timeline', 'cluster_summary_html',
+           'figure_widget_class', 'App', 'build_app', 'stage_plotly_bundle', 'voila_env', 'voila_command']
 
 # %% ../nbs/07_dashboard.ipynb #46a13b52
 log = get_logger("dashboard")
@@ -262,6 +262,28 @@ CSS = """<style>
 .vr-summary td, .vr-summary th { padding: 2px 10px; text-align: right; }
 </style>"""
 
+PLOTLY_ESM_ENV = "VOLREGIME_PLOTLY_ESM"
+
+def figure_widget_class():
+    """`go.FigureWidget`, or — when the server published plotly's widget bundle (`PLOTLY_ESM_ENV`, set by
+    `volregime dashboard`) — a subclass whose front-end module is a 3-line loader that imports that one URL.
+    Every plotly 7 FigureWidget otherwise ships the whole 5 MB plotly.js bundle in its own state and the
+    browser evaluates it once per figure; an ES module imported by URL is fetched and evaluated once."""
+    import json
+    import plotly.graph_objects as go
+    url = os.environ.get(PLOTLY_ESM_ENV)
+    if not url: return go.FigureWidget
+    global _FW_CACHE
+    if _FW_CACHE is None or _FW_CACHE[0] != url:
+        shim = ("const cfg = document.getElementById('jupyter-config-data');\n"
+                "const base = cfg ? (JSON.parse(cfg.textContent).baseUrl || '/') : '/';\n"
+                f"const m = await import(new URL(base + {json.dumps(url)}, location.origin).href);\n"
+                "export default m.default;\n")
+        _FW_CACHE = (url, type("FigureWidget", (go.FigureWidget,), {"_esm": shim, "__module__": __name__}))
+    return _FW_CACHE[1]
+
+_FW_CACHE = None
+
 class App:
     "The dashboard: widgets, state and callbacks."
     def __init__(self, source: DataSource | None = None, n_windows: int = 4):
@@ -284,6 +306,8 @@ class App:
         self.apply = W.Button(description="apply filters", button_style="primary")
         self.selectors = W.VBox()
         self.timeline = None
+        self.timeline_box = W.Box()
+        self._reveal_gen = 0
         self.summary = W.HTML()
         self.root = None
         self.live = False
@@ -325,13 +349,30 @@ class App:
             x = W.Combobox(value=x0, options=numeric, description=f"{i + 1}: X", ensure_option=False, layout=W.Layout(width="260px"))
             y = W.Combobox(value=y0, options=numeric, description="Y", ensure_option=False, layout=W.Layout(width="280px"))
             x.add_class(f"vr-x-{i}"); y.add_class(f"vr-y-{i}")
-            fig = go.FigureWidget(layout=dict(height=380, margin=dict(l=55, r=10, t=40, b=45), legend_title="regime"))
+            fig = figure_widget_class()(layout=dict(height=380, margin=dict(l=55, r=10, t=40, b=45), legend_title="regime"))
             win = {"x": x, "y": y, "fig": fig, "i": i}
             x.observe(lambda ch, w=win: self._guard(self.update_window, w, refetch=True) if ch["name"] == "value" else None, names="value")
             y.observe(lambda ch, w=win: self._guard(self.update_window, w, refetch=True) if ch["name"] == "value" else None, names="value")
             self.windows.append(win)
         self.selectors.children = [W.HBox([w["x"], w["y"]]) for w in self.windows]
-        self.grid.children = [w["fig"] for w in self.windows]
+
+    def reveal(self):
+        """Put the first window on the page alone, and the other windows and the timeline once it reports
+        that it is drawn (plotly's front end sends its trace deltas back after the first draw). Every
+        Scattergl figure sets up its own WebGL context: drawing them all at once delays the first plot."""
+        gen = self._reveal_gen = self._reveal_gen + 1
+        first = self.windows[0]["fig"]
+        self.grid.children = [first]
+        def rest():
+            if gen != self._reveal_gen: return   # the windows were rebuilt meanwhile
+            self.grid.children = [w["fig"] for w in self.windows]
+            self.timeline_box.children = [self.timeline] if self.timeline is not None else []
+        if len(self.windows) == 1 and self.timeline is None: return
+        def drawn(ch):
+            if ch["new"] is None: return   # plotly resets the trait after handling it
+            first.unobserve(drawn, names="_js2py_traceDeltas")
+            rest()
+        first.observe(drawn, names="_js2py_traceDeltas")
 
     def update_window(self, w: dict, refetch: bool = False):
         "Redraw one window from the fetched data (fetch again first when a new column is asked for)."
@@ -352,11 +393,13 @@ class App:
             return
         # a new FigureWidget carries its traces in its initial state; traces added to a widget whose
         # view is not connected yet never reach the page (plotly 7's anywidget commands are not queued)
-        w["fig"] = go.FigureWidget(data=traces, layout=dict(
+        w["fig"] = figure_widget_class()(data=traces, layout=dict(
             height=380, margin=dict(l=55, r=10, t=40, b=45), legend_title="regime",
             title=f"window {w['i'] + 1}: {y} against {x}", xaxis_title=x, yaxis_title=y))
         kids = list(self.grid.children)
-        if w["i"] < len(kids): kids[w["i"]] = w["fig"]; self.grid.children = kids
+        if w["i"] < len(kids):
+            kids[w["i"]] = w["fig"]; self.grid.children = kids
+            if self.live and w["i"] == 0 and len(kids) < len(self.windows): self.reveal()   # it was waiting on the old figure
 
     def refresh(self, *_):
         "Fetch with the current filters and redraw everything."
@@ -375,16 +418,17 @@ class App:
         self.clusters.options = [(cluster_name(c, self.k), c) for c in cl]
         self.clusters.value = tuple(cl)
         self.make_windows()
-        self.n_windows.observe(lambda ch: self._guard(lambda: (self.make_windows(), self.refresh())), names="value")
+        self.n_windows.observe(lambda ch: self._guard(lambda: (self.make_windows(), self.refresh(), self.reveal())), names="value")
         self.apply.on_click(lambda b: self._guard(self.refresh))
         self.refresh()
         tl = self.src.timeline()
-        self.timeline = go.FigureWidget(fig_timeline(tl, self.k)) if tl is not None else W.HTML("<i>no daily regimes loaded</i>")
+        self.timeline = figure_widget_class()(fig_timeline(tl, self.k)) if tl is not None else W.HTML("<i>no daily regimes loaded</i>")
         panel = W.VBox([W.HBox([self.n_windows, self.clusters, W.VBox([self.date_from, self.date_to]), self.apply]), self.selectors, self.count, self.msg])
         panel.add_class("vr-sticky")
         self.live = True
         self.root = W.VBox([W.HTML(CSS), W.HTML("<h2>Volatility regimes</h2>"), self.status, panel, self.grid,
-                            W.HTML("<h3>Regime timeline</h3>"), self.timeline, W.HTML("<h3>Clusters</h3>"), self.summary])
+                            W.HTML("<h3>Regime timeline</h3>"), self.timeline_box, W.HTML("<h3>Clusters</h3>"), self.summary])
+        self.reveal()
         return self.root
 
 def build_app(n_windows: int = 4, **config) -> object:
@@ -400,11 +444,37 @@ def build_app(n_windows: int = 4, **config) -> object:
         return W.VBox([W.HTML(CSS), W.HTML("<h2>Volatility regimes</h2>"), W.HTML(f"<span class='vr-error vr-message'>⚠ {html.escape(text)}</span>")])
 
 # %% ../nbs/07_dashboard.ipynb #1de41113
+def _app_notebook(notebook=None) -> Path:
+    return Path(notebook) if notebook else get_settings().root / "nbs" / "app" / "dashboard.ipynb"
+
+def stage_plotly_bundle(notebook: str | Path | None = None) -> str:
+    """Copy plotly's widget bundle (plotly.js with its anywidget front end) to `static/` beside the app
+    notebook, where Voilà's file handler serves it; returns its URL relative to the server's base URL."""
+    import shutil
+    import plotly
+    src = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"   # what plotly.basewidget ships as _esm
+    name = f"plotly-widget-{plotly.__version__}.js"
+    dst = _app_notebook(notebook).parent / "static" / name
+    if not dst.exists() or dst.stat().st_size != src.stat().st_size:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_suffix(".tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    return f"voila/files/static/{name}"
+
+def voila_env(notebook: str | Path | None = None) -> dict:
+    "Environment for the Voilà server (inherited by its kernels): where the shared plotly bundle is served."
+    return {PLOTLY_ESM_ENV: stage_plotly_bundle(notebook)}
+
 def voila_command(port: int = 8866, host: str = "127.0.0.1", notebook: str | Path | None = None, cull_idle_s: int = 600) -> list:
     "The voila command line."
     import sys
-    nb = Path(notebook) if notebook else get_settings().root / "nbs" / "app" / "dashboard.ipynb"
+    nb = _app_notebook(notebook)
     return [sys.executable, "-m", "voila", str(nb), f"--port={port}", f"--Voila.ip={host}", "--no-browser",
             "--strip_sources=True", "--preheat_kernel=True", "--pool_size=1", "--show_tracebacks=False",
             f"--MappingKernelManager.cull_idle_timeout={cull_idle_s}", "--MappingKernelManager.cull_interval=60",
-            "--MappingKernelManager.cull_connected=False"]
+            "--MappingKernelManager.cull_connected=False",
+            # list options one item per flag (the bracketed form is deprecated in traitlets 5)
+            r"--VoilaConfiguration.file_allowlist=.*\.(png|jpg|gif|svg)", r"--VoilaConfiguration.file_allowlist=static/plotly-widget-[0-9.]+\.js",
+            # the page shows widgets only: plotly's mime renderer (a second 4.8 MB copy of plotly.js) is not needed
+            "--VoilaConfiguration.extension_denylist=jupyterlab-plotly"]
