@@ -463,8 +463,12 @@ def stage_plotly_bundle(notebook: str | Path | None = None) -> str:
     return f"voila/files/static/{name}"
 
 def voila_env(notebook: str | Path | None = None) -> dict:
-    "Environment for the Voilà server (inherited by its kernels): where the shared plotly bundle is served."
-    return {PLOTLY_ESM_ENV: stage_plotly_bundle(notebook)}
+    """Environment for the Voilà server (inherited by its kernels): where the shared plotly bundle is served.
+    Where the app's folder is read-only the figures carry plotly.js themselves (slower first plot, same page)."""
+    try: return {PLOTLY_ESM_ENV: stage_plotly_bundle(notebook)}
+    except OSError as e:
+        log.warning(f"dashboard: cannot stage plotly's bundle beside the app ({e}); each figure will carry its own copy")
+        return {}
 
 def voila_command(port: int = 8866, host: str = "127.0.0.1", notebook: str | Path | None = None, cull_idle_s: int = 600) -> list:
     "The voila command line."
