@@ -3,7 +3,8 @@
 2 million rows of the whitelisted columns, loaded by `volregime load` (ADBC binary COPY and
 psycopg2 CSV COPY), by pandas to_sql (on a 100,000-row slice: at its rate 2 million take minutes),
 and by the embedded server's own `psql \\copy` from a CSV of the same rows, all in one run against
-the embedded PostgreSQL. Peak RSS of volregime at 0.5, 1 and 2 million rows shows it flat.
+the embedded PostgreSQL. volregime's COPY runs on two connections at once (`--copy-connections 2`);
+for reference the run also times two `psql \\copy` processes at once on the two halves of the CSV. Peak RSS of volregime at 0.5, 1 and 2 million rows shows it flat.
 Targets: >= 1.5x the psql \\copy rate and >= 20x to_sql's.
 
     python bench/load.py [--rows 2000000]
@@ -79,11 +80,24 @@ t0 = time.perf_counter()
 run_psql(f"\\copy bench_psql FROM '{csv}' WITH (FORMAT csv)")
 psql_s = time.perf_counter() - t0
 psql_rate = n / psql_s
+# for reference: psql \copy as two processes at once on the two halves of the CSV (what volregime's two COPY streams do)
+half = n // 2
+lines = csv.read_text().splitlines(keepends=True)
+(tmp / "a.csv").write_text("".join(lines[:half])); (tmp / "b.csv").write_text("".join(lines[half:]))
+del lines
+for f in ("a.csv", "b.csv"): os.chmod(tmp / f, 0o644)
+run_psql("TRUNCATE bench_psql")
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+t0 = time.perf_counter()
+with ThreadPoolExecutor(2) as ex:
+    list(ex.map(lambda f: run_psql(f"\\copy bench_psql FROM '{tmp / f}' WITH (FORMAT csv)"), ["a.csv", "b.csv"]))
+psql2_s = time.perf_counter() - t0
 
 print(f"\nloading {n:,} rows into the embedded PostgreSQL")
 for m, r in res.items():
     print(f"  volregime load ({m:>4}): {r['seconds']:7.1f} s  {r['rows_per_s']:>10,.0f} rows/s  peak RSS {r['peak_rss_mib']:6.0f} MiB")
 print(f"  psql \\copy from CSV:   {psql_s:7.1f} s  {psql_rate:>10,.0f} rows/s")
+print(f"  (two psql \\copy at once: {psql2_s:7.1f} s  {n / psql2_s:>10,.0f} rows/s)")
 print(f"  pandas to_sql ({slice_rows:,}-row slice): {to_sql['seconds']:7.1f} s  {to_sql['rows_per_s']:>10,.0f} rows/s  peak RSS {to_sql['peak_rss_mib']:6.0f} MiB")
 best = max(res.values(), key=lambda r: r["rows_per_s"])
 print(f"  ratio best volregime / psql \\copy: {best['rows_per_s'] / psql_rate:.2f}x; / to_sql: {best['rows_per_s'] / to_sql['rows_per_s']:.1f}x")

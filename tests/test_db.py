@@ -38,11 +38,11 @@ def read(uri, sql):
     return out
 
 
-@pytest.mark.parametrize("method,threshold", [("adbc", 1), ("copy", 1), ("adbc", 10**9)])
-def test_both_paths_load_the_whitelist(pg_uri, regimes_parquet, method, threshold):
+@pytest.mark.parametrize("method,threshold,conns", [("adbc", 1, 2), ("adbc", 1, 3), ("copy", 1, 2), ("copy", 1, 1), ("adbc", 10**9, 2)])
+def test_both_paths_load_the_whitelist(pg_uri, regimes_parquet, method, threshold, conns):
     p, df = regimes_parquet
     s = load_results(p, pg_uri, table=f"t_{method}_{threshold}", schema="vr_test", copy_threshold=threshold, copy_chunksize=5000,
-                     to_sql_chunksize=2000, method=method, progress=False)
+                     to_sql_chunksize=2000, method=method, progress=False, copy_connections=conns)
     assert s.method == ("to_sql" if threshold > 1 else method) and s.rows == df.height
     cols = [r[0] for r in read(pg_uri, f"SELECT column_name FROM information_schema.columns WHERE table_schema='vr_test' "
                                        f"AND table_name='t_{method}_{threshold}' ORDER BY ordinal_position")]
@@ -97,6 +97,8 @@ def test_append_is_idempotent(pg_uri, regimes_parquet):
 
 
 def test_injection_and_bad_parquet_are_refused(pg_uri, regimes_parquet, tmp_path):
+    with pytest.raises(LoadError, match="--copy-connections 0"):
+        load_results(regimes_parquet[0], pg_uri, table="t_conn", schema="vr_test", copy_threshold=1, copy_connections=0, progress=False)
     p, df = regimes_parquet
     with pytest.raises(LoadError, match="table 'x; drop table y' is not a valid SQL identifier"):
         load_results(p, pg_uri, table="x; drop table y", progress=False)

@@ -82,7 +82,8 @@ def cmd_load(a) -> int:
     settings = get_settings({"postgres_uri": a.postgres_uri, "schema": a.schema, "table_name": a.table})
     s = load_results(a.parquet, settings.postgres_uri or None, settings.table_name, settings.schema, a.if_exists, a.create_index,
                      a.last_years or 0, a.downsample_pct or 0.0, a.copy_threshold, a.copy_chunksize, a.to_sql_chunksize,
-                     a.seed, a.data or settings.data_dir, a.method, progress=not a.no_progress)
+                     a.seed, a.data or settings.data_dir, a.method, progress=not a.no_progress,
+                     copy_connections=a.copy_connections)
     print(f"{s.table}: {s.rows:,} rows via {s.method} in {s.seconds:.1f}s ({s.rows_per_s:,.0f} rows/s)")
     if a.daily:
         dsum = load_daily(a.data or settings.data_dir, settings.postgres_uri or None, settings.schema)
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--copy-chunksize", type=int, default=200_000, help="rows per COPY chunk")
     ld.add_argument("--to-sql-chunksize", type=int, default=50_000, help="rows per to_sql chunk")
     ld.add_argument("--method", default="adbc", choices=["adbc", "copy"], help="COPY path: ADBC binary COPY or psycopg2 CSV COPY")
+    ld.add_argument("--copy-connections", type=int, default=2, help="COPY streams at once, each on its own connection")
     ld.add_argument("--seed", type=int, default=0, help="downsample seed")
     ld.add_argument("--data", help="data dir holding the stage outputs (default: settings data_dir)")
     ld.add_argument("--daily", action="store_true", help="also load regimes/daily.parquet into regime_daily")

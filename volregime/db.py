@@ -141,13 +141,20 @@ class _Fail:
 
 def write_table(uri: str, schema: str, table: str, batches, total_rows: int, if_exists: str = "replace",
                 index_cols: list | None = None, key_cols: list | None = None, copy_threshold: int = 500_000,
-                copy_chunksize: int = 200_000, to_sql_chunksize: int = 50_000, method: str = "adbc", progress: bool = True) -> LoadSummary:
-    "Stream batches into schema.table through a staging table; atomic replace or idempotent append."
+                copy_chunksize: int = 200_000, to_sql_chunksize: int = 50_000, method: str = "adbc", progress: bool = True,
+                copy_connections: int = 2) -> LoadSummary:
+    """Stream batches into schema.table through a staging table; atomic replace or idempotent append.
+    COPY chunks go through `copy_connections` connections at once: one COPY stream keeps one server backend
+    and the client taking turns; two overlap them (about 2x on 2 cores)."""
+    import collections
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
     import psycopg2
     from tqdm.auto import tqdm
     if if_exists not in ("replace", "append"): raise LoadError(f"--if-exists {if_exists!r}: expected replace or append")
     check_ident(schema, "schema"); check_ident(table, "table")
     for c in (index_cols or []) + (key_cols or []): check_ident(c, "index column")
+    if int(copy_connections) < 1: raise LoadError(f"--copy-connections {copy_connections!r}: expected an integer >= 1")
     t0 = time.perf_counter()
     staging = f"{table}__staging"[:63]
     path = ("adbc" if method == "adbc" else "copy") if total_rows >= copy_threshold else "to_sql"
@@ -156,36 +163,48 @@ def write_table(uri: str, schema: str, table: str, batches, total_rows: int, if_
     conn = psycopg2.connect(dsn)
     conn.autocommit = False
     written, first = 0, True
-    adbc = None
+    workers = int(copy_connections) if path != "to_sql" else 1
+    pool, opened, inflight = queue.Queue(), [], collections.deque()
+    ex = ThreadPoolExecutor(workers, thread_name_prefix="volregime-copy") if path != "to_sql" else None
     bar = tqdm(total=total_rows, unit="rows", unit_scale=True, desc=f"load {schema}.{table} ({path})", disable=not progress)
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
             cur.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(staging)}")
         conn.commit()
-        if path == "adbc":
-            import adbc_driver_postgresql.dbapi as adbc_dbapi
-            adbc = adbc_dbapi.connect(dsn)
+        if path == "adbc": import adbc_driver_postgresql.dbapi as adbc_dbapi
+        for _ in range(workers if path != "to_sql" else 0):
+            cn = adbc_dbapi.connect(dsn) if path == "adbc" else psycopg2.connect(dsn)
+            opened.append(cn); pool.put(cn)
         pending = []
-        def flush(tab):
+        def ingest(tab):   # in a worker thread, on a connection of its own (ADBC and psycopg2 release the GIL)
+            cn = pool.get()
+            try:
+                if path == "adbc":
+                    with cn.cursor() as c: c.adbc_ingest(staging, tab, mode="append", db_schema_name=schema)
+                else:
+                    for b in tab.to_batches(): _copy_psycopg2(cn, schema, staging, b)
+                cn.commit()
+            finally: pool.put(cn)
+            return tab.num_rows
+        def done(n):
             nonlocal written
-            if path == "adbc":
-                with adbc.cursor() as c: c.adbc_ingest(staging, tab, mode="append", db_schema_name=schema)
-                adbc.commit()
-            elif path == "copy":
-                for b in tab.to_batches(): _copy_psycopg2(conn, schema, staging, b)
-                conn.commit()
+            written += n
+            bar.update(n)
+            bar.set_postfix_str(f"{written / max(time.perf_counter() - t0, 1e-9):,.0f} rows/s")
+            if _Fail.after_rows is not None and written >= _Fail.after_rows:
+                raise RuntimeError(f"injected failure after {written} rows")
+        def flush(tab):
+            if path != "to_sql":   # at most `workers` chunks in flight: memory stays bounded
+                while len(inflight) >= workers: done(inflight.popleft().result())
+                inflight.append(ex.submit(ingest, tab))
             else:
                 df = tab.to_pandas()
                 from sqlalchemy import create_engine
                 eng = create_engine(uri)
                 df.to_sql(staging, eng, schema=schema, if_exists="append", index=False, chunksize=to_sql_chunksize, method=_insert_values)
                 eng.dispose()
-            written += tab.num_rows
-            bar.update(tab.num_rows)
-            bar.set_postfix_str(f"{written / max(time.perf_counter() - t0, 1e-9):,.0f} rows/s")
-            if _Fail.after_rows is not None and written >= _Fail.after_rows:
-                raise RuntimeError(f"injected failure after {written} rows")
+                done(tab.num_rows)
         n_pending = 0
         for b in batches:
             if first:
@@ -196,6 +215,7 @@ def write_table(uri: str, schema: str, table: str, batches, total_rows: int, if_
             if n_pending >= chunk:
                 flush(pa.Table.from_batches(pending)); pending, n_pending = [], 0
         if pending: flush(pa.Table.from_batches(pending))
+        while inflight: done(inflight.popleft().result())
         if first: raise LoadError("no rows to load after the filters")
         with conn.cursor() as cur:
             key = [c for c in (key_cols or []) if c in cols]
@@ -225,6 +245,8 @@ def write_table(uri: str, schema: str, table: str, batches, total_rows: int, if_
                     if new != ix: cur.execute(f"ALTER INDEX {q(schema)}.{q(ix)} RENAME TO {q(new[:63])}")
         conn.commit()
     except BaseException:
+        for f in inflight: f.cancel()
+        if ex is not None: ex.shutdown(wait=True)   # no COPY still running into the staging table we drop
         conn.rollback()
         try:
             with conn.cursor() as cur: cur.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(staging)}")
@@ -233,7 +255,10 @@ def write_table(uri: str, schema: str, table: str, batches, total_rows: int, if_
         raise
     finally:
         bar.close()
-        if adbc is not None: adbc.close()
+        if ex is not None: ex.shutdown(wait=True)
+        for cn in opened:
+            try: cn.close()
+            except Exception: pass
         conn.close()
     return LoadSummary(f"{schema}.{table}", written, time.perf_counter() - t0, path)
 
@@ -260,7 +285,7 @@ def load_results(parquet: str | Path | None = None, postgres_uri: str | None = N
                  schema: str = "public", if_exists: str = "replace", create_index: str = "date,cluster",
                  last_years: int = 0, downsample_pct: float = 0.0, copy_threshold: int = 500_000,
                  copy_chunksize: int = 200_000, to_sql_chunksize: int = 50_000, seed: int = 0, data_dir="data",
-                 method: str = "adbc", progress: bool = True) -> LoadSummary:
+                 method: str = "adbc", progress: bool = True, copy_connections: int = 2) -> LoadSummary:
     "The uploader: whitelisted columns of a parquet file into PostgreSQL, filtered, streamed, atomic."
     check_ident(schema, "schema"); check_ident(table, "table")
     path = Path(parquet) if parquet else default_parquet(data_dir)
@@ -277,7 +302,8 @@ def load_results(parquet: str | Path | None = None, postgres_uri: str | None = N
     key = [c for c in ("date", "secid", "optionid") if c in colmap.values()]
     log.info(f"loading {info['rows']:,} rows of {path.name} into {schema}.{table} at {mask_secrets(uri)}")
     s = write_table(uri, schema, table, stream_batches(path, colmap, keep, copy_chunksize), info["rows"], if_exists, idx,
-                    key if "optionid" in key else None, copy_threshold, copy_chunksize, to_sql_chunksize, method, progress)
+                    key if "optionid" in key else None, copy_threshold, copy_chunksize, to_sql_chunksize, method, progress,
+                    copy_connections)
     s.filters = info
     log.info(f"{s.table}: {s.rows:,} rows via {s.method} in {s.seconds:.1f}s ({s.rows_per_s:,.0f} rows/s)")
     return s
