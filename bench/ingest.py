@@ -1,4 +1,4 @@
-"""Benchmark: one year of an SPY-sized option chain as a WRDS csv.gz export -> canonical parquet.
+"""Benchmark: one year of an SPY-sized option chain (~2 M rows, two underlyings ordered by secid then date, as WRDS exports come) as a WRDS csv.gz export -> canonical parquet.
 
 volregime's local ingest (streamed pyarrow CSV batches, canonical types, sentinels, dedupe, sorted
 Zstd parquet) against a plain pandas read_csv -> to_parquet of the same file, each in a fresh
@@ -25,8 +25,10 @@ tmp = Path(tempfile.mkdtemp(prefix="volregime-bench-ingest-"))
 exp = tmp / "exports"
 t0 = time.perf_counter()
 from volregime.synth import simulate_market, write_exports  # noqa: E402
-n_contracts = max(40, int(a.rows / 251 * 1.55))  # the strike grid lists ~0.65 contracts per requested one
-m = simulate_market("2019-01-02", "2019-12-31", ["SPY"], n_contracts=n_contracts, seed=0)
+# the simulator's strikes sit on a $0.50 grid, so one underlying tops out near 1.4 M rows a year; two
+# (an opprcd2019 export holds every secid) give the ~2 M rows of an SPY-sized year
+n_contracts = max(40, int(a.rows * 0.00228))
+m = simulate_market("2019-01-02", "2019-12-31", ["SPY", "QQQ"], n_contracts=n_contracts, seed=0)
 write_exports(m, exp, "csv.gz")
 rows = m.opprcd.height
 del m
@@ -36,7 +38,7 @@ print(f"generated {rows:,} option rows -> {csv.name} ({csv.stat().st_size / 2**2
 ours = measure(f"""
 from volregime.ingest import ingest_local
 #--
-s = ingest_local({str(exp)!r}, {str(tmp / 'ours')!r}, ["SPY"])
+s = ingest_local({str(exp)!r}, {str(tmp / 'ours')!r}, ["SPY", "QQQ"])
 rows = s.rows["opprcd"]
 """, "volregime ingest_local")
 peer = measure(f"""

@@ -224,3 +224,62 @@ def test_duplicates_dropped_with_logged_count(tmp_path, exports, caplog):
     assert s.duplicates["opprcd"] == 25 and s.rows["opprcd"] == op.height
     assert "dropped 25 duplicate rows" in caplog.text
     assert read_raw(tmp_path / "out")["date"].is_sorted()
+
+
+def test_raw_writer_dedupes_across_batch_boundaries(tmp_path):
+    "Sorted batches whose dates run on from one batch to the next: duplicates inside a batch and across the boundary go."
+    import datetime as dt
+    from volregime.ingest import RawWriter
+    from volregime.schemas import SCHEMAS
+    rng = np.random.default_rng(3)
+    days = np.repeat(np.array([dt.date(2020, 1, 2) + dt.timedelta(days=i) for i in range(6)], dtype="datetime64[D]"), 50)
+    base = pl.DataFrame({"secid": 109820, "date": days, "optionid": np.tile(np.arange(50), 6), "impl_volatility": rng.uniform(0.1, 0.5, 300)})
+    rows = pl.concat([base, base.sample(60, seed=1)]).sort("date", maintain_order=True)   # 60 repeats, sorted by date only
+    full = pl.DataFrame({c: pl.Series(c, [None] * rows.height, dtype=t) for c, t in SCHEMAS["opprcd"].items()}).with_columns(
+        [rows[c].cast(SCHEMAS["opprcd"][c]) for c in rows.columns])
+    w = RawWriter(tmp_path)
+    for lo, hi in [(0, 75), (75, 140), (140, 141), (141, full.height)]:   # boundaries inside a date
+        w.add("opprcd", full.slice(lo, hi - lo))
+    s = w.finalize()
+    got = pl.read_parquet(tmp_path / "opprcd" / "year=2020" / "part-0.parquet")
+    want = full.unique(subset=["secid", "date", "optionid"], keep="first", maintain_order=True)
+    assert s.duplicates["opprcd"] == 60 and got.height == 300
+    assert got.select("date", "optionid", "impl_volatility").equals(want.select("date", "optionid", "impl_volatility"))
+
+
+@pytest.mark.parametrize("order,files", [("secid_then_date", 3), ("secid_split_and_repeated", 1), ("shuffled", 1)])
+def test_raw_writer_handles_secid_ordered_exports(tmp_path, order, files):
+    """A WRDS export of several secids comes ordered by secid, then date: one date-sorted file per secid
+    stretch; stretches that could share keys are merged by date into one file; shuffled input is sorted.
+    Every file is sorted by date and the rows are the input's, deduplicated (keep first)."""
+    import datetime as dt
+    from volregime.ingest import RawWriter
+    from volregime.schemas import SCHEMAS
+    rng = np.random.default_rng(4)
+    days = np.repeat(np.array([dt.date(2021, 3, 1) + dt.timedelta(days=i) for i in range(40)], dtype="datetime64[D]"), 30)
+    one = lambda secid: pl.DataFrame({"secid": secid, "date": days, "optionid": np.tile(np.arange(30), 40) + secid * 1000,
+                                      "impl_volatility": rng.uniform(0.1, 0.5, len(days))})
+    rows = pl.concat([one(s) for s in (101, 202, 303)])
+    rows = pl.concat([rows, rows.sample(200, seed=2)]).sort(["secid", "date"], maintain_order=True)   # 200 repeats
+    if order == "shuffled": rows = rows.sample(fraction=1.0, shuffle=True, seed=5)
+    if order == "secid_split_and_repeated":   # secid 101 again at the end, over dates it already had
+        rows = pl.concat([rows, rows.filter(pl.col("secid") == 101).head(100)])
+    full = pl.DataFrame({c: pl.Series(c, [None] * rows.height, dtype=t) for c, t in SCHEMAS["opprcd"].items()}).with_columns(
+        [rows[c].cast(SCHEMAS["opprcd"][c]) for c in rows.columns])
+    w = RawWriter(tmp_path, row_group_rows=500)
+    for lo in range(0, full.height, 333):
+        w.add("opprcd", full.slice(lo, 333))
+    s = w.finalize()
+    parts = sorted((tmp_path / "opprcd" / "year=2021").glob("*.parquet"))
+    assert len(parts) == files and all(pl.read_parquet(f)["date"].is_sorted() for f in parts)
+    got = pl.concat([pl.read_parquet(f) for f in parts])
+    want = full.unique(subset=["secid", "date", "optionid"], keep="first", maintain_order=True)
+    assert s.duplicates["opprcd"] == full.height - 3600 and got.height == 3600 and s.rows["opprcd"] == 3600
+    key = ["date", "secid", "optionid"]
+    assert got.select(*key, "impl_volatility").sort(key).equals(want.select(*key, "impl_volatility").sort(key))
+    assert pq_rowgroups(parts[0]) > 1
+
+
+def pq_rowgroups(p):
+    import pyarrow.parquet as pq
+    return pq.ParquetFile(p).metadata.num_row_groups
