@@ -1,6 +1,6 @@
 """Benchmark: one year of an SPY-sized option chain (~2 M rows, two underlyings ordered by secid then date, as WRDS exports come) as a WRDS csv.gz export -> canonical parquet.
 
-volregime's local ingest (streamed pyarrow CSV batches, canonical types, sentinels, dedupe, sorted
+volregime's local ingest (ISA-L gunzip in a thread, Polars CSV chunks, canonical types, sentinels, dedupe, sorted
 Zstd parquet) against a plain pandas read_csv -> to_parquet of the same file, each in a fresh
 interpreter. Target: >= 3x pandas' rows/s at <= 1/3 of its peak RSS.
 
