@@ -195,7 +195,7 @@ def fit_sklearn(name: str, X: np.ndarray, y: np.ndarray, splits, random_state=0)
 # %% ../nbs/05_lstm_nested_cv.ipynb #9476eb19
 def configure_devices(gpu_devices: str = "", memory_growth: bool = True, seed: int = 0) -> dict:
     "Visible GPUs, memory growth, deterministic seeds; a test op logs the device it ran on."
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # tf.data graph notes (E-level, harmless) flooded the console
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
     try:
