@@ -24,7 +24,7 @@ from .schemas import KEYS, REQUIRED, SCHEMAS, SENTINEL, SENTINEL_COLUMNS, YEARLY
 from .synth import simulate_market, write_exports
 
 # %% auto #0
-__all__ = ['log', 'EXPORT_RE', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'IngestError', 'discover_exports', 'canonicalize',
+__all__ = ['log', 'EXPORT_RE', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'IngestError', 'discover_exports', 'canonicalize', 'prefetch',
            'read_export', 'IngestSummary', 'RawWriter', 'resolve_secids', 'ingest_local', 'ingest_synthetic',
            'wrds_uri', 'ingest_wrds', 'mirror_to_postgres', 'consolidate_years', 'combine_parquet', 'run_ingest',
            'raw_ready', 'ensure_raw', 'raw_summary', 'atm_term_structure', 'fig_underlying_and_term']
@@ -153,6 +153,31 @@ def _chunks(fh, chunk_bytes: int) -> Iterator[bytes]:
         if isinstance(item, BaseException): raise item
         yield item
     th.join()
+
+def prefetch(items, depth: int = 1) -> Iterator:
+    """Run an iterator in a background thread, `depth` items ahead; its errors are raised here. Parsing the
+    next CSV chunk (Polars releases the GIL) overlaps with deduplicating and writing the current one."""
+    import queue, threading
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop, end = threading.Event(), object()
+    def put(x) -> bool:
+        while not stop.is_set():
+            try: q.put(x, timeout=0.1); return True
+            except queue.Full: pass
+        return False
+    def run():
+        try:
+            for x in items:
+                if not put(x): return
+        except BaseException as e: put(e); return
+        put(end)
+    th = threading.Thread(target=run, daemon=True); th.start()
+    try:
+        while (x := q.get()) is not end:
+            if isinstance(x, BaseException): raise x
+            yield x
+    finally:   # the consumer stopped early (an error, a break): let the producer finish
+        stop.set(); th.join()
 
 _POLARS_ERR = re.compile(r"could not parse `([^`]*)` as dtype `([^`]*)` at column '([^']*)'")
 
@@ -449,7 +474,7 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
                 for year, p in files.get(table, []):
                     if (sy and year and year < sy) or (ey and year and year > ey): continue
                     n = 0
-                    for b in read_export(p, table, batch_rows):
+                    for b in prefetch(read_export(p, table, batch_rows)):
                         if secids is not None: b = b.filter(pl.col("secid").is_in(secids))
                         b = _date_filter(b, start, end)
                         if year is not None and len(b) and (b["date"].dt.year() != year).any():
