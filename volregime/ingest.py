@@ -281,6 +281,7 @@ class RawWriter:
 
     def _new_run(self, key: tuple) -> _Run:
         runs = self.runs.setdefault(key, [])
+        if runs: self._flush(runs[-1])   # the stretch before is complete: nothing of it stays in memory
         p = self.stage / "_parts" / f"{key[0]}-{key[1]}-{len(runs)}.parquet"
         p.parent.mkdir(parents=True, exist_ok=True)
         runs.append(_Run(p))
