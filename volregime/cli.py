@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .core import (embedded_server, embedded_status, embedded_stop, get_logger, get_settings,
+from .core import (embedded_server, embedded_status, embedded_stop, get_settings,
                             mask_secrets, resolve_path, resolve_postgres_uri)
 
 # %% auto #0

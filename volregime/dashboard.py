@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import html
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
-from .core import get_logger, get_settings, mask_secrets, normalize_uri, resolve_path
+from .core import get_logger, get_settings, mask_secrets, resolve_path
 
 # %% auto #0
 __all__ = ['log', 'NUMERIC_TYPES', 'DATETIME_TYPES', 'PALETTE', 'CSS', 'PLOTLY_ESM_ENV', 'DashboardError', 'DashboardConfig',
@@ -339,7 +338,6 @@ class App:
 
     def make_windows(self):
         "(Re)build the grid of figure windows and their selectors."
-        import plotly.graph_objects as go
         W = self.W
         numeric = [c for c in self.src.columns()["numeric"] if c != self.src.cfg.label_col]
         old = {i: (w["x"].value, w["y"].value) for i, w in enumerate(self.windows)}
@@ -381,7 +379,6 @@ class App:
         for c in (x, y):
             if c not in numeric: raise DashboardError(f"unknown column {c!r}; numeric columns: {', '.join(numeric)}")
         if refetch and (x not in self.data.columns or y not in self.data.columns): self.load()
-        import plotly.graph_objects as go
         traces = scatter_traces(self.data, x, y, self.src.cfg.label_col, self.k)
         fig = w["fig"]
         if self.live and [t.name for t in fig.data] == [t.name for t in traces]:
@@ -409,7 +406,6 @@ class App:
 
     def build(self):
         "Assemble the page."
-        import plotly.graph_objects as go
         W = self.W
         self.src.columns()
         self.status.value = f"<small>source: {html.escape(self.src.note)}</small>"

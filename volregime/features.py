@@ -5,14 +5,12 @@
 # %% ../nbs/02_features.ipynb #049146ad
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from .core import atomic_path, get_logger, open_parquet_writer, resolve_path
 

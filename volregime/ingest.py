@@ -15,8 +15,6 @@ from typing import Iterator
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .core import atomic_path, get_logger, mask_secrets, normalize_uri, open_parquet_writer, resolve_path

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from .core import atomic_path, get_logger, resolve_path
+from .core import get_logger, resolve_path
 
 # %% auto #0
 __all__ = ['log', 'SKLEARN_GRIDS', 'BUILDERS', 'ForecastInputError', 'Sequences', 'make_sequences', 'as_sequences', 'Fold',
