@@ -18,6 +18,9 @@ if [ "$before" != "$after" ]; then
   exit 1
 fi
 
+echo "== ruff: no unused imports in the exported package (fix them in the notebooks)"
+ruff check --select F401 --output-format concise volregime/
+
 echo "== nbdev-test (every notebook, fresh kernels)"
 nbdev-test --n-workers 1   # one at a time: parallel first runs on an empty data dir would race to build it
 
