@@ -81,6 +81,16 @@ def test_run_smoke_end_to_end_and_a_failing_stage(tmp_path):
     assert (run_dir / "01_ingest.ipynb").exists()
     page = (rep / "01_ingest.html").read_text()
     assert "Underlying and ATM IV term structure" in page and "def run_ingest" not in page  # no code cells
+    # the report opens offline: plotly.js beside it, not from the CDN, and the figures draw without a network
+    assert "cdn.plot.ly" not in page and (rep / "plotly.min.js").stat().st_size > 1_000_000
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"])
+        pg = b.new_context(offline=True).new_page()
+        pg.goto((rep / "01_ingest.html").as_uri())
+        pg.wait_for_function("Array.from(document.querySelectorAll('.js-plotly-plot')).some(g => g.data && g.data.length > 0)",
+                             timeout=30_000)
+        b.close()
     index = (rep / "index.html").read_text()
     assert "01_ingest" in index and "rows_opprcd" in index
     assert (ROOT / "reports" / "latest").resolve() == rep.resolve()

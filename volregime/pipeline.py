@@ -82,8 +82,22 @@ def render_html(nb_path: str | Path,  # an executed notebook
     exp.register_preprocessor(TagRemovePreprocessor(config=c), enabled=True)
     body, _ = exp.from_notebook_node(nbformat.read(str(nb_path), as_version=4))
     out = Path(out_path); out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(mask_secrets(body), encoding="utf-8")
+    out.write_text(mask_secrets(_local_plotly(body, out.parent)), encoding="utf-8")
     return out
+
+_PLOTLY_CDN = re.compile(r'<script[^>]*\bsrc="https://cdn\.plot\.ly/plotly-[0-9.]+(?:\.min)?\.js"[^>]*></script>')
+_PLOTLY_CDN_MODULE = re.compile(r'<script type="module">import "https://cdn\.plot\.ly/[^"]*"</script>')
+
+def _local_plotly(body: str, folder: Path) -> str:
+    """Point the report's figures at a copy of plotly.js beside it instead of the CDN, so a report opens
+    offline. The copy is the bundle plotly.py ships, once per run folder."""
+    import shutil
+    import plotly
+    if not _PLOTLY_CDN.search(body): return body
+    dst = folder / "plotly.min.js"
+    if not dst.exists(): shutil.copyfile(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", dst)
+    body = _PLOTLY_CDN_MODULE.sub("", body)
+    return _PLOTLY_CDN.sub('<script charset="utf-8" src="plotly.min.js"></script>', body)
 
 def _fmt(v) -> str:
     if isinstance(v, float): return f"{v:.4g}"
