@@ -120,6 +120,16 @@ def test_cluster_filter_removes_traces(page):
     assert plots(page)[1]["names"] == ["0 calm", "2 stressed"]
 
 
+def test_window_count_control_changes_the_grid(page):
+    n_plotted = "Array.from(document.querySelectorAll('.js-plotly-plot')).filter(g => g.data && g.data.length > 0).length"
+    box = page.locator(".widget-text input[type=number]").first
+    for n in (2, 5, 4):   # grid windows plus the timeline
+        box.fill(str(n)); box.press("Enter")
+        page.wait_for_function(f"{n_plotted} === {n + 1}", timeout=60_000)
+    ps = plots(page)
+    assert [p["n"] for p in ps[:4]] == [2, 2, 2, 2] and ps[3]["xtitle"] == "impl_volatility"   # the regime filter still applies
+
+
 def test_unknown_column_shows_a_visible_error(page):
     set_combo(page, "vr-y-1", "no_such_column")
     page.wait_for_selector(".vr-error", timeout=30_000)

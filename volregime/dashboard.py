@@ -399,10 +399,20 @@ class App:
             if self.live and w["i"] == 0 and len(kids) < len(self.windows): self.reveal()   # it was waiting on the old figure
 
     def refresh(self, *_):
-        "Fetch with the current filters and redraw everything."
+        "Fetch with the current filters and redraw everything (a window with a bad column does not stop the others)."
         self.load()
-        for w in self.windows: self.update_window(w)
+        errors = []
+        for w in self.windows:
+            try: self.update_window(w)
+            except DashboardError as e: errors.append(str(e))
         self.summary.value = cluster_summary_html(self.data, self.src.cfg.label_col, self.k) if self.data.height else ""
+        if errors: raise DashboardError(errors[0])
+
+    def rebuild(self, *_):
+        "A new number of windows: new selectors and figures, drawn first window first."
+        self.make_windows()
+        try: self.refresh()
+        finally: self.reveal()
 
     def build(self):
         "Assemble the page."
@@ -414,7 +424,7 @@ class App:
         self.clusters.options = [(cluster_name(c, self.k), c) for c in cl]
         self.clusters.value = tuple(cl)
         self.make_windows()
-        self.n_windows.observe(lambda ch: self._guard(lambda: (self.make_windows(), self.refresh(), self.reveal())), names="value")
+        self.n_windows.observe(lambda ch: self._guard(self.rebuild), names="value")
         self.apply.on_click(lambda b: self._guard(self.refresh))
         self.refresh()
         tl = self.src.timeline()
