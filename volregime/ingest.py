@@ -127,30 +127,23 @@ def _open_binary(path: Path):
         import gzip as _gz
         return _gz.open(path, "rb")
 
+def _blocks(fh, chunk_bytes: int) -> Iterator[bytes]:
+    "Whole-line blocks of a binary stream."
+    carry = b""
+    while True:
+        block = fh.read(chunk_bytes)
+        if not block:
+            if carry.strip(): yield carry
+            return
+        block = carry + block
+        cut = block.rfind(b"\n")
+        if cut < 0: carry = block; continue
+        carry = block[cut + 1:]
+        yield block[:cut + 1]
+
 def _chunks(fh, chunk_bytes: int) -> Iterator[bytes]:
-    "Whole-line chunks of a binary stream, decompressed in a background thread (bounded queue)."
-    import queue, threading
-    q: queue.Queue = queue.Queue(maxsize=1)
-    def produce():
-        carry = b""
-        try:
-            while True:
-                block = fh.read(chunk_bytes)
-                if not block:
-                    if carry.strip(): q.put(carry)
-                    break
-                block = carry + block
-                cut = block.rfind(b"\n")
-                if cut < 0: carry = block; continue
-                carry = block[cut + 1:]
-                q.put(block[:cut + 1])
-        except BaseException as e: q.put(e)
-        q.put(None)
-    th = threading.Thread(target=produce, daemon=True); th.start()
-    while (item := q.get()) is not None:
-        if isinstance(item, BaseException): raise item
-        yield item
-    th.join()
+    "Whole-line chunks of a binary stream, read and decompressed in a background thread (one chunk ahead)."
+    return prefetch(_blocks(fh, chunk_bytes))
 
 def prefetch(items, depth: int = 1) -> Iterator:
     """Run an iterator in a background thread, `depth` items ahead; its errors are raised here. Parsing the
@@ -168,6 +161,8 @@ def prefetch(items, depth: int = 1) -> Iterator:
             for x in items:
                 if not put(x): return
         except BaseException as e: put(e); return
+        finally:
+            if hasattr(items, "close"): items.close()   # a generator stopped early releases what it holds
         put(end)
     th = threading.Thread(target=run, daemon=True); th.start()
     try:
