@@ -324,8 +324,8 @@ class RawWriter:
         t = pl.concat(run.buf).to_arrow()
         run.buf, run.nbuf = [], 0
         if run.writer is None: run.writer = open_parquet_writer(run.path, t.schema)
-        self.pending = [f for f in self.pending if not f.done() or f.result() is not None]
-        self.pending.append(self.pool.submit(run.writer.write_table, t, row_group_size=self.rg))
+        for f in self.pending: f.result()   # one write in flight: a slow disk holds the reader back, not the memory
+        self.pending = [self.pool.submit(run.writer.write_table, t, row_group_size=self.rg)]
 
     def _merge_runs(self, runs: list, keys: list, out: Path) -> None:
         "K-way merge of date-sorted part files by date, deduplicating each window of dates."
