@@ -230,13 +230,11 @@ def test_raw_writer_dedupes_across_batch_boundaries(tmp_path):
     "Sorted batches whose dates run on from one batch to the next: duplicates inside a batch and across the boundary go."
     import datetime as dt
     from volregime.ingest import RawWriter
-    from volregime.schemas import SCHEMAS
     rng = np.random.default_rng(3)
     days = np.repeat(np.array([dt.date(2020, 1, 2) + dt.timedelta(days=i) for i in range(6)], dtype="datetime64[D]"), 50)
     base = pl.DataFrame({"secid": 109820, "date": days, "optionid": np.tile(np.arange(50), 6), "impl_volatility": rng.uniform(0.1, 0.5, 300)})
     rows = pl.concat([base, base.sample(60, seed=1)]).sort("date", maintain_order=True)   # 60 repeats, sorted by date only
-    full = pl.DataFrame({c: pl.Series(c, [None] * rows.height, dtype=t) for c, t in SCHEMAS["opprcd"].items()}).with_columns(
-        [rows[c].cast(SCHEMAS["opprcd"][c]) for c in rows.columns])
+    full = as_opprcd(rows)
     w = RawWriter(tmp_path)
     for lo, hi in [(0, 75), (75, 140), (140, 141), (141, full.height)]:   # boundaries inside a date
         w.add("opprcd", full.slice(lo, hi - lo))
@@ -254,7 +252,6 @@ def test_raw_writer_handles_secid_ordered_exports(tmp_path, order, files):
     Every file is sorted by date and the rows are the input's, deduplicated (keep first)."""
     import datetime as dt
     from volregime.ingest import RawWriter
-    from volregime.schemas import SCHEMAS
     rng = np.random.default_rng(4)
     days = np.repeat(np.array([dt.date(2021, 3, 1) + dt.timedelta(days=i) for i in range(40)], dtype="datetime64[D]"), 30)
     one = lambda secid: pl.DataFrame({"secid": secid, "date": days, "optionid": np.tile(np.arange(30), 40) + secid * 1000,
@@ -264,8 +261,7 @@ def test_raw_writer_handles_secid_ordered_exports(tmp_path, order, files):
     if order == "shuffled": rows = rows.sample(fraction=1.0, shuffle=True, seed=5)
     if order == "secid_split_and_repeated":   # secid 101 again at the end, over dates it already had
         rows = pl.concat([rows, rows.filter(pl.col("secid") == 101).head(100)])
-    full = pl.DataFrame({c: pl.Series(c, [None] * rows.height, dtype=t) for c, t in SCHEMAS["opprcd"].items()}).with_columns(
-        [rows[c].cast(SCHEMAS["opprcd"][c]) for c in rows.columns])
+    full = as_opprcd(rows)
     w = RawWriter(tmp_path, row_group_rows=500)
     for lo in range(0, full.height, 333):
         w.add("opprcd", full.slice(lo, 333))
@@ -278,6 +274,12 @@ def test_raw_writer_handles_secid_ordered_exports(tmp_path, order, files):
     key = ["date", "secid", "optionid"]
     assert got.select(*key, "impl_volatility").sort(key).equals(want.select(*key, "impl_volatility").sort(key))
     assert pq_rowgroups(parts[0]) > 1
+
+
+def as_opprcd(rows):
+    "The rows as a canonical opprcd batch: every column of the schema, the missing ones null."
+    return pl.DataFrame({c: pl.Series(c, [None] * rows.height, dtype=t) for c, t in SCHEMAS["opprcd"].items()}).with_columns(
+        [rows[c].cast(SCHEMAS["opprcd"][c]) for c in rows.columns])
 
 
 def pq_rowgroups(p):

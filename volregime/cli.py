@@ -70,7 +70,7 @@ def cmd_db(a) -> int:
     if a.action == "stop":
         print("stopped" if embedded_stop(settings) else "not running"); return 0
     if a.action == "start":
-        srv = embedded_server(settings)
+        embedded_server(settings)
         print(f"embedded PostgreSQL running; data in {embedded_status(settings)['data_dir']}"); return 0
     if a.action == "uri":
         uri = resolve_postgres_uri(None, settings)

@@ -23,11 +23,11 @@ import yaml
 from dotenv import dotenv_values
 
 # %% auto #0
-__all__ = ['SETTINGS_SPEC', 'RECORDED_PACKAGES', 'project_root', 'resolve_path', 'Settings', 'get_settings', 'mask_secrets',
-           'MaskingFilter', 'get_logger', 'profile_path', 'load_profile', 'parse_set', 'merge_params', 'atomic_path',
-           'file_lock', 'open_parquet_writer', 'record_headline', 'read_headlines', 'normalize_uri', 'libpq_uri',
-           'pg_data_dir', 'embedded_server', 'resolve_postgres_uri', 'embedded_status', 'embedded_stop',
-           'package_versions', 'git_sha', 'regime_names', 'regime_label', 'setup_notebook']
+__all__ = ['SETTINGS_SPEC', 'SQL_IDENT', 'RECORDED_PACKAGES', 'project_root', 'resolve_path', 'Settings', 'get_settings',
+           'mask_secrets', 'MaskingFilter', 'get_logger', 'profile_path', 'load_profile', 'parse_set', 'merge_params',
+           'atomic_path', 'file_lock', 'copy_once', 'open_parquet_writer', 'record_headline', 'read_headlines',
+           'normalize_uri', 'libpq_uri', 'pg_data_dir', 'embedded_server', 'resolve_postgres_uri', 'embedded_status',
+           'embedded_stop', 'package_versions', 'git_sha', 'regime_names', 'regime_label', 'setup_notebook']
 
 # %% ../nbs/00_core.ipynb #7032d162
 def project_root(start: str | Path | None = None  # folder to search upward from; default cwd
@@ -237,6 +237,15 @@ def file_lock(path: str | Path  # lock file to create
         try: yield
         finally: fcntl.flock(fh, fcntl.LOCK_UN)
 
+def copy_once(src: str | Path,  # file to copy
+              dst: str | Path,  # where the copy goes
+              ) -> Path:
+    "Copy `src` to `dst` unless a copy of the same size is there; atomic, so a reader never sees half a file."
+    src, dst = Path(src), Path(dst)
+    if not dst.exists() or dst.stat().st_size != src.stat().st_size:
+        with atomic_path(dst) as tmp: shutil.copyfile(src, tmp)
+    return dst
+
 # %% ../nbs/00_core.ipynb #db2cace4
 def open_parquet_writer(path: str | Path,  # file to create
                         schema,            # pyarrow schema of the batches
@@ -265,6 +274,8 @@ def read_headlines(data_dir: str | Path) -> dict:
     return {p.stem: json.loads(p.read_text()) for p in sorted(d.glob("*.json"))} if d.exists() else {}
 
 # %% ../nbs/00_core.ipynb #f7209738
+SQL_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")   # a safe SQL identifier (the loader and the dashboard quote only these)
+
 def normalize_uri(uri: str  # postgres://, postgresql://, postgresql+driver:// or a libpq socket URI
                   ) -> str:
     "The URI with the `postgresql+psycopg2` scheme SQLAlchemy needs."

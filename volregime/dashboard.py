@@ -5,6 +5,7 @@
 # %% ../nbs/07_dashboard.ipynb #aba35b14
 from __future__ import annotations
 
+import functools
 import html
 import os
 from dataclasses import dataclass
@@ -12,11 +13,11 @@ from pathlib import Path
 
 import polars as pl
 
-from .core import get_logger, get_settings, mask_secrets, resolve_path
+from .core import SQL_IDENT, copy_once, get_logger, get_settings, mask_secrets, resolve_path
 
 # %% auto #0
-__all__ = ['log', 'NUMERIC_TYPES', 'DATETIME_TYPES', 'PALETTE', 'CSS', 'PLOTLY_ESM_ENV', 'DashboardError', 'DashboardConfig',
-           'DataSource', 'cluster_name', 'scatter_traces', 'fig_timeline', 'cluster_summary_html',
+__all__ = ['log', 'NUMERIC_TYPES', 'DATETIME_TYPES', 'PALETTE', 'CSS', 'PLOTLY_ESM_ENV', 'WINDOW_LAYOUT', 'DashboardError',
+           'DashboardConfig', 'DataSource', 'cluster_name', 'scatter_traces', 'fig_timeline', 'cluster_summary_html',
            'figure_widget_class', 'App', 'build_app', 'stage_plotly_bundle', 'voila_env', 'voila_command']
 
 # %% ../nbs/07_dashboard.ipynb #46a13b52
@@ -54,9 +55,12 @@ def _iso(d) -> str:
     return dt.date.fromisoformat(str(d)[:10]).isoformat()
 
 def _ident(name: str, what: str) -> str:
-    import re
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name or ""): raise DashboardError(f"{what} {name!r} is not a valid identifier")
+    if not SQL_IDENT.match(name or ""): raise DashboardError(f"{what} {name!r} is not a valid identifier")
     return '"' + name + '"'
+
+def _error_text(e: Exception) -> str:
+    "What the page shows for an error: ours as written, anything else with its type, secrets masked."
+    return str(e) if isinstance(e, DashboardError) else f"{type(e).__name__}: {mask_secrets(str(e))}"
 
 # %% ../nbs/07_dashboard.ipynb #1b15a1df
 NUMERIC_TYPES = ("double precision", "real", "numeric", "bigint", "integer", "smallint")
@@ -216,12 +220,9 @@ def scatter_traces(df: pl.DataFrame, x: str, y: str, label: str, k: int, webgl_f
     "One trace per cluster."
     import plotly.graph_objects as go
     T = go.Scattergl if df.height >= webgl_from else go.Scatter
-    out = []
-    for c in sorted(df[label].unique().to_list()):
-        s = df.filter(pl.col(label) == c)
-        out.append(T(x=s[x].to_numpy(), y=s[y].to_numpy(), mode="markers", name=cluster_name(c, k),
-                     marker=dict(size=4, opacity=0.6, color=PALETTE[int(c) % len(PALETTE)])))
-    return out
+    parts = df.select(list(dict.fromkeys([label, x, y]))).partition_by(label, as_dict=True)   # one pass, not a filter per cluster
+    return [T(x=parts[(c,)][x].to_numpy(), y=parts[(c,)][y].to_numpy(), mode="markers", name=cluster_name(c, k),
+              marker=dict(size=4, opacity=0.6, color=PALETTE[int(c) % len(PALETTE)])) for c in sorted(p[0] for p in parts)]
 
 def fig_timeline(d: pl.DataFrame, k: int):
     "Daily option-cluster shares (stacked) with the underlying's close."
@@ -268,20 +269,24 @@ def figure_widget_class():
     `volregime dashboard`) — a subclass whose front-end module is a 3-line loader that imports that one URL.
     Every plotly 7 FigureWidget otherwise ships the whole 5 MB plotly.js bundle in its own state and the
     browser evaluates it once per figure; an ES module imported by URL is fetched and evaluated once."""
+    return _figure_widget_class(os.environ.get(PLOTLY_ESM_ENV, ""))
+
+@functools.lru_cache(maxsize=None)
+def _figure_widget_class(url: str):
     import json
     import plotly.graph_objects as go
-    url = os.environ.get(PLOTLY_ESM_ENV)
     if not url: return go.FigureWidget
-    global _FW_CACHE
-    if _FW_CACHE is None or _FW_CACHE[0] != url:
-        shim = ("const cfg = document.getElementById('jupyter-config-data');\n"
-                "const base = cfg ? (JSON.parse(cfg.textContent).baseUrl || '/') : '/';\n"
-                f"const m = await import(new URL(base + {json.dumps(url)}, location.origin).href);\n"
-                "export default m.default;\n")
-        _FW_CACHE = (url, type("FigureWidget", (go.FigureWidget,), {"_esm": shim, "__module__": __name__}))
-    return _FW_CACHE[1]
+    shim = ("const cfg = document.getElementById('jupyter-config-data');\n"
+            "const base = cfg ? (JSON.parse(cfg.textContent).baseUrl || '/') : '/';\n"
+            f"const m = await import(new URL(base + {json.dumps(url)}, location.origin).href);\n"
+            "export default m.default;\n")
+    return type("FigureWidget", (go.FigureWidget,), {"_esm": shim, "__module__": __name__})
 
-_FW_CACHE = None
+WINDOW_LAYOUT = dict(height=380, margin=dict(l=55, r=10, t=40, b=45), legend_title="regime")
+
+def _window_figure(traces=(), **layout):
+    "A grid window's figure: the shared window layout plus `layout`."
+    return figure_widget_class()(data=list(traces), layout={**WINDOW_LAYOUT, **layout})
 
 class App:
     "The dashboard: widgets, state and callbacks."
@@ -316,7 +321,7 @@ class App:
             self.msg.value = ""
             return fn(*a, **kw)
         except Exception as e:
-            text = str(e) if isinstance(e, DashboardError) else f"{type(e).__name__}: {mask_secrets(str(e))}"
+            text = _error_text(e)
             self.msg.value = f"<span class='vr-error'>⚠ {html.escape(text)}</span>"
             log.warning(f"dashboard: {text}")
             return None
@@ -347,10 +352,8 @@ class App:
             x = W.Combobox(value=x0, options=numeric, description=f"{i + 1}: X", ensure_option=False, layout=W.Layout(width="260px"))
             y = W.Combobox(value=y0, options=numeric, description="Y", ensure_option=False, layout=W.Layout(width="280px"))
             x.add_class(f"vr-x-{i}"); y.add_class(f"vr-y-{i}")
-            fig = figure_widget_class()(layout=dict(height=380, margin=dict(l=55, r=10, t=40, b=45), legend_title="regime"))
-            win = {"x": x, "y": y, "fig": fig, "i": i}
-            x.observe(lambda ch, w=win: self._guard(self.update_window, w, refetch=True) if ch["name"] == "value" else None, names="value")
-            y.observe(lambda ch, w=win: self._guard(self.update_window, w, refetch=True) if ch["name"] == "value" else None, names="value")
+            win = {"x": x, "y": y, "fig": _window_figure(), "i": i}
+            for box in (x, y): box.observe(lambda ch, w=win: self._guard(self.update_window, w, refetch=True), names="value")
             self.windows.append(win)
         self.selectors.children = [W.HBox([w["x"], w["y"]]) for w in self.windows]
 
@@ -390,9 +393,7 @@ class App:
             return
         # a new FigureWidget carries its traces in its initial state; traces added to a widget whose
         # view is not connected yet never reach the page (plotly 7's anywidget commands are not queued)
-        w["fig"] = figure_widget_class()(data=traces, layout=dict(
-            height=380, margin=dict(l=55, r=10, t=40, b=45), legend_title="regime",
-            title=f"window {w['i'] + 1}: {y} against {x}", xaxis_title=x, yaxis_title=y))
+        w["fig"] = _window_figure(traces, title=f"window {w['i'] + 1}: {y} against {x}", xaxis_title=x, yaxis_title=y)
         kids = list(self.grid.children)
         if w["i"] < len(kids):
             kids[w["i"]] = w["fig"]; self.grid.children = kids
@@ -446,7 +447,7 @@ def build_app(n_windows: int = 4, **config) -> object:
         root._volregime_app = app
         return root
     except Exception as e:
-        text = str(e) if isinstance(e, DashboardError) else f"{type(e).__name__}: {mask_secrets(str(e))}"
+        text = _error_text(e)
         return W.VBox([W.HTML(CSS), W.HTML("<h2>Volatility regimes</h2>"), W.HTML(f"<span class='vr-error vr-message'>⚠ {html.escape(text)}</span>")])
 
 # %% ../nbs/07_dashboard.ipynb #1de41113
@@ -456,16 +457,10 @@ def _app_notebook(notebook=None) -> Path:
 def stage_plotly_bundle(notebook: str | Path | None = None) -> str:
     """Copy plotly's widget bundle (plotly.js with its anywidget front end) to `static/` beside the app
     notebook, where Voilà's file handler serves it; returns its URL relative to the server's base URL."""
-    import shutil
     import plotly
-    src = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"   # what plotly.basewidget ships as _esm
     name = f"plotly-widget-{plotly.__version__}.js"
-    dst = _app_notebook(notebook).parent / "static" / name
-    if not dst.exists() or dst.stat().st_size != src.stat().st_size:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_suffix(".tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+    copy_once(Path(plotly.__file__).parent / "package_data" / "widgetbundle.js",   # what plotly.basewidget ships as _esm
+              _app_notebook(notebook).parent / "static" / name)
     return f"voila/files/static/{name}"
 
 def voila_env(notebook: str | Path | None = None) -> dict:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import io
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +15,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import atomic_path, get_logger, libpq_uri, mask_secrets, resolve_path, resolve_postgres_uri
+from .core import SQL_IDENT, atomic_path, get_logger, libpq_uri, mask_secrets, resolve_path, resolve_postgres_uri
 
 # %% auto #0
-__all__ = ['log', 'WHITELIST', 'ALWAYS', 'OPTIONAL', 'IDENT', 'PG_TYPES', 'LoadError', 'check_ident', 'q', 'select_columns',
-           'plan_rows', 'stream_batches', 'ddl', 'LoadSummary', 'write_table', 'default_parquet', 'load_results',
-           'load_daily', 'table_report']
+__all__ = ['log', 'WHITELIST', 'ALWAYS', 'OPTIONAL', 'PG_TYPES', 'LoadError', 'check_ident', 'q', 'select_columns', 'plan_rows',
+           'stream_batches', 'ddl', 'LoadSummary', 'write_table', 'default_parquet', 'load_results', 'load_daily',
+           'table_report']
 
 # %% ../nbs/06_postgres_load.ipynb #df905e59
 log = get_logger("db")
@@ -29,14 +28,13 @@ WHITELIST = ("impl_volatility", "delta", "theta", "vega", "moneyness", "volume",
              "price_diff_1d", "price_diff_2d", "price_diff_3d", "price_diff_5d", "price_diff_8d", "price_diff_34d")
 ALWAYS = ("date", "cluster")
 OPTIONAL = ("secid", "optionid", "regime")
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 class LoadError(ValueError):
     "Bad input to the loader: the message names the file, column or identifier."
 
 def check_ident(name: str, what: str = "identifier") -> str:
     "A safe SQL identifier (letters, digits, underscore; not starting with a digit), else LoadError."
-    if not isinstance(name, str) or not IDENT.match(name):
+    if not isinstance(name, str) or not SQL_IDENT.match(name):
         raise LoadError(f"{what} {name!r} is not a valid SQL identifier (letters, digits and _, at most 63, not starting with a digit)")
     return name
 
@@ -156,23 +154,26 @@ def write_table(uri: str, schema: str, table: str, batches, total_rows: int, if_
     if int(copy_connections) < 1: raise LoadError(f"--copy-connections {copy_connections!r}: expected an integer >= 1")
     t0 = time.perf_counter()
     staging = f"{table}__staging"[:63]
+    stg, tgt = f"{q(schema)}.{q(staging)}", f"{q(schema)}.{q(table)}"
     path = ("adbc" if method == "adbc" else "copy") if total_rows >= copy_threshold else "to_sql"
-    chunk = copy_chunksize if path != "to_sql" else to_sql_chunksize
+    copying = path != "to_sql"
+    chunk = copy_chunksize if copying else to_sql_chunksize
     dsn = libpq_uri(uri)
     conn = psycopg2.connect(dsn)
     conn.autocommit = False
     written, first = 0, True
-    workers = int(copy_connections) if path != "to_sql" else 1
+    workers = int(copy_connections) if copying else 1
     pool, opened, inflight = queue.Queue(), [], collections.deque()
-    ex = ThreadPoolExecutor(workers, thread_name_prefix="volregime-copy") if path != "to_sql" else None
+    ex = ThreadPoolExecutor(workers, thread_name_prefix="volregime-copy") if copying else None
+    eng = None   # SQLAlchemy engine of the to_sql path, made once
     bar = tqdm(total=total_rows, unit="rows", unit_scale=True, desc=f"load {schema}.{table} ({path})", disable=not progress)
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
-            cur.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(staging)}")
+            cur.execute(f"DROP TABLE IF EXISTS {stg}")
         conn.commit()
         if path == "adbc": import adbc_driver_postgresql.dbapi as adbc_dbapi
-        for _ in range(workers if path != "to_sql" else 0):
+        for _ in range(workers if copying else 0):
             cn = adbc_dbapi.connect(dsn) if path == "adbc" else psycopg2.connect(dsn)
             opened.append(cn); pool.put(cn)
         pending = []
@@ -194,15 +195,16 @@ def write_table(uri: str, schema: str, table: str, batches, total_rows: int, if_
             if _Fail.after_rows is not None and written >= _Fail.after_rows:
                 raise RuntimeError(f"injected failure after {written} rows")
         def flush(tab):
-            if path != "to_sql":   # at most `workers` chunks in flight: memory stays bounded
+            nonlocal eng
+            if copying:   # at most `workers` chunks in flight: memory stays bounded
                 while len(inflight) >= workers: done(inflight.popleft().result())
                 inflight.append(ex.submit(ingest, tab))
             else:
-                df = tab.to_pandas()
-                from sqlalchemy import create_engine
-                eng = create_engine(uri)
-                df.to_sql(staging, eng, schema=schema, if_exists="append", index=False, chunksize=to_sql_chunksize, method=_insert_values)
-                eng.dispose()
+                if eng is None:
+                    from sqlalchemy import create_engine
+                    eng = create_engine(uri)
+                tab.to_pandas().to_sql(staging, eng, schema=schema, if_exists="append", index=False, chunksize=to_sql_chunksize,
+                                       method=_insert_values)
                 done(tab.num_rows)
         n_pending = 0
         for b in batches:
@@ -219,25 +221,25 @@ def write_table(uri: str, schema: str, table: str, batches, total_rows: int, if_
         with conn.cursor() as cur:
             key = [c for c in (key_cols or []) if c in cols]
             ic = [c for c in (index_cols or []) if c in cols]
-            if ic: cur.execute(f"CREATE INDEX {q(('ix_' + staging + '_' + '_'.join(ic))[:63])} ON {q(schema)}.{q(staging)} ({', '.join(q(c) for c in ic)})")
-            cur.execute("SELECT to_regclass(%s)", (f'{q(schema)}.{q(table)}',))
+            if ic: cur.execute(f"CREATE INDEX {q(('ix_' + staging + '_' + '_'.join(ic))[:63])} ON {stg} ({', '.join(q(c) for c in ic)})")
+            cur.execute("SELECT to_regclass(%s)", (tgt,))
             exists = cur.fetchone()[0] is not None
             if if_exists == "append" and exists:
                 if key:
-                    cur.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {q(('ux_' + table)[:63])} ON {q(schema)}.{q(table)} ({', '.join(q(c) for c in key)})")
+                    cur.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {q(('ux_' + table)[:63])} ON {tgt} ({', '.join(q(c) for c in key)})")
                     conflict = f"ON CONFLICT ({', '.join(q(c) for c in key)}) DO NOTHING"
                 else: conflict = ""
                 collist = ", ".join(q(c) for c in cols)
-                cur.execute(f"INSERT INTO {q(schema)}.{q(table)} ({collist}) SELECT {collist} FROM {q(schema)}.{q(staging)} {conflict}")
+                cur.execute(f"INSERT INTO {tgt} ({collist}) SELECT {collist} FROM {stg} {conflict}")
                 added = cur.rowcount
-                cur.execute(f"DROP TABLE {q(schema)}.{q(staging)}")
+                cur.execute(f"DROP TABLE {stg}")
                 log.info(f"append: {added:,} new rows of {written:,} ({written - added:,} already present on key {key})")
                 written = added
             else:   # replace, or append to a table that does not exist yet: the staging table becomes it
                 if key:
-                    cur.execute(f"CREATE UNIQUE INDEX {q(('ux_' + staging)[:63])} ON {q(schema)}.{q(staging)} ({', '.join(q(c) for c in key)})")
-                cur.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(table)}")
-                cur.execute(f"ALTER TABLE {q(schema)}.{q(staging)} RENAME TO {q(table)}")
+                    cur.execute(f"CREATE UNIQUE INDEX {q(('ux_' + staging)[:63])} ON {stg} ({', '.join(q(c) for c in key)})")
+                cur.execute(f"DROP TABLE IF EXISTS {tgt}")
+                cur.execute(f"ALTER TABLE {stg} RENAME TO {q(table)}")
                 cur.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s", (schema, table))
                 for (ix,) in cur.fetchall():
                     new = ix.replace(staging, table)
@@ -248,13 +250,14 @@ def write_table(uri: str, schema: str, table: str, batches, total_rows: int, if_
         if ex is not None: ex.shutdown(wait=True)   # no COPY still running into the staging table we drop
         conn.rollback()
         try:
-            with conn.cursor() as cur: cur.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(staging)}")
+            with conn.cursor() as cur: cur.execute(f"DROP TABLE IF EXISTS {stg}")
             conn.commit()
         except Exception: pass
         raise
     finally:
         bar.close()
         if ex is not None: ex.shutdown(wait=True)
+        if eng is not None: eng.dispose()
         for cn in opened:
             try: cn.close()
             except Exception: pass
@@ -320,11 +323,12 @@ def table_report(postgres_uri: str | None, schema: str, table: str) -> dict:
     "Rows per year and per cluster, and sample rows, read back from the database."
     from sqlalchemy import create_engine, text
     eng = create_engine(resolve_postgres_uri(postgres_uri))
+    name = f"{q(schema)}.{q(table)}"
     with eng.connect() as c:
-        per_year = pl.DataFrame(c.execute(text(f"SELECT extract(year FROM date)::int AS year, count(*) AS rows FROM {q(schema)}.{q(table)} GROUP BY 1 ORDER BY 1")).fetchall(),
+        per_year = pl.DataFrame(c.execute(text(f"SELECT extract(year FROM date)::int AS year, count(*) AS rows FROM {name} GROUP BY 1 ORDER BY 1")).fetchall(),
                                 schema=["year", "rows"], orient="row")
-        per_cluster = pl.DataFrame(c.execute(text(f"SELECT cluster, count(*) AS rows FROM {q(schema)}.{q(table)} GROUP BY 1 ORDER BY 1")).fetchall(),
+        per_cluster = pl.DataFrame(c.execute(text(f"SELECT cluster, count(*) AS rows FROM {name} GROUP BY 1 ORDER BY 1")).fetchall(),
                                    schema=["cluster", "rows"], orient="row")
-        sample = pl.read_database(f"SELECT * FROM {q(schema)}.{q(table)} LIMIT 5", c)
+        sample = pl.read_database(f"SELECT * FROM {name} LIMIT 5", c)
     eng.dispose()
     return {"per_year": per_year, "per_cluster": per_cluster, "sample": sample}

@@ -176,26 +176,24 @@ _POLARS_ERR = re.compile(r"could not parse `([^`]*)` as dtype `([^`]*)` at colum
 
 def _csv_batches(path: Path, table: str, batch_rows: int, chunk_bytes: int = 8 << 20) -> Iterator[pl.DataFrame]:
     "Stream a csv or csv.gz file as typed frames: decompression overlapped with Polars' parallel parser."
-    with _open_binary(path) as fh: header = fh.readline()
-    if not header.strip(): raise IngestError(f"{path.name}: empty file")
-    names = [h.strip().strip('"') for h in header.decode().rstrip("\r\n").split(",")]
-    schema = SCHEMAS[table]
-    iso = _iso_dates(path, names, schema)
-    types = {}
-    for n in names:
-        dt = schema.get(n.lower())
-        if dt == pl.Date and n in iso: types[n] = pl.Date
-        elif dt is None or dt in (pl.Date, pl.String) or (table == "dsf" and n.lower() == "ret"): types[n] = pl.String
-        else: types[n] = dt
-    if len(set(names)) != len(names): raise IngestError(f"{path.name}: duplicate column names in the header ({', '.join(names)})")
-    ordered = {n: types[n] for n in names}
     with _open_binary(path) as fh:
-        fh.readline()
+        header = fh.readline()
+        if not header.strip(): raise IngestError(f"{path.name}: empty file")
+        names = [h.strip().strip('"') for h in header.decode().rstrip("\r\n").split(",")]
+        if len(set(names)) != len(names): raise IngestError(f"{path.name}: duplicate column names in the header ({', '.join(names)})")
+        schema = SCHEMAS[table]
+        iso = _iso_dates(path, names, schema)
+        types = {}   # in the header's order: the schema of header-less chunks
+        for n in names:
+            dt = schema.get(n.lower())
+            if dt == pl.Date and n in iso: types[n] = pl.Date
+            elif dt is None or dt in (pl.Date, pl.String) or (table == "dsf" and n.lower() == "ret"): types[n] = pl.String
+            else: types[n] = dt
         for chunk in _chunks(fh, chunk_bytes):
             try:
                 # chunks without the header line, typed by the header's names: prepending the header to every
                 # chunk (a copy) made the parse 1.5x slower
-                yield pl.read_csv(chunk, has_header=False, schema=ordered, null_values=["", "NA", "."])
+                yield pl.read_csv(chunk, has_header=False, schema=types, null_values=["", "NA", "."])
             except pl.exceptions.ComputeError as e:
                 m = _POLARS_ERR.search(str(e))
                 if m and m[2].startswith("date"):
@@ -235,6 +233,10 @@ class IngestSummary:
     seconds: float = 0.0
     raw_dir: str = ""
 
+def _first_distinct(df: pl.DataFrame, keys: list) -> pl.DataFrame:
+    "The first row of every key, in order (6x df.unique(maintain_order=True)'s speed)."
+    return df.filter(pl.struct(keys).is_first_distinct())
+
 class _Run:
     "One date-sorted stretch of a table's input, streamed to its own part file, deduplicated on the way."
     def __init__(self, path: Path):
@@ -257,7 +259,6 @@ class RawWriter:
         self.runs: dict[tuple, list] = {}
         self.sorted: dict[tuple, bool] = {}
         self.n_in: dict[tuple, int] = {}
-        self.dups: dict[tuple, int] = {}
         from concurrent.futures import ThreadPoolExecutor
         self.pool = ThreadPoolExecutor(max_workers=1)   # parquet writes overlap with reading the next batch
         self.pending: list = []
@@ -282,7 +283,7 @@ class RawWriter:
 
     def _add(self, key: tuple, df: pl.DataFrame) -> None:
         if key not in self.n_in:
-            self.n_in[key], self.dups[key], self.sorted[key] = 0, 0, "date" in df.columns
+            self.n_in[key], self.sorted[key] = 0, "date" in df.columns
             self._new_run(key)
         self.n_in[key] += len(df)
         if self.sorted[key]:
@@ -292,9 +293,7 @@ class RawWriter:
             else:
                 for lo, hi in zip([0] + back, back + [len(df)]): self._add_sorted(key, df.slice(lo, hi - lo))
                 return
-        run = self.runs[key][-1]
-        run.buf.append(df); run.nbuf += len(df)
-        if run.nbuf >= self.rg: self._flush(run)
+        self._buffer(self.runs[key][-1], df)
 
     def _add_sorted(self, key: tuple, df: pl.DataFrame) -> None:
         keys = list(KEYS[key[0]])
@@ -303,21 +302,22 @@ class RawWriter:
         if run.last is not None and d0 < run.last: run = self._new_run(key)
         if run.first is None: run.first = d0
         if "secid" in df.columns: run.secids.update(df["secid"].unique().to_list())
-        n = len(df)
-        df = df.filter(pl.struct(keys).is_first_distinct())   # keep first, in order (6x df.unique's speed)
+        df = _first_distinct(df, keys)
         prev = run.tail
         if prev is not None and d0 == run.last:                # the stretch goes on with the last batch's date:
             k = int(df["date"].search_sorted(d0, side="right"))   # only that sorted prefix can repeat its rows
             head = df.slice(0, k).join(prev, on=keys, how="anti", maintain_order="left")
             if len(head) < k: df = pl.concat([head, df.slice(k)])
-        self.dups[key] += n - len(df)
         if len(df):
             last = df["date"][-1]
             cur = df.slice(int(df["date"].search_sorted(last, side="left"))).select(keys)
             run.tail = pl.concat([prev, cur]) if (prev is not None and run.last == last) else cur
             run.last = last
-            run.buf.append(df); run.nbuf += len(df)
-            if run.nbuf >= self.rg: self._flush(run)
+            self._buffer(run, df)
+
+    def _buffer(self, run: _Run, df: pl.DataFrame) -> None:
+        run.buf.append(df); run.nbuf += len(df)
+        if run.nbuf >= self.rg: self._flush(run)
 
     def _flush(self, run: _Run) -> None:
         if not run.buf: return
@@ -337,6 +337,8 @@ class RawWriter:
             nonlocal writer
             if writer is None: writer = open_parquet_writer(out, t.schema)
             writer.write_table(t, row_group_size=self.rg)
+        def window(frames):   # rows of whole dates from every run: in date order, deduplicated across runs
+            pend.append(_first_distinct(pl.concat(frames).sort("date", maintain_order=True), keys))
         def pull(i):
             try: b = next(its[i])
             except StopIteration: return False
@@ -352,9 +354,7 @@ class RawWriter:
                     k = int(bufs[i]["date"].search_sorted(frontier, side="left"))
                     if k: parts.append(bufs[i].slice(0, k)); bufs[i] = bufs[i].slice(k)
             if parts:
-                win = pl.concat(parts).sort("date", maintain_order=True)
-                win = win.filter(pl.struct(keys).is_first_distinct())
-                pend.append(win)
+                window(parts)
                 if sum(len(p) for p in pend) >= self.rg:
                     t = pl.concat(pend).to_arrow(); pend = []
                     if fut is not None: fut.result()
@@ -363,7 +363,7 @@ class RawWriter:
                 if not bufs[i].height or bufs[i]["date"][-1] == frontier:
                     if not pull(i): live.remove(i)
         rest = [b for b in bufs if b.height]
-        if rest: pend.append(pl.concat(rest).sort("date", maintain_order=True).filter(pl.struct(keys).is_first_distinct()))
+        if rest: window(rest)
         if fut is not None: fut.result()
         if pend: write(pl.concat(pend).to_arrow())
         if writer is not None: writer.close()
@@ -372,33 +372,31 @@ class RawWriter:
         for runs in self.runs.values():
             for r in runs: self._flush(r)
         for f in self.pending: f.result()
-        for runs in self.runs.values():
-            for r in runs:
-                if r.writer is not None: r.writer.close()
+        self._close_writers()
         s = IngestSummary(raw_dir=str(self.stage))
         for key, runs in sorted(self.runs.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
             table, year = key
             runs = [r for r in runs if r.writer is not None]
+            if not runs: continue
             if table in YEARLY_TABLES: out = self.stage / table / f"year={year}" / "part-0.parquet"
             else: out = self.stage / f"{'link' if table == 'opcrsphist' else table}.parquet"
             out.parent.mkdir(parents=True, exist_ok=True)
             keys = list(KEYS[table])
-            if not runs: continue
+            outs = [out]
             if self.sorted[key] and len(runs) == 1:
                 os.replace(runs[0].path, out)         # streamed in order, deduplicated on the way: already final
             elif self.sorted[key] and table in YEARLY_TABLES and "secid" in keys and not any(
                     a.secids & b.secids and a.first <= b.last and b.first <= a.last
                     for i, a in enumerate(runs) for b in runs[i + 1:]):
-                for i, r in enumerate(runs):          # one sorted file per stretch (no key can be in two of them)
-                    os.replace(r.path, out.with_name(f"part-{i}.parquet"))
+                outs = [out.with_name(f"part-{i}.parquet") for i in range(len(runs))]
+                for r, o in zip(runs, outs): os.replace(r.path, o)   # one sorted file per stretch (no key in two)
             elif self.sorted[key]:
                 self._merge_runs(runs, keys, out)     # a few sorted stretches: merged by date
             else:                                     # out of order: one more pass to dedupe and sort
                 lf = pl.scan_parquet([r.path for r in runs]).unique(subset=keys, keep="first", maintain_order=True)
                 if "date" in SCHEMAS[table]: lf = lf.sort("date", maintain_order=True)
                 lf.sink_parquet(out, compression="zstd", statistics=True, row_group_size=self.rg)
-            n_out = sum(pq.ParquetFile(f).metadata.num_rows for f in out.parent.glob(f"{out.name.split('-')[0]}-*.parquet")) \
-                if table in YEARLY_TABLES else pq.ParquetFile(out).metadata.num_rows
+            n_out = sum(pq.ParquetFile(o).metadata.num_rows for o in outs)
             s.rows[table] = s.rows.get(table, 0) + n_out
             if year is not None: s.years.setdefault(table, {})[year] = n_out
             dropped = self.n_in[key] - n_out
@@ -409,13 +407,17 @@ class RawWriter:
         shutil.rmtree(self.stage / "_parts", ignore_errors=True)
         return s
 
-    def abort(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def _close_writers(self, quiet: bool = False) -> None:
         for runs in self.runs.values():
             for r in runs:
                 try:
                     if r.writer is not None: r.writer.close()
-                except Exception: pass
+                except Exception:
+                    if not quiet: raise
+
+    def abort(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self._close_writers(quiet=True)
 
 # %% ../nbs/01_ingest.ipynb #5eb1dda4
 def _read_all(path: Path, table: str) -> pl.DataFrame:
@@ -588,7 +590,6 @@ def ingest_wrds(data_dir: str | Path = "data",
         p = {"ids": secids, "s": start, "e": end}
         try:
             for table in ("opprcd",) + (("vsurfd",) if vsurfd else ()):
-                cols = ", ".join(SCHEMAS[table])
                 for year in range(sy, ey + 1):
                     name = f"{table}{year}"
                     if not _table_exists(conn, "optionm", name):

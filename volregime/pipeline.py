@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import (Settings, get_logger, get_settings, git_sha, mask_secrets, merge_params,
+from .core import (Settings, copy_once, get_logger, get_settings, git_sha, mask_secrets, merge_params,
                             package_versions, read_headlines, resolve_path)
 
 # %% auto #0
@@ -91,11 +91,9 @@ _PLOTLY_CDN_MODULE = re.compile(r'<script type="module">import "https://cdn\.plo
 def _local_plotly(body: str, folder: Path) -> str:
     """Point the report's figures at a copy of plotly.js beside it instead of the CDN, so a report opens
     offline. The copy is the bundle plotly.py ships, once per run folder."""
-    import shutil
     import plotly
     if not _PLOTLY_CDN.search(body): return body
-    dst = folder / "plotly.min.js"
-    if not dst.exists(): shutil.copyfile(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", dst)
+    copy_once(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", folder / "plotly.min.js")
     body = _PLOTLY_CDN_MODULE.sub("", body)
     return _PLOTLY_CDN.sub('<script charset="utf-8" src="plotly.min.js"></script>', body)
 

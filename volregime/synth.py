@@ -307,7 +307,6 @@ def _vsurfd(dates, secid, S, level, long_run, skew_t, curv_t, spec):
 
 def _model_free_iv(dates, S, level, long_run, skew_t, curv_t, spec, T=30 / 365, m=400):
     "VIX-style 30-day model-free implied volatility (x100) from the smile: 2/T * sum(Q(K)/K^2 dK e^{rT})."
-    n = len(dates)
     atm = atm_term(T, level, long_run, spec.tau)[:, None]
     F = (S * np.exp((RATE - DIVIDEND) * T))[:, None]
     x = np.linspace(-8, 6, m)[None, :]
