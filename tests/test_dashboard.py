@@ -149,6 +149,8 @@ def test_falls_back_to_parquet_when_the_database_is_down(tmp_path):
     assert "database unreachable" in src.note and "pw" not in src.note
     df = src.fetch(["impl_volatility"], clusters=[1])
     assert df["cluster"].to_list() == [1, 1]
+    # the count shown against the cap applies the same filters as the rows (dates included)
+    assert src.count([1]) == 2 and src.count([1], date_from="2020-01-03") == 0 == src.fetch(["impl_volatility"], date_from="2020-01-03").height
     with pytest.raises(DashboardError, match="no cluster selected"):
         src.fetch(["impl_volatility"], clusters=[])
     with pytest.raises(DashboardError, match="unknown column 'x'"):

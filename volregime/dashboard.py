@@ -132,11 +132,15 @@ class DataSource:
             sql = (f"select {', '.join(_ident(c, 'column') for c in cols)} from {self._table()}{where} "
                    f"order by date limit {n} offset {int(offset)}")
             return self._read(sql, params, cols)
-        q = pl.scan_parquet(self.fallback).select(cols)
-        if clusters is not None: q = q.filter(pl.col(label).is_in([int(c) for c in clusters]))
-        if date_from: q = q.filter(pl.col("date") >= pl.lit(str(date_from)).str.to_date())
-        if date_to: q = q.filter(pl.col("date") <= pl.lit(str(date_to)).str.to_date())
-        return q.sort("date").slice(int(offset), n).collect()
+        return self._scan(clusters, date_from, date_to).select(cols).sort("date").slice(int(offset), n).collect()
+
+    def _scan(self, clusters, date_from, date_to) -> pl.LazyFrame:
+        "The parquet fallback with the filters applied (what `_where` is for the database)."
+        q = pl.scan_parquet(self.fallback)
+        if clusters is not None: q = q.filter(pl.col(self.cfg.label_col).is_in([int(c) for c in clusters]))
+        if date_from: q = q.filter(pl.col("date") >= pl.lit(_iso(date_from)).str.to_date())
+        if date_to: q = q.filter(pl.col("date") <= pl.lit(_iso(date_to)).str.to_date())
+        return q
 
     def _table(self) -> str:
         return f"{_ident(self.cfg.schema, 'schema')}.{_ident(self.cfg.table, 'table')}"
@@ -169,15 +173,12 @@ class DataSource:
     def count(self, clusters=None, date_from=None, date_to=None) -> int:
         "Rows matching the filters (before the cap)."
         eng = self._connect()
-        label = self.cfg.label_col
         if eng is not None:
             from sqlalchemy import text
             where, params = self._where(clusters, date_from, date_to)
             with eng.connect() as c:
                 return int(c.execute(text(f"select count(*) from {self._table()}{where}"), params).scalar())
-        q = pl.scan_parquet(self.fallback)
-        if clusters is not None: q = q.filter(pl.col(label).is_in([int(c) for c in clusters]))
-        return int(q.select(pl.len()).collect().item())
+        return int(self._scan(clusters, date_from, date_to).select(pl.len()).collect().item())
 
     def clusters(self) -> list:
         "The distinct labels."
