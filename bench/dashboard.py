@@ -51,12 +51,12 @@ t = daily.to_arrow()
 write_table(uri, "vr_bench", "regime_daily", iter(t.to_batches()), t.num_rows, "replace", ["date"], progress=False)   # the timeline
 # the peer page, built from the same rows with the dashboard's own figure functions
 import json  # noqa: E402
-from volregime.dashboard import fig_timeline, scatter_traces  # noqa: E402
+from volregime.dashboard import WINDOW_LAYOUT, fig_timeline, scatter_traces  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 parts = []
 for i in range(4):
     f = go.Figure(scatter_traces(rows, "impl_volatility", f"pca_component_{i + 1}", "cluster", 4),
-                  layout=dict(height=380, title=f"window {i + 1}", xaxis_title="impl_volatility"))
+                  layout={**WINDOW_LAYOUT, "title": f"window {i + 1}", "xaxis_title": "impl_volatility"})   # the dashboard's windows
     parts.append(f.to_html(full_html=False, include_plotlyjs=(i == 0)))
 parts.append(fig_timeline(daily, 4).to_html(full_html=False, include_plotlyjs=False))
 cols = {c: [rows.filter(pl.col("cluster") == k)[c].to_list() for k in range(4)] for c in ("delta", "moneyness", "impl_volatility")}
