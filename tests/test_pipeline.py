@@ -73,6 +73,8 @@ def test_run_smoke_end_to_end_and_a_failing_stage(tmp_path):
     data = tmp_path / "data"
     r = volregime_cli("run", "--profile", "smoke", "--stages", "01", "--data", str(data), "--run-id", "pytest-ok", "--no-progress")
     assert r.returncode == 0, r.stderr
+    # stage kernels on Unix sockets in a private folder: no localhost TCP ports, no unencrypted-TCP warning
+    assert "without encryption" not in r.stderr
     run_dir, rep = ROOT / "runs" / "pytest-ok", ROOT / "reports" / "pytest-ok"
     rec = json.loads((run_dir / "run.json").read_text())
     assert rec["status"] == "ok" and rec["versions"]["polars"] and "git_sha" in rec

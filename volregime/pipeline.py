@@ -10,6 +10,7 @@ import html
 import json
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,16 @@ def _protect_secrets(params: dict) -> dict:
     return out
 
 # %% ../nbs/08_pipeline.ipynb #db2f638a
+def _kernel_config(folder: Path):
+    """Stage kernels talk to the runner over Unix-domain sockets in a private folder (mode 0700, made by
+    `tempfile`) instead of localhost TCP, which any local user can reach and which ipykernel flags, once per
+    stage, as unencrypted."""
+    from traitlets.config import Config
+    c = Config()
+    c.KernelManager.transport = "ipc"
+    c.KernelManager.ip = str(folder / "k")   # socket files k-1 ... k-5; short paths stay under the 108-byte limit
+    return c
+
 def render_html(nb_path: str | Path,  # an executed notebook
                 out_path: str | Path  # the HTML file to write
                 ) -> Path:
@@ -186,6 +197,7 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
     t_run = time.perf_counter()
     failure = None
     bar = tqdm(nbs, desc="volregime run", unit="stage", disable=not progress)
+    sockets = tempfile.TemporaryDirectory(prefix="volregime-kernels-")
     for nb in bar:
         stage = nb.stem
         bar.set_postfix_str(stage)
@@ -195,7 +207,7 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(str(nb), str(out_nb), parameters=mine, kernel_name=kernel, progress_bar=False,
-                                cwd=str(settings.root), log_output=False)
+                                cwd=str(settings.root), log_output=False, config=_kernel_config(Path(sockets.name)))
             st["status"] = "ok"
         except Exception as e:  # papermill keeps the executed notebook with the error in it
             ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
@@ -209,7 +221,7 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
         record["stages"].append(st)
         log.info(f"{stage}: {st['status']} in {st['seconds']:.1f}s")
         if failure: break
-    bar.close()
+    bar.close(); sockets.cleanup()
     record["status"] = "failed" if failure else "ok"
     record["seconds"] = round(time.perf_counter() - t_run, 2)
     record["headlines"] = read_headlines(data)
