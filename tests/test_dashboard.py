@@ -58,7 +58,8 @@ def dashboard(pg_uri, tmp_path_factory):
         except Exception: time.sleep(0.5)
     yield url, df
     proc.terminate()
-    proc.wait(timeout=20)
+    log = proc.communicate(timeout=20)[0].decode(errors="replace")
+    assert "without encryption" not in log   # the app's kernels on Unix sockets, not localhost TCP
 
 
 @pytest.fixture(scope="module")

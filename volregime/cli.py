@@ -97,6 +97,8 @@ def cmd_dashboard(a) -> int:
     cmd = voila_command(a.port, a.host)
     env = dict(os.environ, **voila_env())   # plotly.js served once, shared by every figure
     print(f"serving the dashboard on http://{a.host}:{a.port}/ (Ctrl-C to stop)", flush=True)
+    if os.name == "posix":   # Voilà takes this process's place: a SIGTERM (a service manager, a test) reaches it
+        os.execve(cmd[0], cmd, env)   # and its kernels; a child left behind a killed parent kept serving
     return subprocess.call(cmd, env=env)
 
 # %% ../nbs/09_cli.ipynb #ecbf5fe9

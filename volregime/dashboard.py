@@ -480,6 +480,8 @@ def voila_command(port: int = 8866, host: str = "127.0.0.1", notebook: str | Pat
             "--strip_sources=True", "--preheat_kernel=True", "--pool_size=1", "--show_tracebacks=False",
             f"--MappingKernelManager.cull_idle_timeout={cull_idle_s}", "--MappingKernelManager.cull_interval=60",
             "--MappingKernelManager.cull_connected=False",
+            # kernels on Unix sockets beside their connection files (Voilà's private temp folder), not localhost TCP
+            "--KernelManager.transport=ipc",
             # list options one item per flag (the bracketed form is deprecated in traitlets 5)
             r"--VoilaConfiguration.file_allowlist=.*\.(png|jpg|gif|svg)", r"--VoilaConfiguration.file_allowlist=static/plotly-widget-[0-9.]+\.js",
             # the page shows widgets only: plotly's mime renderer (a second 4.8 MB copy of plotly.js) is not needed
