@@ -56,14 +56,24 @@ def test_db_uri_and_status_mask_the_password():
 
 
 def test_synth_then_ingest_local_from_the_cli(tmp_path):
-    r = volregime_cli("synth", "--out", str(tmp_path / "exp"), "--format", "csv.gz", "--start", "2019-01-02",
+    r = volregime_cli("synth", "--out", str(tmp_path / "exp"), "--format", "csv.gz", "--start", "2018-12-03",
                       "--end", "2019-02-28", "--n-contracts", "40")
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "exp" / "opprcd2019.csv.gz").exists()
+    assert (tmp_path / "exp" / "opprcd2018.csv.gz").exists() and (tmp_path / "exp" / "opprcd2019.csv.gz").exists()
+    # no --start/--end: every date of the export files
     r = volregime_cli("ingest", "--source", "local", "--path", str(tmp_path / "exp"), "--data", str(tmp_path / "d"),
-                      "--start", "2019-01-02", "--end", "2019-02-28", "--consolidate", str(tmp_path / "hist.parquet"))
+                      "--consolidate", str(tmp_path / "hist.parquet"))
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.splitlines()[0])["rows"]["opprcd"] == pl.read_parquet(tmp_path / "hist.parquet").height
+    hist = pl.read_parquet(tmp_path / "hist.parquet")
+    assert json.loads(r.stdout.splitlines()[0])["rows"]["opprcd"] == hist.height
+    assert str(hist["date"].min()) == "2018-12-03" and str(hist["date"].max()) == "2019-02-28"
+    r = volregime_cli("ingest", "--source", "local", "--path", str(tmp_path / "exp"), "--data", str(tmp_path / "d"),
+                      "--start", "2019-01-02", "--end", "2019-01-31")
+    assert r.returncode == 0, r.stderr
+    days = pl.read_parquet(tmp_path / "d" / "raw" / "secprd.parquet")["date"]
+    assert str(days.min()) == "2019-01-02" and str(days.max()) == "2019-01-31"
+    r = volregime_cli("ingest", "--source", "wrds", "--data", str(tmp_path / "d"))
+    assert r.returncode == 2 and "source=wrds needs start and end" in r.stderr
     r = volregime_cli("ingest", "--source", "local", "--path", str(tmp_path / "nowhere"), "--data", str(tmp_path / "d"))
     assert r.returncode == 2 and "export folder not found" in r.stderr
 

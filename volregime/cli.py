@@ -139,8 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--path", help="folder of WRDS export files (source local)")
     i.add_argument("--data", help="data dir (default: settings data_dir)")
     i.add_argument("--tickers", help="comma-separated underlyings (default SPY for synthetic, all for local)")
-    i.add_argument("--start", default="2019-01-02", help="first date")
-    i.add_argument("--end", default="2019-12-31", help="last date")
+    i.add_argument("--start", help="first date (default: every date of the files for local; 2019-01-02 for synthetic; "
+                                   "required for wrds)")
+    i.add_argument("--end", help="last date (default: every date of the files for local; 2019-12-31 for synthetic; "
+                                 "required for wrds)")
     i.add_argument("--n-contracts", type=int, default=120, help="synthetic: contracts per day")
     i.add_argument("--seed", type=int, default=0, help="synthetic: seed")
     i.add_argument("--wrds-uri", help="source wrds: server URI (default WRDS with PGUSER/PGPASSWORD or ~/.pgpass)")

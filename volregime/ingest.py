@@ -687,17 +687,22 @@ def combine_parquet(inputs: list,                # parquet files or globs
 # %% ../nbs/01_ingest.ipynb #98ebf424
 def run_ingest(source: str = "synthetic",  # "synthetic" | "local" | "wrds"
                data_dir: str | Path = "data",
-               tickers: list | None = None, start: str = "2019-01-02", end: str = "2019-12-31",
+               tickers: list | None = None,
+               start: str | None = None,   # first date; None: every date of the files (local), 2019-01-02 (synthetic)
+               end: str | None = None,     # last date; None: every date of the files (local), 2019-12-31 (synthetic)
                local_path: str = "",       # export folder for source="local"
                wrds_uri: str = "",         # URI for source="wrds" (default: the WRDS server)
                n_contracts: int = 120, seed: int = 0,
                ) -> IngestSummary:
     "Run the ingest stage for one source."
-    if source == "synthetic": return ingest_synthetic(data_dir, start, end, tickers, n_contracts, seed)
+    if source == "synthetic": return ingest_synthetic(data_dir, start or "2019-01-02", end or "2019-12-31", tickers, n_contracts, seed)
     if source == "local":
         if not local_path: raise IngestError("source=local needs local_path (a folder of WRDS export files)")
         return ingest_local(resolve_path(local_path), data_dir, tickers, start, end)
-    if source == "wrds": return ingest_wrds(data_dir, tickers, start, end, uri=wrds_uri or None)
+    if source == "wrds":
+        if not (start and end):   # IvyDB's whole history is hundreds of millions of rows: never pulled by default
+            raise IngestError("source=wrds needs start and end (e.g. --start 2019-01-02 --end 2019-12-31)")
+        return ingest_wrds(data_dir, tickers, start, end, uri=wrds_uri or None)
     raise IngestError(f"source={source!r}: expected 'synthetic', 'local' or 'wrds'")
 
 def raw_ready(data_dir: str | Path = "data") -> bool:
