@@ -31,6 +31,15 @@ def test_profiles_and_overrides():
     assert demo["start"] < p["start"] or demo["end"] > p["end"], "demo spans more than smoke"
 
 
+def test_unquoted_dates_stay_strings(tmp_path):
+    "YAML reads 2019-01-02 as a date, which papermill cannot pass to a stage: --set and --config keep ISO strings."
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("end: 2019-03-29\nn_contracts: 40\n")
+    p = merge_params("smoke", config=cfg, sets=["start=2019-01-02"])
+    assert (p["start"], p["end"], p["n_contracts"]) == ("2019-01-02", "2019-03-29", 40)
+    json.dumps(p)   # what papermill does with them
+
+
 def test_masking_in_logs(capsys):
     log = get_logger("test")
     log.warning("connecting to postgresql+psycopg2://alice:hunter2@db.example:5432/wrds")

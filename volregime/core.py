@@ -24,10 +24,11 @@ from dotenv import dotenv_values
 
 # %% auto #0
 __all__ = ['SETTINGS_SPEC', 'SQL_IDENT', 'RECORDED_PACKAGES', 'project_root', 'resolve_path', 'Settings', 'get_settings',
-           'mask_secrets', 'MaskingFilter', 'get_logger', 'profile_path', 'load_profile', 'parse_set', 'merge_params',
-           'atomic_path', 'file_lock', 'copy_once', 'open_parquet_writer', 'record_headline', 'read_headlines',
-           'normalize_uri', 'libpq_uri', 'pg_data_dir', 'embedded_server', 'resolve_postgres_uri', 'embedded_status',
-           'embedded_stop', 'package_versions', 'git_sha', 'regime_names', 'regime_label', 'setup_notebook']
+           'mask_secrets', 'MaskingFilter', 'get_logger', 'profile_path', 'load_params_yaml', 'load_profile',
+           'parse_set', 'merge_params', 'atomic_path', 'file_lock', 'copy_once', 'open_parquet_writer',
+           'record_headline', 'read_headlines', 'normalize_uri', 'libpq_uri', 'pg_data_dir', 'embedded_server',
+           'resolve_postgres_uri', 'embedded_status', 'embedded_stop', 'package_versions', 'git_sha', 'regime_names',
+           'regime_label', 'setup_notebook']
 
 # %% ../nbs/00_core.ipynb #7032d162
 def project_root(start: str | Path | None = None  # folder to search upward from; default cwd
@@ -165,13 +166,22 @@ def profile_path(name: str,                       # profile name (smoke, demo, f
     if p.suffix in (".yaml", ".yml"): return resolve_path(p, root)
     return resolve_path(Path("params") / f"{name}.yaml", root)
 
+class _ParamLoader(yaml.SafeLoader):
+    "Safe YAML without implicit dates: `start: 2019-01-02` stays the string the stages expect (papermill passes JSON)."
+_ParamLoader.yaml_implicit_resolvers = {ch: [(tag, rx) for tag, rx in rs if tag != "tag:yaml.org,2002:timestamp"]
+                                        for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+def load_params_yaml(text: str):
+    "Parameters from YAML text (profiles, --config files, --set values), dates kept as ISO strings."
+    return yaml.load(text, Loader=_ParamLoader)
+
 def load_profile(name: str, root: str | Path | None = None) -> dict:
     "The parameters of a profile (flat mapping)."
     p = profile_path(name, root)
     if not p.exists():
         known = sorted(q.stem for q in p.parent.glob("*.yaml")) if p.parent.exists() else []
         raise FileNotFoundError(f"profile {name!r}: {p} does not exist (known profiles: {', '.join(known) or 'none'})")
-    data = yaml.safe_load(p.read_text()) or {}
+    data = load_params_yaml(p.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{p}: expected a mapping of parameter: value, got {type(data).__name__}")
     return data
@@ -183,7 +193,7 @@ def parse_set(item: str  # "key=value"; value parsed as YAML
     k, v = item.split("=", 1)
     k = k.strip()
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k): raise ValueError(f"--set {item!r}: {k!r} is not a parameter name")
-    try: val = yaml.safe_load(v) if v.strip() != "" else ""
+    try: val = load_params_yaml(v) if v.strip() != "" else ""
     except yaml.YAMLError: val = v
     return k, val
 
@@ -196,7 +206,7 @@ def merge_params(profile: str = "smoke",       # profile name or YAML path
     if config:
         cp = resolve_path(config, root)
         if not cp.exists(): raise FileNotFoundError(f"--config {config}: file not found")
-        extra = yaml.safe_load(cp.read_text()) or {}
+        extra = load_params_yaml(cp.read_text()) or {}
         if not isinstance(extra, dict): raise ValueError(f"--config {config}: expected a mapping")
         params.update(extra)
     for item in sets or []:
