@@ -134,9 +134,18 @@ class MaskingFilter(logging.Filter):
         return True
 
 class _StderrHandler(logging.StreamHandler):
-    "A handler that writes to whatever sys.stderr is now (notebook kernels and test runners swap it)."
+    """A handler that writes to whatever sys.stderr is now (notebook kernels and test runners swap it). In a
+    notebook kernel, records below WARNING go to its stdout: a stage report shows progress as plain output and
+    only warnings and errors in red. Elsewhere everything goes to stderr (the CLI's stdout carries results)."""
+    level_now = logging.WARNING
+    def emit(self, record):   # called under the handler's lock
+        self.level_now = record.levelno
+        super().emit(record)
     @property
-    def stream(self): return sys.stderr
+    def stream(self):
+        out = sys.stdout
+        if self.level_now < logging.WARNING and type(out).__name__ == "OutStream": return out   # ipykernel's
+        return sys.stderr
     @stream.setter
     def stream(self, value): pass
 

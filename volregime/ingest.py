@@ -761,11 +761,12 @@ def fig_underlying_and_term(secprd: pl.DataFrame, term: pl.DataFrame, secid: int
     s, t = secprd.filter(pl.col("secid") == secid), term.filter(pl.col("secid") == secid)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=(f"Underlying close (secid {secid})", "ATM implied volatility by days to expiry"))
-    fig.add_trace(go.Scatter(x=s["date"], y=s["close"], name="close ($)", line=dict(width=1)), 1, 1)
+    close = s["close"] / s["cfadj"].fill_null(1.0) if "cfadj" in s.columns else s["close"]   # splits do not show as crashes
+    fig.add_trace(go.Scatter(x=s["date"], y=close, name="close ($, split-adjusted)", line=dict(width=1)), 1, 1)
     for b in t["bucket"].unique().sort():
         tb = t.filter(pl.col("bucket") == b)
         fig.add_trace(go.Scatter(x=tb["date"], y=tb["atm_iv"], name=f"~{b}d ATM IV", line=dict(width=1)), 2, 1)
-    fig.update_yaxes(title_text="close ($)", row=1, col=1)
+    fig.update_yaxes(title_text="close ($, split-adjusted)", row=1, col=1)
     fig.update_yaxes(title_text="implied vol (annualised)", tickformat=".0%", row=2, col=1)
     fig.update_xaxes(title_text="date", row=2, col=1)
     fig.update_layout(height=600, title="Underlying and ATM IV term structure", legend_title="series")
