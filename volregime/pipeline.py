@@ -198,30 +198,36 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
     failure = None
     bar = tqdm(nbs, desc="volregime run", unit="stage", disable=not progress)
     sockets = tempfile.TemporaryDirectory(prefix="volregime-kernels-")
-    for nb in bar:
-        stage = nb.stem
-        bar.set_postfix_str(stage)
-        out_nb, out_html = run_dir / nb.name, report_dir / f"{stage}.html"
-        mine = {k: v for k, v in injected.items() if k in declared[nb.name]}
-        st = {"stage": stage, "status": "running", "notebook": str(out_nb), "html": out_html.name, "parameters": sorted(mine)}
-        t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(str(nb), str(out_nb), parameters=mine, kernel_name=kernel, progress_bar=False,
-                                cwd=str(settings.root), log_output=False, config=_kernel_config(Path(sockets.name)))
-            st["status"] = "ok"
-        except Exception as e:  # papermill keeps the executed notebook with the error in it
-            ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
-            st["status"], st["error"] = "failed", mask_secrets(f"{ename}: {evalue}".splitlines()[0])[:500]
-            failure = f"stage {stage} failed: {st['error']}"
-        st["seconds"] = round(time.perf_counter() - t0, 2)
-        st["headline"] = read_headlines(data).get(stage, {})
-        if out_nb.exists():
-            try: render_html(out_nb, out_html)
-            except Exception as e: log.warning(f"{stage}: HTML rendering failed: {e}"); st["html"] = None
-        record["stages"].append(st)
-        log.info(f"{stage}: {st['status']} in {st['seconds']:.1f}s")
-        if failure: break
-    bar.close(); sockets.cleanup()
+    # the stage kernels inherit these: a report shows whole tables (every model, every k), not Polars' 10-row cut
+    fmt = {k: v for k, v in (("POLARS_FMT_MAX_ROWS", "60"), ("POLARS_FMT_MAX_COLS", "40")) if k not in os.environ}
+    os.environ.update(fmt)
+    try:
+        for nb in bar:
+            stage = nb.stem
+            bar.set_postfix_str(stage)
+            out_nb, out_html = run_dir / nb.name, report_dir / f"{stage}.html"
+            mine = {k: v for k, v in injected.items() if k in declared[nb.name]}
+            st = {"stage": stage, "status": "running", "notebook": str(out_nb), "html": out_html.name, "parameters": sorted(mine)}
+            t0 = time.perf_counter()
+            try:
+                pm.execute_notebook(str(nb), str(out_nb), parameters=mine, kernel_name=kernel, progress_bar=False,
+                                    cwd=str(settings.root), log_output=False, config=_kernel_config(Path(sockets.name)))
+                st["status"] = "ok"
+            except Exception as e:  # papermill keeps the executed notebook with the error in it
+                ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
+                st["status"], st["error"] = "failed", mask_secrets(f"{ename}: {evalue}".splitlines()[0])[:500]
+                failure = f"stage {stage} failed: {st['error']}"
+            st["seconds"] = round(time.perf_counter() - t0, 2)
+            st["headline"] = read_headlines(data).get(stage, {})
+            if out_nb.exists():
+                try: render_html(out_nb, out_html)
+                except Exception as e: log.warning(f"{stage}: HTML rendering failed: {e}"); st["html"] = None
+            record["stages"].append(st)
+            log.info(f"{stage}: {st['status']} in {st['seconds']:.1f}s")
+            if failure: break
+    finally:
+        bar.close(); sockets.cleanup()
+        for k in fmt: os.environ.pop(k, None)
     record["status"] = "failed" if failure else "ok"
     record["seconds"] = round(time.perf_counter() - t_run, 2)
     record["headlines"] = read_headlines(data)

@@ -260,7 +260,11 @@ class KerasFit:
     def predict(self, X: np.ndarray) -> np.ndarray:
         Xw = as_sequences(X)[:, -self.window:, :]
         Z = self.feature_scaler.transform(Xw.reshape(-1, Xw.shape[-1])).reshape(Xw.shape)
-        return self.target_scaler.inverse_transform(self.model.predict(Z, verbose=0)).astype(np.float64)
+        # called eagerly in blocks: `model.predict` builds a tf.function per model, and with a model per fold
+        # and candidate TensorFlow warns about retracing in every report; for these sizes eager is also faster
+        out = [np.asarray(self.model(Z[i:i + 8192], training=False)) for i in range(0, len(Z), 8192)]
+        pred = np.concatenate(out) if out else np.zeros((0, self.model.output_shape[-1]), np.float32)
+        return self.target_scaler.inverse_transform(pred).astype(np.float64)
 
 def fit_keras(kind: str, X: np.ndarray, y: np.ndarray, params: dict, epochs: int = 30, patience: int = 5,
               batch_size: int = 64, gap: int = 5, seed: int = 0) -> KerasFit:
@@ -408,7 +412,12 @@ def save_family(out_dir: Path, family: str, fitted, params: dict, metrics: pl.Da
     d.mkdir(parents=True, exist_ok=True)
     if isinstance(fitted, KerasFit):
         fitted.model.save(d / "model.keras")
-        if family == "lstm": fitted.model.save(d / "lstm_model.h5")
+        if family == "lstm":   # the legacy HDF5 file earlier tools read, written on purpose: Keras' advice not to is muted
+            import logging
+            absl = logging.getLogger("absl"); level = absl.level
+            absl.setLevel(logging.ERROR)
+            try: fitted.model.save(d / "lstm_model.h5")
+            finally: absl.setLevel(level)
         joblib.dump(fitted.feature_scaler, d / "feature_scaler.pkl")
         joblib.dump(fitted.target_scaler, d / "target_scaler.pkl")
         pl.DataFrame(fitted.history).with_row_index("epoch", 1).write_csv(d / "training_history.csv")
