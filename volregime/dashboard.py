@@ -283,7 +283,10 @@ def _figure_widget_class(url: str):
             "export default m.default;\n")
     return type("FigureWidget", (go.FigureWidget,), {"_esm": shim, "__module__": __name__})
 
-WINDOW_LAYOUT = dict(height=380, margin=dict(l=55, r=10, t=40, b=45), legend_title="regime")
+# the legend sits in a row above the plot: a window is drawn before its grid cell has a width (plotly then
+# takes 700 px), and a legend on the right ran past the cell's edge
+WINDOW_LAYOUT = dict(height=400, margin=dict(l=55, r=20, t=72, b=45),
+                     legend=dict(title_text="regime", orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0))
 
 def _window_figure(traces=(), **layout):
     "A grid window's figure: the shared window layout plus `layout`."
@@ -303,7 +306,7 @@ class App:
         self.data = pl.DataFrame()
         self.k = 1
         self.windows = []
-        self.grid = W.GridBox(layout=W.Layout(grid_template_columns="repeat(2, 1fr)", grid_gap="8px"))
+        self.grid = W.GridBox(layout=W.Layout(grid_template_columns="repeat(2, minmax(0, 1fr))", grid_gap="8px"))
         self.n_windows = W.BoundedIntText(value=n_windows, min=1, max=12, description="windows", layout=W.Layout(width="160px"))
         self.clusters = W.SelectMultiple(description="regimes", rows=4, layout=W.Layout(width="260px"))
         self.date_from = W.DatePicker(description="from")
