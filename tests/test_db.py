@@ -124,3 +124,22 @@ def test_cli_load_masks_the_password(pg_uri, regimes_parquet):
     assert r.returncode == 3 and "cannot reach the database" in r.stderr and "sekret" not in r.stdout + r.stderr
     r = volregime_cli("load", "--parquet", str(p), "--table", "bad name", "--postgres-uri", pg_uri)
     assert r.returncode == 2 and "not a valid SQL identifier" in r.stderr
+
+
+def test_daily_regimes_carry_the_close_for_the_timeline(pg_uri, tmp_path):
+    "regime_daily holds the underlying's close and ATM IV from stage 02, so the dashboard needs only the database."
+    days = pl.date_range(dt.date(2020, 1, 2), dt.date(2020, 3, 31), eager=True)
+    (tmp_path / "regimes").mkdir(); (tmp_path / "features").mkdir()
+    pl.DataFrame({"date": days, "secid": 109820, "regime": np.arange(len(days)) % 3, "share_0": 0.5, "share_1": 0.5}) \
+      .write_parquet(tmp_path / "regimes" / "daily.parquet")
+    feats = pl.DataFrame({"date": days[1:], "secid": 109820, "close": 300.0 + np.arange(len(days) - 1), "atm_iv_30d": 0.2, "skew_25d": 0.01})
+    feats.write_parquet(tmp_path / "features" / "daily.parquet")
+    s = db.load_daily(tmp_path, pg_uri, "vr_daily")
+    assert s.rows == len(days)
+    got = pl.DataFrame(read(pg_uri, "select date, close, atm_iv_30d from vr_daily.regime_daily order by date"),
+                       schema=["date", "close", "atm_iv_30d"], orient="row")
+    assert got["close"][0] is None and got["close"][1:].to_list() == feats["close"].to_list()   # a day without features: null
+    assert got["atm_iv_30d"][1:].to_list() == [0.2] * (len(days) - 1)
+    cols = [r[0] for r in read(pg_uri, "select column_name from information_schema.columns where table_schema = 'vr_daily' "
+                                        "and table_name = 'regime_daily'")]
+    assert "skew_25d" not in cols   # only what the timeline draws

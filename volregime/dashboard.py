@@ -204,7 +204,7 @@ class DataSource:
         if d is None and (base / "regimes" / "daily.parquet").exists(): d = pl.read_parquet(base / "regimes" / "daily.parquet")
         if d is None or d.is_empty(): return None
         f = base / "features" / "daily.parquet"
-        if f.exists() and "secid" in d.columns:
+        if f.exists() and "secid" in d.columns and "close" not in d.columns:   # a table loaded without them
             d = d.join(pl.read_parquet(f).select("date", "secid", "close", "atm_iv_30d"), on=["date", "secid"], how="left")
         return d
 
@@ -240,8 +240,9 @@ def fig_timeline(d: pl.DataFrame, k: int):
         fig.add_trace(go.Scatter(x=d["date"], y=d["regime"], name="day regime", line=dict(shape="hv")), secondary_y=False)
     if "close" in d.columns:
         fig.add_trace(go.Scatter(x=d["date"], y=d["close"], name="underlying close", line=dict(color="black", width=1)), secondary_y=True)
-    fig.update_layout(title="Regime timeline: daily share of each option-level regime", height=360, legend_title="series",
-                      margin=dict(l=50, r=50, t=50, b=40))
+    fig.update_layout(title="Regime timeline: daily share of each option-level regime", height=380,
+                      legend=dict(title_text="series", orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
+                      margin=dict(l=50, r=60, t=80, b=40))   # the legend above: the close axis's title keeps its room
     fig.update_yaxes(title_text="share of options", tickformat=".0%", secondary_y=False)
     fig.update_yaxes(title_text="close ($)", secondary_y=True)
     fig.update_xaxes(title_text="date")

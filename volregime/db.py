@@ -311,10 +311,18 @@ def load_results(parquet: str | Path | None = None, postgres_uri: str | None = N
     return s
 
 def load_daily(data_dir="data", postgres_uri: str | None = None, schema: str = "public", table: str = "regime_daily") -> LoadSummary | None:
-    "regimes/daily.parquet -> schema.regime_daily (atomic replace)."
-    p = resolve_path(data_dir) / "regimes" / "daily.parquet"
+    """regimes/daily.parquet -> schema.regime_daily (atomic replace), with the underlying's close and 30-day ATM IV
+    from features/daily.parquet: the dashboard's timeline then needs the database only."""
+    d = resolve_path(data_dir)
+    p = d / "regimes" / "daily.parquet"
     if not p.exists(): return None
-    t = pq.read_table(p)
+    df = pl.read_parquet(p)
+    f = d / "features" / "daily.parquet"
+    if f.exists() and "secid" in df.columns:
+        have = pl.read_parquet_schema(f)
+        extra = [c for c in ("close", "atm_iv_30d") if c in have and c not in df.columns]
+        if extra: df = df.join(pl.read_parquet(f, columns=["date", "secid", *extra]), on=["date", "secid"], how="left")
+    t = df.to_arrow()
     uri = resolve_postgres_uri(postgres_uri)
     return write_table(uri, schema, table, iter(t.to_batches()), t.num_rows, "replace", ["date"], None,
                        copy_threshold=10**12, progress=False)
