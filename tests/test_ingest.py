@@ -107,6 +107,47 @@ def test_ticker_filter_and_case_insensitive_names_and_sas_dates(tmp_path, export
     assert s.rows["secprd"] == sec.height
 
 
+def test_na_and_sas_missing_tokens_read_as_null(tmp_path, exports):
+    "'NA' and SAS's '.' are missing values in any column, numeric or text; empty fields too."
+    i = pl.int_range(pl.len())
+    numeric = lambda df: df.with_columns(   # noqa: E731
+        impl_volatility=pl.when(i == 5).then(pl.lit(".")).otherwise(pl.col("impl_volatility")),
+        volume=pl.when(i == 7).then(pl.lit("NA")).when(i == 8).then(pl.lit("")).otherwise(pl.col("volume")),
+        expiry_indicator=pl.when(i == 9).then(pl.lit(".")).otherwise(pl.col("expiry_indicator")))
+    text_only = lambda df: df.with_columns(   # noqa: E731  (the reader's fast path: no typed column holds a token)
+        expiry_indicator=pl.when(i == 9).then(pl.lit(".")).when(i == 10).then(pl.lit("NA")).otherwise(pl.col("expiry_indicator")))
+    for name, edit in (("numeric", numeric), ("text", text_only)):
+        src = tmp_path / name
+        shutil.copytree(exports["csv.gz"], src)
+        _rewrite_csv(src / "opprcd2019.csv.gz", edit)
+        ingest_local(src, tmp_path / f"d-{name}", None)
+        raw = read_raw(tmp_path / f"d-{name}")
+        ref = pl.read_csv(src / "opprcd2019.csv.gz", infer_schema=False)
+        def at(row, col):
+            return raw.filter((pl.col("secid") == int(ref["secid"][row])) & (pl.col("optionid") == int(ref["optionid"][row]))
+                              & (pl.col("date") == pl.lit(ref["date"][row]).str.to_date()))[col].item()
+        assert raw.height == ref.height
+        assert at(9, "expiry_indicator") is None and at(11, "expiry_indicator") == ref["expiry_indicator"][11]
+        if name == "numeric":
+            assert at(5, "impl_volatility") is None and at(7, "volume") is None and at(8, "volume") is None
+            assert at(4, "impl_volatility") == float(ref["impl_volatility"][4]) and at(6, "volume") == int(ref["volume"][6])
+        else:
+            assert at(10, "expiry_indicator") is None
+
+
+def test_csv_blocks_are_whole_lines(tmp_path):
+    "The reader's blocks end at a line's end and give back the file exactly, with or without a final newline."
+    import io
+    from volregime.ingest import _blocks
+    rng = np.random.default_rng(0)
+    lines = [b",".join(str(x).encode() for x in rng.integers(0, 10**rng.integers(1, 12), 5)) for _ in range(2000)]
+    for body in (b"\n".join(lines) + b"\n", b"\n".join(lines)):
+        for size in (7, 64, 1000, 10**6):
+            blocks = list(_blocks(io.BytesIO(body), size))
+            assert b"".join(blocks) == body
+            assert all(b.endswith(b"\n") for b in blocks[:-1])
+
+
 def test_consolidate_and_combine(tmp_path, exports):
     ingest_local(exports["parquet"], tmp_path, None, None, None)
     n = consolidate_years(tmp_path / "raw", tmp_path / "history.parquet")
