@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import logging
 from pathlib import Path
 
@@ -104,12 +105,16 @@ def test_run_smoke_end_to_end_and_a_failing_stage(tmp_path):
     assert "Underlying and ATM IV term structure" in page and "def run_ingest" not in page  # no code cells
     # the report opens offline: plotly.js beside it, not from the CDN, and the figures draw without a network
     assert "cdn.plot.ly" not in page and (rep / "plotly.min.js").stat().st_size > 1_000_000
+    assert re.findall(r'<script[^>]*\ssrc="https?://[^"]*"', page) == []   # no script from any CDN
+    assert page.count('src="plotly.min.js"') == 1
+    assert "<title>01_ingest · volregime run pytest-ok</title>" in page
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"])
         pg = b.new_context(offline=True).new_page()
         pg.goto((rep / "01_ingest.html").as_uri())
-        pg.wait_for_function("Array.from(document.querySelectorAll('.js-plotly-plot')).some(g => g.data && g.data.length > 0)",
+        pg.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2 && "
+                             "Array.from(document.querySelectorAll('.js-plotly-plot')).every(g => g.data && g.data.length > 0)",
                              timeout=30_000)
         b.close()
     index = (rep / "index.html").read_text()

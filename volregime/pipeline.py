@@ -76,9 +76,10 @@ def _kernel_config(folder: Path):
     return c
 
 def render_html(nb_path: str | Path,  # an executed notebook
-                out_path: str | Path  # the HTML file to write
+                out_path: str | Path,  # the HTML file to write
+                title: str | None = None,  # the page title (default: the notebook's name)
                 ) -> Path:
-    "Render an executed notebook to HTML without inputs."
+    "Render an executed notebook to HTML without inputs, loading nothing from the network."
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
@@ -91,10 +92,17 @@ def render_html(nb_path: str | Path,  # an executed notebook
     c.HTMLExporter.exclude_output_prompt = True
     exp = HTMLExporter(config=c)
     exp.register_preprocessor(TagRemovePreprocessor(config=c), enabled=True)
-    body, _ = exp.from_notebook_node(nbformat.read(str(nb_path), as_version=4))
+    body, _ = exp.from_notebook_node(nbformat.read(str(nb_path), as_version=4),
+                                     resources={"metadata": {"name": title or Path(nb_path).stem}})
+    body = _UNUSED_CDN.sub("", body)   # the reports hold no math and no require.js modules
     out = Path(out_path); out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(mask_secrets(_local_plotly(body, out.parent)), encoding="utf-8")
     return out
+
+# nbconvert's lab template loads require.js and MathJax from a CDN on every page, and plotly's HTML output
+# MathJax again with every figure (mermaid is imported only when a diagram exists)
+_UNUSED_CDN = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/(?:require\.js|mathjax)/[^"]*"></script>'
+                         r'|<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->', re.S)
 
 _PLOTLY_CDN = re.compile(r'<script[^>]*\bsrc="https://cdn\.plot\.ly/plotly-[0-9.]+(?:\.min)?\.js"[^>]*></script>')
 _PLOTLY_CDN_MODULE = re.compile(r'<script type="module">import "https://cdn\.plot\.ly/[^"]*"</script>')
@@ -106,7 +114,8 @@ def _local_plotly(body: str, folder: Path) -> str:
     if not _PLOTLY_CDN.search(body): return body
     copy_once(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", folder / "plotly.min.js")
     body = _PLOTLY_CDN_MODULE.sub("", body)
-    return _PLOTLY_CDN.sub('<script charset="utf-8" src="plotly.min.js"></script>', body)
+    body = _PLOTLY_CDN.sub('<script charset="utf-8" src="plotly.min.js"></script>', body, count=1)
+    return _PLOTLY_CDN.sub("", body)   # every figure brought its own copy: the page loads and evaluates it once
 
 def _fmt(v) -> str:
     if isinstance(v, float): return f"{v:.4g}"
@@ -220,7 +229,7 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
             st["seconds"] = round(time.perf_counter() - t0, 2)
             st["headline"] = read_headlines(data).get(stage, {})
             if out_nb.exists():
-                try: render_html(out_nb, out_html)
+                try: render_html(out_nb, out_html, f"{stage} · volregime run {run_id}")
                 except Exception as e: log.warning(f"{stage}: HTML rendering failed: {e}"); st["html"] = None
             record["stages"].append(st)
             log.info(f"{stage}: {st['status']} in {st['seconds']:.1f}s")
