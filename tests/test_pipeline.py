@@ -151,3 +151,31 @@ def test_every_parameter_of_every_stage_is_visible_to_papermill():
         cell = next(c for c in nbformat.read(nb, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
         written = {m.group(1) for m in re.finditer(r"^(\w+)\s*:", cell.source, re.M)}
         assert written == set(declared_parameters(nb)), f"{nb.name}: papermill cannot parse {written - set(declared_parameters(nb))}"
+
+
+def test_ctrl_c_records_the_run_as_interrupted(tmp_path):
+    "Ctrl-C (SIGINT to the terminal's process group) mid-stage: exit 130, run.json and the index say where it stopped."
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import shutil
+    exe = str(Path(sys.executable).parent / "volregime")
+    rec, rep = ROOT / "runs" / "pytest-int", ROOT / "reports" / "pytest-int"
+    shutil.rmtree(rec, ignore_errors=True); shutil.rmtree(rep, ignore_errors=True)
+    p = subprocess.Popen([exe, "run", "--profile", "smoke", "--stages", "01,05", "--data", str(tmp_path / "d"),
+                          "--run-id", "pytest-int", "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for _ in range(600):   # until stage 05 has started (stage 01's report is rendered when it has ended)
+        if (rep / "01_ingest.html").exists() or p.poll() is not None: break
+        time.sleep(0.1)
+    time.sleep(3)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "volregime run: stage 05_lstm_nested_cv interrupted"
+    run = json.loads((rec / "run.json").read_text())
+    assert run["status"] == "interrupted"
+    assert [(s["stage"], s["status"]) for s in run["stages"]] == [("01_ingest", "ok"), ("05_lstm_nested_cv", "interrupted")]
+    assert "interrupted" in (rep / "index.html").read_text()

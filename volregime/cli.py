@@ -28,6 +28,8 @@ def cmd_run(a) -> int:
         res = run_pipeline(a.profile, a.config, sets, a.stages, a.data, a.run_id, settings, progress=not a.no_progress)
     except StageFailed as e:
         print(f"volregime run: {e}", file=sys.stderr); return 1
+    except KeyboardInterrupt as e:
+        print(f"volregime run: {e or 'interrupted'}", file=sys.stderr); return 130
     print(f"run {res.run_id}: ok in {res.record['seconds']:.0f}s; report {res.report_dir / 'index.html'}")
     return 0
 

@@ -204,7 +204,7 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
               "parameters": {k: mask_secrets(v) if isinstance(v, str) else v for k, v in params.items()},
               "data_dir": str(data), "stages": []}
     t_run = time.perf_counter()
-    failure = None
+    failure = interrupted = None
     bar = tqdm(nbs, desc="volregime run", unit="stage", disable=not progress)
     sockets = tempfile.TemporaryDirectory(prefix="volregime-kernels-")
     # the stage kernels inherit these: a report shows whole tables (every model, every k), not Polars' 10-row cut
@@ -226,6 +226,9 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
                 ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
                 st["status"], st["error"] = "failed", mask_secrets(f"{ename}: {evalue}".splitlines()[0])[:500]
                 failure = f"stage {stage} failed: {st['error']}"
+            except KeyboardInterrupt:   # Ctrl-C: recorded like a failure (run.json, index, report), then re-raised
+                st["status"], st["error"] = "interrupted", "interrupted (Ctrl-C)"
+                failure = interrupted = f"stage {stage} interrupted"
             st["seconds"] = round(time.perf_counter() - t0, 2)
             st["headline"] = read_headlines(data).get(stage, {})
             if out_nb.exists():
@@ -237,7 +240,7 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
     finally:
         bar.close(); sockets.cleanup()
         for k in fmt: os.environ.pop(k, None)
-    record["status"] = "failed" if failure else "ok"
+    record["status"] = "interrupted" if interrupted else "failed" if failure else "ok"
     record["seconds"] = round(time.perf_counter() - t_run, 2)
     record["headlines"] = read_headlines(data)
     (run_dir / "run.json").write_text(json.dumps(record, indent=1, default=str))
@@ -245,5 +248,6 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
     _link_latest(report_dir, settings.path("reports_dir") / "latest")
     _link_latest(run_dir, settings.path("runs_dir") / "latest")
     res = RunResult(run_id, run_dir, report_dir, data, record)
+    if interrupted: raise KeyboardInterrupt(interrupted)
     if failure: raise StageFailed(failure)
     return res
