@@ -260,7 +260,9 @@ class RawWriter:
     the year), deduplicating across them. Anything else takes one more pass: dedupe and sort."""
     MAX_RUNS = 64
 
-    def __init__(self, stage_dir: Path, row_group_rows: int = 125_000):   # ~a week of SPY quotes; bounds the buffers
+    def __init__(self, stage_dir: Path, row_group_rows: int = 31_250):   # ~4 days of SPY quotes: bounds the buffers
+        # (peak RSS 365 -> 285 MiB on a 2 M-row year against 125k rows, at the same speed; reading the year back
+        # whole is about 10 % slower, a day's rows as fast)
         self.stage, self.rg = Path(stage_dir), row_group_rows
         self.runs: dict[tuple, list] = {}
         self.sorted: dict[tuple, bool] = {}
