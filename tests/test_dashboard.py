@@ -100,6 +100,11 @@ def test_page_loads_with_one_trace_per_cluster(page, dashboard):
     # plotly.js reaches the page once, by URL, for every figure (not once per figure in its widget state)
     res = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
     assert sum("plotly-widget-" in r for r in res) == 1 and not any("jupyterlab-plotly" in r for r in res), res
+    # every figure is drawn at its cell's width: two windows side by side, the timeline across the page
+    widths = page.evaluate("Array.from(document.querySelectorAll('.js-plotly-plot')).map(g => "
+                           "[Math.round(g.getBoundingClientRect().width), g._fullLayout.width])")
+    assert all(abs(el - fig) <= 1 for el, fig in widths), widths
+    assert widths[-1][1] > 1.8 * widths[0][1], widths
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 

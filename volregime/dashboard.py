@@ -260,6 +260,8 @@ def cluster_summary_html(df: pl.DataFrame, label: str, k: int) -> str:
 # %% ../nbs/07_dashboard.ipynb #88aadf34
 CSS = """<style>
 .vr-sticky { position: sticky; top: 0; z-index: 10; background: white; border-bottom: 1px solid #ddd; padding: 6px 0; }
+.vr-grid > *, .vr-timeline > * { min-width: 0; }   /* a figure takes its cell's width, not its own 700 px */
+.vr-timeline > * { flex: 1 1 auto; }
 .vr-error { color: #b00020; font-weight: 600; }
 .vr-summary td, .vr-summary th { padding: 2px 10px; text-align: right; }
 </style>"""
@@ -278,10 +280,22 @@ def _figure_widget_class(url: str):
     import json
     import plotly.graph_objects as go
     if not url: return go.FigureWidget
+    # plotly's view sizes a figure to its element once, when it first draws (700 px if the element has no
+    # width yet: a window added to the grid before the page lays it out); the loader waits for a width
     shim = ("const cfg = document.getElementById('jupyter-config-data');\n"
             "const base = cfg ? (JSON.parse(cfg.textContent).baseUrl || '/') : '/';\n"
             f"const m = await import(new URL(base + {json.dumps(url)}, location.origin).href);\n"
-            "export default m.default;\n")
+            "const sized = (el) => el.getBoundingClientRect().width > 0;\n"
+            "export default () => {\n"
+            "  const w = m.default();\n"
+            "  return { initialize: w.initialize, render(ctx) {\n"
+            "    if (sized(ctx.el)) return w.render(ctx);\n"
+            "    return new Promise((resolve) => {\n"
+            "      const seen = new ResizeObserver(() => { if (sized(ctx.el)) { seen.disconnect(); resolve(w.render(ctx)); } });\n"
+            "      seen.observe(ctx.el);\n"
+            "    });\n"
+            "  } };\n"
+            "};\n")
     return type("FigureWidget", (go.FigureWidget,), {"_esm": shim, "__module__": __name__})
 
 # the legend sits in a row above the plot: a window is drawn before its grid cell has a width (plotly then
@@ -308,6 +322,7 @@ class App:
         self.k = 1
         self.windows = []
         self.grid = W.GridBox(layout=W.Layout(grid_template_columns="repeat(2, minmax(0, 1fr))", grid_gap="8px"))
+        self.grid.add_class("vr-grid")
         self.n_windows = W.BoundedIntText(value=n_windows, min=1, max=12, description="windows", layout=W.Layout(width="160px"))
         self.clusters = W.SelectMultiple(description="regimes", rows=4, layout=W.Layout(width="260px"))
         self.date_from = W.DatePicker(description="from")
@@ -315,7 +330,8 @@ class App:
         self.apply = W.Button(description="apply filters", button_style="primary")
         self.selectors = W.VBox()
         self.timeline = None
-        self.timeline_box = W.Box()
+        self.timeline_box = W.Box(layout=W.Layout(width="100%"))
+        self.timeline_box.add_class("vr-timeline")
         self._reveal_gen = 0
         self.summary = W.HTML()
         self.root = None
