@@ -53,10 +53,11 @@ rows = len(df)
 """, "pandas read_csv+to_parquet")
 ceiling = measure(f"""
 import polars as pl
+from volregime.ingest import NULL_TOKENS
 from volregime.schemas import SCHEMAS
 #--
 names = open({str(tmp / 'header.txt')!r}).read().split(",")
-pl.scan_csv({str(csv)!r}, schema={{n: SCHEMAS["opprcd"][n] for n in names}}, null_values=["", "NA", "."]).sink_parquet(
+pl.scan_csv({str(csv)!r}, schema={{n: SCHEMAS["opprcd"][n] for n in names}}, null_values=NULL_TOKENS).sink_parquet(
     {str(tmp / 'polars.parquet')!r}, compression="zstd", compression_level=1)
 rows = pl.scan_parquet({str(tmp / 'polars.parquet')!r}).select(pl.len()).collect().item()
 """, "polars scan_csv+sink_parquet")

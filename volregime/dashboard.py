@@ -16,9 +16,10 @@ import polars as pl
 from .core import SQL_IDENT, copy_once, get_logger, get_settings, mask_secrets, resolve_path
 
 # %% auto #0
-__all__ = ['log', 'NUMERIC_TYPES', 'DATETIME_TYPES', 'PALETTE', 'CSS', 'PLOTLY_ESM_ENV', 'WINDOW_LAYOUT', 'DashboardError',
-           'DashboardConfig', 'DataSource', 'cluster_name', 'scatter_traces', 'fig_timeline', 'cluster_summary_html',
-           'figure_widget_class', 'App', 'build_app', 'stage_plotly_bundle', 'voila_env', 'voila_command']
+__all__ = ['log', 'NUMERIC_TYPES', 'DATETIME_TYPES', 'LEGEND_ABOVE', 'PALETTE', 'CSS', 'PLOTLY_ESM_ENV', 'WINDOW_LAYOUT',
+           'DashboardError', 'DashboardConfig', 'DataSource', 'cluster_name', 'scatter_traces', 'fig_timeline',
+           'cluster_summary_html', 'figure_widget_class', 'App', 'build_app', 'stage_plotly_bundle', 'voila_env',
+           'voila_command']
 
 # %% ../nbs/07_dashboard.ipynb #46a13b52
 log = get_logger("dashboard")
@@ -203,12 +204,11 @@ class DataSource:
         base = resolve_path(self.cfg.data_dir or "data")
         if d is None and (base / "regimes" / "daily.parquet").exists(): d = pl.read_parquet(base / "regimes" / "daily.parquet")
         if d is None or d.is_empty(): return None
-        f = base / "features" / "daily.parquet"
-        if f.exists() and "secid" in d.columns and "close" not in d.columns:   # a table loaded without them
-            d = d.join(pl.read_parquet(f).select("date", "secid", "close", "atm_iv_30d"), on=["date", "secid"], how="left")
-        return d
+        from .db import with_underlying
+        return with_underlying(d, base)   # a table loaded without the close: from the run's features
 
 # %% ../nbs/07_dashboard.ipynb #01f85619
+LEGEND_ABOVE = dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0)   # a row above the plot, any width
 PALETTE = ("#2ca02c", "#1f77b4", "#ff7f0e", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
            "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d")
 
@@ -241,7 +241,7 @@ def fig_timeline(d: pl.DataFrame, k: int):
     if "close" in d.columns:
         fig.add_trace(go.Scatter(x=d["date"], y=d["close"], name="underlying close", line=dict(color="black", width=1)), secondary_y=True)
     fig.update_layout(title="Regime timeline: daily share of each option-level regime", height=380,
-                      legend=dict(title_text="series", orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
+                      legend=dict(title_text="series", **LEGEND_ABOVE),
                       margin=dict(l=50, r=60, t=80, b=40))   # the legend above: the close axis's title keeps its room
     fig.update_yaxes(title_text="share of options", tickformat=".0%", secondary_y=False)
     fig.update_yaxes(title_text="close ($)", secondary_y=True)
@@ -300,8 +300,7 @@ def _figure_widget_class(url: str):
 
 # the legend sits in a row above the plot: a window is drawn before its grid cell has a width (plotly then
 # takes 700 px), and a legend on the right ran past the cell's edge
-WINDOW_LAYOUT = dict(height=400, margin=dict(l=55, r=20, t=72, b=45),
-                     legend=dict(title_text="regime", orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0))
+WINDOW_LAYOUT = dict(height=400, margin=dict(l=55, r=20, t=72, b=45), legend=dict(title_text="regime", **LEGEND_ABOVE))
 
 def _window_figure(traces=(), **layout):
     "A grid window's figure: the shared window layout plus `layout`."

@@ -19,8 +19,8 @@ from .core import SQL_IDENT, atomic_path, get_logger, libpq_uri, mask_secrets, r
 
 # %% auto #0
 __all__ = ['log', 'WHITELIST', 'ALWAYS', 'OPTIONAL', 'PG_TYPES', 'LoadError', 'check_ident', 'q', 'select_columns', 'plan_rows',
-           'stream_batches', 'ddl', 'LoadSummary', 'write_table', 'default_parquet', 'load_results', 'load_daily',
-           'table_report']
+           'stream_batches', 'ddl', 'LoadSummary', 'write_table', 'default_parquet', 'load_results', 'with_underlying',
+           'load_daily', 'table_report']
 
 # %% ../nbs/06_postgres_load.ipynb #df905e59
 log = get_logger("db")
@@ -310,19 +310,21 @@ def load_results(parquet: str | Path | None = None, postgres_uri: str | None = N
     log.info(f"{s.table}: {s.rows:,} rows via {s.method} in {s.seconds:.1f}s ({s.rows_per_s:,.0f} rows/s)")
     return s
 
+def with_underlying(daily: pl.DataFrame, data_dir="data") -> pl.DataFrame:
+    "Daily rows (date, secid, ...) with the underlying's close and 30-day ATM IV from features/daily.parquet, when missing."
+    f = resolve_path(data_dir) / "features" / "daily.parquet"
+    if not f.exists() or "secid" not in daily.columns: return daily
+    have = pl.read_parquet_schema(f)
+    extra = [c for c in ("close", "atm_iv_30d") if c in have and c not in daily.columns]
+    if not extra: return daily
+    return daily.join(pl.read_parquet(f, columns=["date", "secid", *extra]), on=["date", "secid"], how="left")
+
 def load_daily(data_dir="data", postgres_uri: str | None = None, schema: str = "public", table: str = "regime_daily") -> LoadSummary | None:
     """regimes/daily.parquet -> schema.regime_daily (atomic replace), with the underlying's close and 30-day ATM IV
     from features/daily.parquet: the dashboard's timeline then needs the database only."""
-    d = resolve_path(data_dir)
-    p = d / "regimes" / "daily.parquet"
+    p = resolve_path(data_dir) / "regimes" / "daily.parquet"
     if not p.exists(): return None
-    df = pl.read_parquet(p)
-    f = d / "features" / "daily.parquet"
-    if f.exists() and "secid" in df.columns:
-        have = pl.read_parquet_schema(f)
-        extra = [c for c in ("close", "atm_iv_30d") if c in have and c not in df.columns]
-        if extra: df = df.join(pl.read_parquet(f, columns=["date", "secid", *extra]), on=["date", "secid"], how="left")
-    t = df.to_arrow()
+    t = with_underlying(pl.read_parquet(p), data_dir).to_arrow()
     uri = resolve_postgres_uri(postgres_uri)
     return write_table(uri, schema, table, iter(t.to_batches()), t.num_rows, "replace", ["date"], None,
                        copy_threshold=10**12, progress=False)

@@ -207,6 +207,7 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
     failure = interrupted = None
     bar = tqdm(nbs, desc="volregime run", unit="stage", disable=not progress)
     sockets = tempfile.TemporaryDirectory(prefix="volregime-kernels-")
+    kernels = _kernel_config(Path(sockets.name))
     # the stage kernels inherit these: a report shows whole tables (every model, every k), not Polars' 10-row cut
     fmt = {k: v for k, v in (("POLARS_FMT_MAX_ROWS", "60"), ("POLARS_FMT_MAX_COLS", "40")) if k not in os.environ}
     os.environ.update(fmt)
@@ -220,7 +221,7 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
             t0 = time.perf_counter()
             try:
                 pm.execute_notebook(str(nb), str(out_nb), parameters=mine, kernel_name=kernel, progress_bar=False,
-                                    cwd=str(settings.root), log_output=False, config=_kernel_config(Path(sockets.name)))
+                                    cwd=str(settings.root), log_output=False, config=kernels)
                 st["status"] = "ok"
             except Exception as e:  # papermill keeps the executed notebook with the error in it
                 ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
