@@ -1,16 +1,27 @@
 """Shared fixtures: a real PostgreSQL (POSTGRES_URI or the embedded pgserver) and small synthetic markets."""
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
+
+# Tests write only under a temporary folder, never under the project's runs/, reports/ or data/: the settings that
+# name those folders point here, for this process and every `volregime` command a test starts.
+SANDBOX = Path(os.environ.get("VOLREGIME_TEST_SANDBOX") or tempfile.mkdtemp(prefix="volregime-tests-"))
+if "VOLREGIME_TEST_SANDBOX" not in os.environ:
+    atexit.register(shutil.rmtree, SANDBOX, True)
+for _name, _sub in (("VOLREGIME_DATA_DIR", "data"), ("VOLREGIME_RUNS_DIR", "runs"), ("VOLREGIME_REPORTS_DIR", "reports")):
+    os.environ[_name] = str(SANDBOX / _sub)
+RUNS, REPORTS = SANDBOX / "runs", SANDBOX / "reports"
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +33,7 @@ def pg_uri():
         return
     from volregime.core import _pgserver
     pgserver = _pgserver()
-    d = ROOT / "data" / "pg-test"
+    d = SANDBOX / "pg-test"
     d.mkdir(parents=True, exist_ok=True)
     srv = pgserver.get_server(str(d), cleanup_mode="stop")
     yield normalize_uri(srv.get_uri())

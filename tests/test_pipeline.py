@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import ROOT, volregime_cli
+from conftest import REPORTS, ROOT, RUNS, volregime_cli
 from volregime.core import get_logger, get_settings, mask_secrets, merge_params
 
 
@@ -95,7 +95,7 @@ def test_run_smoke_end_to_end_and_a_failing_stage(tmp_path):
     assert r.returncode == 0, r.stderr
     # stage kernels on Unix sockets in a private folder: no localhost TCP ports, no unencrypted-TCP warning
     assert "without encryption" not in r.stderr
-    run_dir, rep = ROOT / "runs" / "pytest-ok", ROOT / "reports" / "pytest-ok"
+    run_dir, rep = RUNS / "pytest-ok", REPORTS / "pytest-ok"
     rec = json.loads((run_dir / "run.json").read_text())
     assert rec["status"] == "ok" and rec["versions"]["polars"] and "git_sha" in rec
     assert rec["stages"][0]["status"] == "ok" and rec["stages"][0]["seconds"] > 0
@@ -119,7 +119,7 @@ def test_run_smoke_end_to_end_and_a_failing_stage(tmp_path):
         b.close()
     index = (rep / "index.html").read_text()
     assert "01_ingest" in index and "rows_opprcd" in index
-    assert (ROOT / "reports" / "latest").resolve() == rep.resolve()
+    assert (REPORTS / "latest").resolve() == rep.resolve()
     before = {p: p.stat().st_mtime_ns for p in (data / "raw").rglob("*.parquet")}
     # a failing stage: non-zero exit, one-line reason, failed notebook and HTML kept, earlier artifacts intact
     r = volregime_cli("run", "--profile", "smoke", "--stages", "01", "--data", str(data), "--run-id", "pytest-fail",
@@ -127,10 +127,10 @@ def test_run_smoke_end_to_end_and_a_failing_stage(tmp_path):
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("volregime run: stage 01_ingest failed: IngestError") and "export folder not found" in last
-    frep = ROOT / "reports" / "pytest-fail"
+    frep = REPORTS / "pytest-fail"
     assert "export folder not found" in (frep / "01_ingest.html").read_text()
     assert "failed" in (frep / "index.html").read_text()
-    assert json.loads((ROOT / "runs" / "pytest-fail" / "run.json").read_text())["status"] == "failed"
+    assert json.loads((RUNS / "pytest-fail" / "run.json").read_text())["status"] == "failed"
     assert {p: p.stat().st_mtime_ns for p in (data / "raw").rglob("*.parquet")} == before
 
 
@@ -162,7 +162,7 @@ def test_ctrl_c_records_the_run_as_interrupted(tmp_path):
     import time
     import shutil
     exe = str(Path(sys.executable).parent / "volregime")
-    rec, rep = ROOT / "runs" / "pytest-int", ROOT / "reports" / "pytest-int"
+    rec, rep = RUNS / "pytest-int", REPORTS / "pytest-int"
     shutil.rmtree(rec, ignore_errors=True); shutil.rmtree(rep, ignore_errors=True)
     p = subprocess.Popen([exe, "run", "--profile", "smoke", "--stages", "01,05", "--data", str(tmp_path / "d"),
                           "--run-id", "pytest-int", "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE,

@@ -119,9 +119,10 @@ def test_transitions_and_durations():
 
 @pytest.mark.slow
 def test_day_regimes_recover_the_synthetic_truth(tmp_path):
+    from volregime.core import Artifacts
     from volregime.features import build_features
-    from volregime.ingest import run_ingest
-    run_ingest("synthetic", tmp_path, ["SPY"], "2016-01-04", "2019-12-31", n_contracts=80, seed=2)
+    from volregime.ingest import IngestParams, run_ingest
+    run_ingest(Artifacts(tmp_path), IngestParams(start="2016-01-04", end="2019-12-31", n_contracts=80, seed=2))
     build_features(tmp_path, options=False)
     daily = pl.read_parquet(tmp_path / "features" / "daily.parquet")
     f = fit_granularity(daily, ["atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope"], "atm_iv_30d", "day",

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from volregime.supervised import (ForecastInputError, KerasFit, configure_devices, diebold_mariano, fit_keras, fit_sklearn,
+from volregime.supervised import (ForecastInputError, KerasForecaster, configure_devices, diebold_mariano, fit_sklearn,
                                   har_forecast, inner_splits_of, load_family, make_sequences, outer_folds, qlike, save_family)
 
 
@@ -41,7 +41,10 @@ def test_no_look_ahead():
 def test_log_target_and_bad_input():
     d = daily()
     s = make_sequences(d, FEATS, window=5, horizon=3, transform="log")
-    assert np.allclose(np.exp(s.y[0]), d["atm_iv_30d"].to_numpy()[s.X.shape[1] + 21 - 5 + 1:][:3], atol=1) and s.y.max() < 0
+    lvl = make_sequences(d, FEATS, window=5, horizon=3)
+    assert np.allclose(np.exp(s.y), lvl.y, rtol=1e-12)          # the log target is the log of the level target, row for row
+    i = int(np.flatnonzero(lvl.dates == np.datetime64(d["date"][100], "D"))[0])
+    assert np.allclose(np.exp(s.y[i]), d["atm_iv_30d"].to_numpy()[101:104], rtol=1e-12) and s.y.max() < 0
     with pytest.raises(ForecastInputError, match=r"column\(s\) \['nope'\]"):
         make_sequences(d, ["nope"])
     with pytest.raises(ForecastInputError, match="target_transform='sqrt'"):
@@ -70,16 +73,16 @@ def test_scalers_fit_on_training_rows_only():
     tr = np.arange(200)
     X = s.X.copy(); X[200:] += 100.0                           # the future is wildly different
     splits = inner_splits_of(len(tr), 2, 5)
-    gs = fit_sklearn("ridge", X[tr], s.y[tr], splits)
-    scaler = gs.best_estimator_.regressor_.named_steps["scaler"]
+    est, best = fit_sklearn("ridge", X[tr], s.y[tr], splits)
+    scaler = est.regressor_.named_steps["scaler"]
     assert np.allclose(scaler.mean_, X[tr].reshape(len(tr), -1).mean(0))
-    assert np.allclose(gs.best_estimator_.transformer_.data_max_, s.y[tr].max(0))
+    assert np.allclose(est.transformer_.data_max_, s.y[tr].max(0))
     configure_devices("none", True, 0)
-    kf = fit_keras("lstm", X[tr], s.y[tr], dict(units=4, depth=1, dropout=0.0, lr=0.01, window=10), epochs=2, patience=1, gap=5)
+    kf = KerasForecaster("lstm", units=4, lr=0.01, window=10, epochs=2, patience=1, gap=5).fit(X[tr], s.y[tr])
     n_val = max(5, int(0.15 * len(tr)))
     fit_rows = np.arange(0, len(tr) - n_val - 5)
-    assert np.allclose(kf.feature_scaler.mean_, X[fit_rows].reshape(-1, X.shape[-1]).mean(0))
-    assert np.allclose(kf.target_scaler.data_max_, s.y[fit_rows].max(0))
+    assert np.allclose(kf.feature_scaler_.mean_, X[fit_rows].reshape(-1, X.shape[-1]).mean(0))
+    assert np.allclose(kf.target_scaler_.data_max_, s.y[fit_rows].max(0))
 
 
 def test_diebold_mariano_against_a_hand_computed_value():
@@ -113,17 +116,17 @@ def test_save_and_load_round_trip(tmp_path):
     d = daily(300)
     s = make_sequences(d, FEATS, window=10, horizon=5)
     configure_devices("none", True, 0)
-    kf = fit_keras("lstm", s.X[:200], s.y[:200], dict(units=4, depth=1, dropout=0.0, lr=0.01, window=10), epochs=2, patience=1)
+    kf = KerasForecaster("lstm", units=4, lr=0.01, window=10, epochs=2, patience=1).fit(s.X[:200], s.y[:200])
     m = pl.DataFrame({"model": ["lstm"], "rmse": [0.1]})
-    folder = save_family(tmp_path, "lstm", kf, kf.params, m, m)
+    folder = save_family(tmp_path, "lstm", kf, {"units": 4}, m, m)
     for f in ("model.keras", "lstm_model.h5", "feature_scaler.pkl", "target_scaler.pkl", "training_history.csv", "metrics.csv", "predictions.csv"):
         assert (folder / f).exists(), f
     back = load_family(folder)
-    assert isinstance(back, KerasFit)
+    assert isinstance(back, KerasForecaster) and back.get_params() == kf.get_params()
     assert np.allclose(back.predict(s.X[200:210]), kf.predict(s.X[200:210]), atol=1e-6)
     import keras
     h5 = keras.models.load_model(folder / "lstm_model.h5")
-    assert np.allclose(h5.predict(np.zeros((2, 10, 3)), verbose=0), kf.model.predict(np.zeros((2, 10, 3)), verbose=0), atol=1e-6)
-    gs = fit_sklearn("ridge", s.X[:200], s.y[:200], inner_splits_of(200, 2, 5))
-    f2 = save_family(tmp_path, "ridge", gs.best_estimator_, gs.best_params_, m, m)
-    assert np.allclose(load_family(f2).predict(s.X[200:205].reshape(5, -1)), gs.predict(s.X[200:205].reshape(5, -1)))
+    assert np.allclose(h5.predict(np.zeros((2, 10, 3)), verbose=0), kf.model_.predict(np.zeros((2, 10, 3)), verbose=0), atol=1e-6)
+    est, best = fit_sklearn("ridge", s.X[:200], s.y[:200], inner_splits_of(200, 2, 5))
+    f2 = save_family(tmp_path, "ridge", est, best, m, m)
+    assert np.allclose(load_family(f2).predict(s.X[200:205].reshape(5, -1)), est.predict(s.X[200:205].reshape(5, -1)))

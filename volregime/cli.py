@@ -6,26 +6,86 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
+import re
 import sys
+from pathlib import Path
 
-from .core import (embedded_server, embedded_status, embedded_stop, get_settings,
-                            mask_secrets, resolve_path, resolve_postgres_uri)
+from .core import (Artifacts, InputError, embedded_server, embedded_status, embedded_stop, get_settings,
+                            mask_secrets, resolve_postgres_uri)
 
 # %% auto #0
-__all__ = ['cmd_run', 'cmd_synth', 'cmd_ingest', 'cmd_combine', 'cmd_db', 'cmd_load', 'cmd_dashboard', 'build_parser', 'main']
+__all__ = ['field_docs', 'param_flags', 'params_from_args', 'user_path', 'cmd_run', 'cmd_synth', 'cmd_ingest', 'cmd_combine',
+           'cmd_db', 'cmd_load', 'cmd_dashboard', 'build_parser', 'main']
+
+# %% ../nbs/09_cli.ipynb #0ffcba18
+_FIELD_DOC = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+?)\s*$")
+
+def field_docs(cls  # a dataclass
+               ) -> dict:
+    "Field name -> the comment after its declaration in the class source."
+    try: src = inspect.getsource(cls)
+    except (OSError, TypeError): return {}
+    return {m[1]: m[2] for m in map(_FIELD_DOC.match, src.splitlines()) if m}
+
+def _csv_list(s: str) -> list:
+    "A comma-separated flag value as a list (numbers stay numbers)."
+    out = []
+    for t in (x.strip() for x in s.split(",")):
+        if not t: continue
+        try: out.append(int(t))
+        except ValueError:
+            try: out.append(float(t))
+            except ValueError: out.append(t)
+    return out
+
+# %% ../nbs/09_cli.ipynb #e7d92626
+def param_flags(parser: argparse.ArgumentParser,  # the subcommand's parser
+                cls,                               # a StageParams dataclass
+                skip: tuple = (),                  # fields not offered as flags
+                aliases: dict | None = None,       # field -> extra flag spellings kept for older scripts
+                ) -> None:
+    "Add one `--field-name` flag per field of `cls` (type, help and default from the dataclass)."
+    docs, aliases = field_docs(cls), aliases or {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip: continue
+        flags = [f"--{f.name.replace('_', '-')}", *aliases.get(f.name, ())]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_ = f"{docs.get(f.name, f.name)} (default: {default!r})"
+        typ = str(f.type)
+        if typ == "bool":
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            conv = {"int": int, "float": float, "list": _csv_list}.get(typ, str)
+            parser.add_argument(*flags, dest=f.name, type=conv, default=None, help=help_)
+
+def params_from_args(cls,                 # a StageParams dataclass
+                     args: argparse.Namespace,  # parsed flags (None = not given)
+                     base: dict | None = None,  # values under the flags (profile, settings)
+                     ):
+    "An instance of `cls`: its defaults < `base` < the flags given, checked like any parameters."
+    vals = dict(base or {})
+    vals.update({n: getattr(args, n) for n in cls.names() if getattr(args, n, None) is not None})
+    return cls.from_dict(vals, "command line")
+
+# %% ../nbs/09_cli.ipynb #c59564c2
+def user_path(p: str | None  # a path as typed, or None
+              ) -> str | None:
+    "An absolute path for a path typed on the command line (relative to the working directory)."
+    return str(Path(p).expanduser().resolve()) if p else p
 
 # %% ../nbs/09_cli.ipynb #17cde13b
-def _tickers(s: str | None) -> list | None:
-    return [t.strip().upper() for t in s.split(",") if t.strip()] if s else None
-
 def cmd_run(a) -> int:
+    "`volregime run`: the pipeline."
     from volregime.pipeline import StageFailed, run_pipeline
     settings = get_settings({"data_dir": None, "postgres_uri": a.postgres_uri})
     sets = list(a.set or [])
     if a.postgres_uri: sets.append(f"postgres_uri={a.postgres_uri}")
     try:
-        res = run_pipeline(a.profile, a.config, sets, a.stages, a.data, a.run_id, settings, progress=not a.no_progress)
+        res = run_pipeline(a.profile, user_path(a.config), sets, a.stages, user_path(a.data_dir), a.run_id, settings,
+                           progress=not a.no_progress)
     except StageFailed as e:
         print(f"volregime run: {e}", file=sys.stderr); return 1
     except KeyboardInterrupt as e:
@@ -34,35 +94,45 @@ def cmd_run(a) -> int:
     return 0
 
 def cmd_synth(a) -> int:
+    "`volregime synth`: the synthetic market as WRDS export files (and optionally a WRDS-like database)."
     from volregime.synth import simulate_market, write_exports
-    m = simulate_market(a.start, a.end, _tickers(a.tickers) or ["SPY"], a.n_contracts, a.seed)
-    files = write_exports(m, resolve_path(a.out), a.format)
-    print(f"wrote {len(files)} files ({m.opprcd.height:,} option rows) to {resolve_path(a.out)}")
+    out = user_path(a.out)
+    m = simulate_market(a.start, a.end, _csv_list(a.tickers.upper()) or ["SPY"], a.n_contracts, a.seed)
+    files = write_exports(m, out, a.format)
+    print(f"wrote {len(files)} files ({m.opprcd.height:,} option rows) to {out}")
     if a.to_postgres:
         from volregime.ingest import mirror_to_postgres
         uri = resolve_postgres_uri(a.to_postgres if a.to_postgres != "embedded" else None)
-        n = mirror_to_postgres(resolve_path(a.out), uri)
+        n = mirror_to_postgres(out, uri)
         print(f"mirrored {sum(n.values()):,} rows into {len(n)} tables at {mask_secrets(uri)}")
     return 0
 
 def cmd_ingest(a) -> int:
-    from volregime.ingest import consolidate_years, run_ingest
-    data = a.data or get_settings().data_dir
-    s = run_ingest(a.source, data, _tickers(a.tickers), a.start, a.end, local_path=a.path or "",
-                   wrds_uri=a.wrds_uri or "", n_contracts=a.n_contracts, seed=a.seed)
+    "`volregime ingest`: the ingest stage alone (for local exports every date of the files unless --start/--end)."
+    from volregime.ingest import IngestParams, consolidate_years, run_ingest
+    source = a.source or "synthetic"
+    base = {"start": "", "end": ""} if source in ("local", "wrds") else {}   # local: the files' span; wrds: must be given
+    if a.tickers is not None: a.tickers = [str(t).upper() for t in a.tickers]
+    elif source == "local": base["tickers"] = []
+    if a.local_path: a.local_path = user_path(a.local_path)
+    params = params_from_args(IngestParams, a, base)
+    art = Artifacts(user_path(a.data_dir) or get_settings().path("data_dir"))
+    s = run_ingest(art, params)
     print(json.dumps({"raw_dir": s.raw_dir, "rows": s.rows, "duplicates": s.duplicates, "seconds": round(s.seconds, 2)}))
     if a.consolidate:
-        n = consolidate_years(resolve_path(data) / "raw", resolve_path(a.consolidate))
-        print(f"consolidated {n:,} option rows into {resolve_path(a.consolidate)}")
+        n = consolidate_years(art.raw, user_path(a.consolidate))
+        print(f"consolidated {n:,} option rows into {user_path(a.consolidate)}")
     return 0
 
 def cmd_combine(a) -> int:
+    "`volregime combine`: concatenate (and sample) parquet files."
     from volregime.ingest import combine_parquet
-    n = combine_parquet(a.inputs, resolve_path(a.out), a.sample_frac, a.seed)
-    print(f"wrote {n:,} rows to {resolve_path(a.out)}")
+    n = combine_parquet([user_path(i) for i in a.inputs], user_path(a.out), a.sample_frac, a.seed)
+    print(f"wrote {n:,} rows to {user_path(a.out)}")
     return 0
 
 def cmd_db(a) -> int:
+    "`volregime db start|stop|status|uri`: the embedded PostgreSQL."
     settings = get_settings({"postgres_uri": a.postgres_uri})
     if a.action == "status":
         st = embedded_status(settings)
@@ -74,25 +144,26 @@ def cmd_db(a) -> int:
     if a.action == "start":
         embedded_server(settings)
         print(f"embedded PostgreSQL running; data in {embedded_status(settings)['data_dir']}"); return 0
-    if a.action == "uri":
-        uri = resolve_postgres_uri(None, settings)
-        print(uri if a.show_password else mask_secrets(uri)); return 0
-    return 2
+    uri = resolve_postgres_uri(None, settings)
+    print(uri if a.show_password else mask_secrets(uri)); return 0
 
 def cmd_load(a) -> int:
-    from volregime.db import load_daily, load_results
+    "`volregime load`: the load stage with the original uploader's flags."
+    from volregime.db import LoadParams, run_load
     settings = get_settings({"postgres_uri": a.postgres_uri, "schema": a.schema, "table_name": a.table})
-    s = load_results(a.parquet, settings.postgres_uri or None, settings.table_name, settings.schema, a.if_exists, a.create_index,
-                     a.last_years or 0, a.downsample_pct or 0.0, a.copy_threshold, a.copy_chunksize, a.to_sql_chunksize,
-                     a.seed, a.data or settings.data_dir, a.method, progress=not a.no_progress,
-                     copy_connections=a.copy_connections)
-    print(f"{s.table}: {s.rows:,} rows via {s.method} in {s.seconds:.1f}s ({s.rows_per_s:,.0f} rows/s)")
-    if a.daily:
-        dsum = load_daily(a.data or settings.data_dir, settings.postgres_uri or None, settings.schema)
-        if dsum: print(f"{dsum.table}: {dsum.rows:,} rows")
+    base = {"postgres_uri": settings.postgres_uri, "schema": settings.schema, "table": settings.table_name, "daily": False}
+    if a.parquet: a.parquet = user_path(a.parquet)
+    a.postgres_uri = a.schema = a.table = None   # already resolved into base, with their precedence
+    params = params_from_args(LoadParams, a, base)
+    art = Artifacts(user_path(a.data_dir) or settings.path("data_dir"))
+    res = run_load(art, params, progress=not a.no_progress)
+    s = res.summary
+    if s: print(f"{s.table}: {s.rows:,} rows via {s.method} in {s.seconds:.1f}s ({s.rows_per_s:,.0f} rows/s)")
+    if res.daily: print(f"{res.daily.table}: {res.daily.rows:,} rows")
     return 0
 
 def cmd_dashboard(a) -> int:
+    "`volregime dashboard`: Voilà serving the app notebook."
     import os
     import subprocess
     from volregime.dashboard import voila_command, voila_env
@@ -106,6 +177,8 @@ def cmd_dashboard(a) -> int:
 # %% ../nbs/09_cli.ipynb #ecbf5fe9
 def build_parser() -> argparse.ArgumentParser:
     "The `volregime` argument parser with all subcommands."
+    from volregime.db import LoadParams
+    from volregime.ingest import IngestParams
     p = argparse.ArgumentParser(prog="volregime", description="Volatility regimes in equity options data.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -116,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="YAML file of parameters overlaid on the profile")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (repeatable), value as YAML")
     r.add_argument("--stages", help="comma-separated stage numbers, e.g. 01,02 (default: all)")
-    r.add_argument("--data", help="the run's data dir (default runs/<run_id>/data)")
+    r.add_argument("--data-dir", "--data", dest="data_dir", help="the run's data dir (default runs/<run_id>/data)")
     r.add_argument("--run-id", help="name of the run (default: UTC timestamp and profile)")
     r.add_argument("--postgres-uri", help="PostgreSQL server for the load stage (default: POSTGRES_URI or the embedded one)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -136,18 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synth)
 
     i = sub.add_parser("ingest", help="run the ingest stage alone",
-                       description="Ingest option and underlying prices into <data>/raw as canonical parquet.")
-    i.add_argument("--source", default="synthetic", choices=["synthetic", "local", "wrds"], help="where the data comes from")
-    i.add_argument("--path", help="folder of WRDS export files (source local)")
-    i.add_argument("--data", help="data dir (default: settings data_dir)")
-    i.add_argument("--tickers", help="comma-separated underlyings (default SPY for synthetic, all for local)")
-    i.add_argument("--start", help="first date (default: every date of the files for local; 2019-01-02 for synthetic; "
-                                   "required for wrds)")
-    i.add_argument("--end", help="last date (default: every date of the files for local; 2019-12-31 for synthetic; "
-                                 "required for wrds)")
-    i.add_argument("--n-contracts", type=int, default=120, help="synthetic: contracts per day")
-    i.add_argument("--seed", type=int, default=0, help="synthetic: seed")
-    i.add_argument("--wrds-uri", help="source wrds: server URI (default WRDS with PGUSER/PGPASSWORD or ~/.pgpass)")
+                       description="Ingest option and underlying prices into <data-dir>/raw as canonical parquet. "
+                                   "For --source local every date and underlying of the files is kept unless --start/--end/--tickers say otherwise.")
+    param_flags(i, IngestParams, aliases={"local_path": ("--path",)})
+    i.add_argument("--data-dir", "--data", dest="data_dir", help="data dir (default: settings data_dir)")
     i.add_argument("--consolidate", metavar="FILE", help="also merge the per-year option files into this one parquet history")
     i.set_defaults(func=cmd_ingest)
 
@@ -161,23 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ld = sub.add_parser("load", help="load regime results into PostgreSQL (the original uploader's flags)",
                         description="Stream the whitelisted columns of a parquet file into PostgreSQL: COPY above the threshold, "
-                                    "chunked to_sql below; replace is atomic, append idempotent on (date, secid, optionid).")
-    ld.add_argument("--parquet", help="input parquet (default: stage-03 labels joined with option features in --data)")
-    ld.add_argument("--postgres-uri", help="server (default: POSTGRES_URI, settings.ini, or the embedded PostgreSQL)")
-    ld.add_argument("--table", help="target table (default TABLE_NAME or sampled_regimes)")
-    ld.add_argument("--schema", help="target schema (default SCHEMA or public)")
-    ld.add_argument("--if-exists", default="replace", choices=["replace", "append"], help="replace atomically or append idempotently")
-    ld.add_argument("--create-index", default="date,cluster", help="comma-separated columns to index")
-    ld.add_argument("--last-years", type=int, help="keep only the last N years")
-    ld.add_argument("--downsample-pct", type=float, help="keep M percent of rows within each day (seeded)")
-    ld.add_argument("--copy-threshold", type=int, default=500_000, help="rows at or above which COPY is used")
-    ld.add_argument("--copy-chunksize", type=int, default=200_000, help="rows per COPY chunk")
-    ld.add_argument("--to-sql-chunksize", type=int, default=50_000, help="rows per to_sql chunk")
-    ld.add_argument("--method", default="adbc", choices=["adbc", "copy"], help="COPY path: ADBC binary COPY or psycopg2 CSV COPY")
-    ld.add_argument("--copy-connections", type=int, default=2, help="COPY streams at once, each on its own connection")
-    ld.add_argument("--seed", type=int, default=0, help="downsample seed")
-    ld.add_argument("--data", help="data dir holding the stage outputs (default: settings data_dir)")
-    ld.add_argument("--daily", action="store_true", help="also load regimes/daily.parquet into regime_daily")
+                                    "chunked to_sql below; replace is atomic, append idempotent on (date, secid, optionid). "
+                                    "--postgres-uri, --table and --schema default to POSTGRES_URI, TABLE_NAME and SCHEMA.")
+    param_flags(ld, LoadParams, aliases={"random_state": ("--seed",)})
+    ld.add_argument("--data-dir", "--data", dest="data_dir", help="data dir holding the stage outputs (default: settings data_dir)")
     ld.add_argument("--no-progress", action="store_true", help="no progress bar")
     ld.set_defaults(func=cmd_load)
 
@@ -196,12 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_db)
     return p
 
-def main(argv: list | None = None) -> int:
+# %% ../nbs/09_cli.ipynb #58e892ed
+def main(argv: list | None = None  # arguments; default sys.argv[1:]
+         ) -> int:
     "Entry point of the `volregime` command."
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as e:   # bad input of ours: a one-line message, exit 2
+    except (InputError, FileNotFoundError) as e:   # bad input of ours: a one-line message, exit 2
         print(f"volregime {args.command}: {mask_secrets(str(e))}", file=sys.stderr)
         return 2
     except Exception as e:

@@ -19,24 +19,33 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 from dotenv import dotenv_values
 
 # %% auto #0
-__all__ = ['SETTINGS_SPEC', 'SQL_IDENT', 'RECORDED_PACKAGES', 'project_root', 'resolve_path', 'Settings', 'get_settings',
-           'mask_secrets', 'MaskingFilter', 'get_logger', 'profile_path', 'load_params_yaml', 'load_profile',
-           'parse_set', 'merge_params', 'atomic_path', 'file_lock', 'copy_once', 'open_parquet_writer',
-           'record_headline', 'read_headlines', 'normalize_uri', 'libpq_uri', 'pg_data_dir', 'embedded_server',
-           'resolve_postgres_uri', 'embedded_status', 'embedded_stop', 'package_versions', 'git_sha', 'regime_names',
-           'regime_label', 'setup_notebook']
+__all__ = ['SETTINGS_SPEC', 'DEFAULTS', 'SQL_IDENT', 'RECORDED_PACKAGES', 'InputError', 'project_root', 'resolve_path',
+           'Settings', 'get_settings', 'mask_secrets', 'MaskingFilter', 'get_logger', 'profile_path',
+           'load_params_yaml', 'load_profile', 'parse_set', 'merge_params', 'Artifacts', 'resolve_secret',
+           'StageParams', 'check_unknown', 'order_labels', 'seed_of', 'transition_matrix', 'durations', 'atomic_path',
+           'file_lock', 'copy_once', 'open_parquet_writer', 'record_headline', 'read_headlines', 'quote_ident',
+           'normalize_uri', 'libpq_uri', 'pg_data_dir', 'embedded_server', 'resolve_postgres_uri', 'embedded_status',
+           'embedded_stop', 'package_versions', 'git_sha', 'regime_names', 'regime_label', 'setup_notebook']
+
+# %% ../nbs/00_core.ipynb #0fd831af
+class InputError(ValueError):
+    "Bad input to volregime: the message names the file, row, column or parameter and what was expected."
 
 # %% ../nbs/00_core.ipynb #7032d162
 def project_root(start: str | Path | None = None  # folder to search upward from; default cwd
                  ) -> Path:
-    "The nearest folder at or above `start` holding `settings.ini` (or `pyproject.toml`), else `start`."
+    """The nearest folder at or above `start` holding `settings.ini`; else the checkout this package was installed
+    from (an editable install, so `volregime` works from any folder); else the nearest `pyproject.toml`; else `start`."""
     p = Path(start or os.getcwd()).resolve()
     for d in [p, *p.parents]:
         if (d / "settings.ini").exists(): return d
+    home = Path(__file__).resolve().parent.parent
+    if start is None and (home / "settings.ini").exists() and (home / "params").is_dir(): return home
     for d in [p, *p.parents]:
         if (d / "pyproject.toml").exists(): return d
     return p
@@ -44,7 +53,8 @@ def project_root(start: str | Path | None = None  # folder to search upward from
 def resolve_path(path: str | Path,          # absolute, or relative to the project root
                  root: str | Path | None = None  # project root; found from cwd when None
                  ) -> Path:
-    "An absolute path: `path` itself when absolute, else under the project root."
+    "An absolute path: `path` itself when absolute, else under the project root (an `Artifacts` gives its data dir)."
+    if isinstance(path, Artifacts): return path.data_dir
     p = Path(path).expanduser()
     return p if p.is_absolute() else (Path(root) if root else project_root()) / p
 
@@ -62,18 +72,20 @@ SETTINGS_SPEC = {
     "api_rows_cap": ("database", "API_ROWS_CAP", 50000, int),
 }
 
+DEFAULTS = {name: spec[2] for name, spec in SETTINGS_SPEC.items()}   # the one copy of each setting's default
+
 @dataclass
 class Settings:
     "Resolved run settings; `sources[name]` says which layer decided each value."
-    data_dir: str = "data"
-    profile: str = "demo"
-    reports_dir: str = "reports"
-    runs_dir: str = "runs"
-    postgres_uri: str = ""
-    schema: str = "public"
-    table_name: str = "sampled_regimes"
-    label_col: str = "cluster"
-    api_rows_cap: int = 50000
+    data_dir: str = DEFAULTS["data_dir"]
+    profile: str = DEFAULTS["profile"]
+    reports_dir: str = DEFAULTS["reports_dir"]
+    runs_dir: str = DEFAULTS["runs_dir"]
+    postgres_uri: str = DEFAULTS["postgres_uri"]
+    schema: str = DEFAULTS["schema"]
+    table_name: str = DEFAULTS["table_name"]
+    label_col: str = DEFAULTS["label_col"]
+    api_rows_cap: int = DEFAULTS["api_rows_cap"]
     root: Path = field(default_factory=project_root)
     sources: dict = field(default_factory=dict)
 
@@ -88,7 +100,7 @@ class Settings:
 def _coerce(name, value, typ, origin):
     try: return typ(value)
     except (TypeError, ValueError):
-        raise ValueError(f"setting {name!r} from {origin}: expected {typ.__name__}, got {value!r}") from None
+        raise InputError(f"setting {name!r} from {origin}: expected {typ.__name__}, got {value!r}") from None
 
 def get_settings(cli: dict | None = None,        # values given on the command line (None = not given)
                  root: str | Path | None = None,  # project root; found from cwd when None
@@ -192,16 +204,16 @@ def load_profile(name: str, root: str | Path | None = None) -> dict:
         raise FileNotFoundError(f"profile {name!r}: {p} does not exist (known profiles: {', '.join(known) or 'none'})")
     data = load_params_yaml(p.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{p}: expected a mapping of parameter: value, got {type(data).__name__}")
+        raise InputError(f"{p}: expected a mapping of parameter: value, got {type(data).__name__}")
     return data
 
 def parse_set(item: str  # "key=value"; value parsed as YAML
               ) -> tuple[str, object]:
     "One `--set key=value` override as (key, typed value)."
-    if "=" not in item: raise ValueError(f"--set {item!r}: expected key=value")
+    if "=" not in item: raise InputError(f"--set {item!r}: expected key=value")
     k, v = item.split("=", 1)
     k = k.strip()
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k): raise ValueError(f"--set {item!r}: {k!r} is not a parameter name")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k): raise InputError(f"--set {item!r}: {k!r} is not a parameter name")
     try: val = load_params_yaml(v) if v.strip() != "" else ""
     except yaml.YAMLError: val = v
     return k, val
@@ -216,12 +228,207 @@ def merge_params(profile: str = "smoke",       # profile name or YAML path
         cp = resolve_path(config, root)
         if not cp.exists(): raise FileNotFoundError(f"--config {config}: file not found")
         extra = load_params_yaml(cp.read_text()) or {}
-        if not isinstance(extra, dict): raise ValueError(f"--config {config}: expected a mapping")
+        if not isinstance(extra, dict): raise InputError(f"--config {config}: expected a mapping")
         params.update(extra)
     for item in sets or []:
         k, v = parse_set(item)
         params[k] = v
     return params
+
+# %% ../nbs/00_core.ipynb #cc571532
+@dataclass(frozen=True)
+class Artifacts:
+    "The paths of one run's data directory (DESIGN.md's artifact contracts), in one place."
+    data_dir: Path  # the run's data dir; relative paths resolve against the project root
+
+    def __post_init__(self):
+        d = self.data_dir if str(self.data_dir or "") != "" else get_settings().path("data_dir")   # "": the data_dir setting
+        object.__setattr__(self, "data_dir", resolve_path(d))
+    @classmethod
+    def of(cls, x) -> "Artifacts":
+        "`x` itself when it is an Artifacts, else the Artifacts of the data dir `x`."
+        return x if isinstance(x, Artifacts) else cls(x)
+    # 01 ingest
+    @property
+    def raw(self) -> Path: return self.data_dir / "raw"
+    @property
+    def opprcd(self) -> Path: return self.raw / "opprcd"
+    @property
+    def vsurfd(self) -> Path: return self.raw / "vsurfd"
+    @property
+    def secprd(self) -> Path: return self.raw / "secprd.parquet"
+    @property
+    def dsf(self) -> Path: return self.raw / "dsf.parquet"
+    @property
+    def synthetic_source(self) -> Path: return self.data_dir / "source" / "synthetic"
+    @property
+    def truth(self) -> Path: return self.data_dir / "truth" / "truth.parquet"
+    @property
+    def vix(self) -> Path: return self.data_dir / "truth" / "vix.parquet"
+    # 02 features
+    @property
+    def features_options(self) -> Path: return self.data_dir / "features" / "options.parquet"
+    @property
+    def features_daily(self) -> Path: return self.data_dir / "features" / "daily.parquet"
+    # 03 scan, 04 validation
+    @property
+    def regimes(self) -> Path: return self.data_dir / "regimes"
+    @property
+    def kmeans_scan(self) -> Path: return self.regimes / "kmeans_scan.parquet"
+    @property
+    def labels(self) -> Path: return self.regimes / "labels.parquet"
+    @property
+    def regimes_daily(self) -> Path: return self.regimes / "daily.parquet"
+    @property
+    def ward_scan(self) -> Path: return self.regimes / "ward_scan.parquet"
+    @property
+    def methods(self) -> Path: return self.regimes / "methods.parquet"
+    @property
+    def validation(self) -> Path: return self.regimes / "validation.parquet"
+    def model(self, granularity: str) -> Path:
+        "The fitted regime model of a granularity (day, option)."
+        return self.regimes / "models" / f"{granularity}.joblib"
+    # 05 forecasting
+    @property
+    def models(self) -> Path: return self.data_dir / "models"
+    @property
+    def cv_results(self) -> Path: return self.models / "cv_results.parquet"
+    @property
+    def predictions(self) -> Path: return self.models / "predictions.parquet"
+    def family(self, name: str) -> Path:
+        "The folder of one model family's selected model."
+        return self.models / name
+    # bookkeeping
+    @property
+    def headlines(self) -> Path: return self.data_dir / "headlines"
+    @property
+    def pg(self) -> Path: return self.data_dir / "pg"
+    # 06 load
+    @property
+    def labeled_options(self) -> Path: return self.regimes / "labeled_options.parquet"
+    def lock(self, name: str) -> Path:
+        "The lock file guarding one stage's build in this data dir."
+        return self.data_dir / f".lock-{name}"
+
+# %% ../nbs/00_core.ipynb #2ec4d8ad
+def resolve_secret(value: str) -> str:
+    "The value of an `env:NAME` reference (or `value` itself)."
+    if isinstance(value, str) and value.startswith("env:"): return os.environ.get(value[4:], "")
+    return value
+
+# %% ../nbs/00_core.ipynb #2157259f
+_TYPES = {"str": (str,), "int": (int,), "float": (float, int), "bool": (bool,), "list": (list, tuple)}
+
+def _check_value(cls_name: str, name: str, typ: str, value, where: str):
+    "`value` converted to the field's type, or an InputError naming the key, where it came from and the type."
+    ok = _TYPES.get(typ, (object,))
+    if typ in ("int", "float") and isinstance(value, bool) or not isinstance(value, ok):
+        raise InputError(f"{where}: parameter {name!r} of {cls_name} expects {typ}, got {value!r}")
+    if typ == "float": return float(value)
+    if typ == "list": return list(value)
+    return value
+
+# %% ../nbs/00_core.ipynb #3906faa6
+class StageParams:
+    "Base of the stages' parameter dataclasses: checked loading from mappings, profiles and notebook namespaces."
+    secrets: tuple = ()   # fields that may hold `env:NAME` references, resolved on loading
+
+    @classmethod
+    def names(cls) -> list[str]:
+        "The parameter names of the stage, in declaration order."
+        import dataclasses
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict,          # parameter name -> value (other stages' keys are ignored)
+                  where: str = "parameters",  # where the values came from, for error messages
+                  ):
+        "An instance from the keys of `values` that belong to this stage, types checked, secrets resolved."
+        import dataclasses
+        kw = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in values: continue
+            v = _check_value(cls.__name__, f.name, str(f.type), values[f.name], where)
+            kw[f.name] = resolve_secret(v) if f.name in cls.secrets else v
+        return cls(**kw)
+
+    @classmethod
+    def from_profile(cls, name: str = "smoke",  # profile name or YAML path
+                     **overrides):
+        "An instance from a profile's values (and keyword overrides)."
+        return cls.from_dict({**load_profile(name), **overrides}, f"profile {name}")
+
+    @classmethod
+    def from_namespace(cls, ns: dict  # e.g. a notebook's globals() after its parameters cell
+                       ):
+        "An instance from the variables of a namespace: how a stage notebook turns its parameters cell into one object."
+        return cls.from_dict({k: ns[k] for k in cls.names() if k in ns}, "notebook parameters")
+
+    def to_dict(self) -> dict:
+        "The parameters as a plain mapping."
+        import dataclasses
+        return dataclasses.asdict(self)
+
+    def __repr__(self):
+        vals = ", ".join(f"{k}={mask_secrets(v) if isinstance(v, str) else v!r}" for k, v in self.to_dict().items())
+        return f"{type(self).__name__}({vals})"
+
+def check_unknown(params: dict,      # a merged parameter mapping (profile, config, --set)
+                  classes: list,     # the StageParams classes of every stage
+                  extra: tuple = (), # other accepted keys (data_dir)
+                  ) -> None:
+    "Refuse keys no stage declares and values of the wrong type, with the list of known keys."
+    known = set(extra).union(*[set(c.names()) for c in classes])
+    unknown = sorted(set(params) - known)
+    if unknown: raise InputError(f"unknown parameter(s) {', '.join(unknown)} (the stages declare: {', '.join(sorted(known))})")
+    for c in classes: c.from_dict(params)
+
+# %% ../nbs/00_core.ipynb #87b917d1
+def order_labels(labels: np.ndarray,        # raw labels 0..k-1 (any order)
+                 order_values: np.ndarray,  # per-row values whose regime means set the order
+                 k: int | None = None,      # number of labels; default max + 1
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    "(ordered labels, relabel map with relabel[old] = new): label 0 has the lowest mean `order_values`."
+    labels = np.asarray(labels).astype(np.int64)
+    ov = np.asarray(order_values, float)
+    if len(ov) != len(labels): raise InputError(f"order_values has {len(ov)} values for {len(labels)} labels")
+    k = int(k or (labels.max() + 1 if len(labels) else 0))
+    with np.errstate(invalid="ignore"):
+        means = np.array([np.nanmean(ov[labels == c]) if (labels == c).any() else np.inf for c in range(k)])
+    order = np.argsort(np.nan_to_num(means, nan=np.inf), kind="stable")   # order[new] = old
+    relabel = np.empty(k, np.int64); relabel[order] = np.arange(k)
+    return relabel[labels], relabel
+
+# %% ../nbs/00_core.ipynb #9855b892
+def seed_of(random_state  # None, an int or a numpy RandomState
+            ) -> int:
+    "An int seed for libraries that take only ints: the int itself, or one drawn from the RandomState (fresh for None)."
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool): return int(random_state)
+    from sklearn.utils import check_random_state
+    return int(check_random_state(random_state).randint(2**31 - 1))
+
+# %% ../nbs/00_core.ipynb #5b7cfbca
+def transition_matrix(labels: np.ndarray,   # a daily label sequence
+                      k: int | None = None,  # number of regimes; default max + 1
+                      ) -> np.ndarray:
+    "Row-stochastic matrix of day-to-day regime transitions."
+    labels = np.asarray(labels)
+    k = k or int(labels.max()) + 1
+    m = np.zeros((k, k))
+    np.add.at(m, (labels[:-1], labels[1:]), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nan_to_num(m / m.sum(1, keepdims=True))
+
+# %% ../nbs/00_core.ipynb #c133a833
+def durations(labels: np.ndarray  # a daily label sequence
+              ):
+    "Runs of consecutive equal labels as a frame: regime, length (days)."
+    import polars as pl
+    labels = np.asarray(labels)
+    if len(labels) == 0: return pl.DataFrame(schema={"regime": pl.Int64, "length": pl.Int64})
+    cut = np.flatnonzero(np.diff(labels) != 0) + 1
+    starts = np.concatenate([[0], cut]); ends = np.concatenate([cut, [len(labels)]])
+    return pl.DataFrame({"regime": labels[starts].astype(np.int64), "length": (ends - starts).astype(np.int64)})
 
 # %% ../nbs/00_core.ipynb #3936d4f6
 @contextlib.contextmanager
@@ -295,12 +502,18 @@ def read_headlines(data_dir: str | Path) -> dict:
 # %% ../nbs/00_core.ipynb #f7209738
 SQL_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")   # a safe SQL identifier (the loader and the dashboard quote only these)
 
+def quote_ident(name: str, what: str = "identifier") -> str:
+    "`name` double-quoted for SQL after checking it is a plain identifier (letters, digits, _; at most 63)."
+    if not isinstance(name, str) or not SQL_IDENT.match(name):
+        raise InputError(f"{what} {name!r} is not a valid SQL identifier (letters, digits and _, at most 63, not starting with a digit)")
+    return f'"{name}"'
+
 def normalize_uri(uri: str  # postgres://, postgresql://, postgresql+driver:// or a libpq socket URI
                   ) -> str:
     "The URI with the `postgresql+psycopg2` scheme SQLAlchemy needs."
     uri = uri.strip()
     m = re.match(r"^(postgres|postgresql)(\+[a-z0-9_]+)?://", uri)
-    if not m: raise ValueError(f"postgres URI {mask_secrets(uri)!r}: expected postgresql://user:password@host:port/db")
+    if not m: raise InputError(f"postgres URI {mask_secrets(uri)!r}: expected postgresql://user:password@host:port/db")
     return "postgresql+psycopg2://" + uri[m.end():]
 
 def libpq_uri(uri: str) -> str:

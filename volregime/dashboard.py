@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .core import SQL_IDENT, copy_once, get_logger, get_settings, mask_secrets, resolve_path
+from .core import DEFAULTS, InputError, copy_once, get_logger, get_settings, mask_secrets, quote_ident, resolve_path
 
 # %% auto #0
 __all__ = ['log', 'NUMERIC_TYPES', 'DATETIME_TYPES', 'LEGEND_ABOVE', 'PALETTE', 'CSS', 'PLOTLY_ESM_ENV', 'WINDOW_LAYOUT',
@@ -24,17 +24,17 @@ __all__ = ['log', 'NUMERIC_TYPES', 'DATETIME_TYPES', 'LEGEND_ABOVE', 'PALETTE', 
 # %% ../nbs/07_dashboard.ipynb #46a13b52
 log = get_logger("dashboard")
 
-class DashboardError(ValueError):
+class DashboardError(InputError):
     "A problem the page shows as a message (unknown column, empty selection, database down)."
 
 @dataclass
 class DashboardConfig:
     "Where the dashboard reads from."
-    postgres_uri: str = ""
-    schema: str = "public"
-    table: str = "sampled_regimes"
-    label_col: str = "cluster"
-    rows_cap: int = 50_000
+    postgres_uri: str = DEFAULTS["postgres_uri"]
+    schema: str = DEFAULTS["schema"]
+    table: str = DEFAULTS["table_name"]
+    label_col: str = DEFAULTS["label_col"]
+    rows_cap: int = DEFAULTS["api_rows_cap"]
     data_dir: str = ""
     daily_table: str = "regime_daily"
 
@@ -55,13 +55,11 @@ def _iso(d) -> str:
     import datetime as dt
     return dt.date.fromisoformat(str(d)[:10]).isoformat()
 
-def _ident(name: str, what: str) -> str:
-    if not SQL_IDENT.match(name or ""): raise DashboardError(f"{what} {name!r} is not a valid identifier")
-    return '"' + name + '"'
+_ident = quote_ident   # the dashboard quotes every identifier it reads through the loader's one helper
 
 def _error_text(e: Exception) -> str:
     "What the page shows for an error: ours as written, anything else with its type, secrets masked."
-    return str(e) if isinstance(e, DashboardError) else f"{type(e).__name__}: {mask_secrets(str(e))}"
+    return str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {mask_secrets(str(e))}"
 
 # %% ../nbs/07_dashboard.ipynb #1b15a1df
 NUMERIC_TYPES = ("double precision", "real", "numeric", "bigint", "integer", "smallint")

@@ -15,12 +15,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import SQL_IDENT, atomic_path, get_logger, libpq_uri, mask_secrets, resolve_path, resolve_postgres_uri
+from .core import (DEFAULTS, Artifacts, InputError, StageParams, atomic_path, get_logger, libpq_uri, mask_secrets,
+                            quote_ident, record_headline, resolve_path, resolve_postgres_uri)
 
 # %% auto #0
-__all__ = ['log', 'WHITELIST', 'ALWAYS', 'OPTIONAL', 'PG_TYPES', 'LoadError', 'check_ident', 'q', 'select_columns', 'plan_rows',
+__all__ = ['log', 'WHITELIST', 'ALWAYS', 'OPTIONAL', 'q', 'PG_TYPES', 'LoadError', 'check_ident', 'select_columns', 'plan_rows',
            'stream_batches', 'ddl', 'LoadSummary', 'write_table', 'default_parquet', 'load_results', 'with_underlying',
-           'load_daily', 'table_report']
+           'load_daily', 'table_report', 'LoadParams', 'LoadStageResult', 'run_load']
 
 # %% ../nbs/06_postgres_load.ipynb #df905e59
 log = get_logger("db")
@@ -29,18 +30,16 @@ WHITELIST = ("impl_volatility", "delta", "theta", "vega", "moneyness", "volume",
 ALWAYS = ("date", "cluster")
 OPTIONAL = ("secid", "optionid", "regime")
 
-class LoadError(ValueError):
+class LoadError(InputError):
     "Bad input to the loader: the message names the file, column or identifier."
 
 def check_ident(name: str, what: str = "identifier") -> str:
-    "A safe SQL identifier (letters, digits, underscore; not starting with a digit), else LoadError."
-    if not isinstance(name, str) or not SQL_IDENT.match(name):
-        raise LoadError(f"{what} {name!r} is not a valid SQL identifier (letters, digits and _, at most 63, not starting with a digit)")
+    "`name` when it is a safe SQL identifier (checked by `quote_ident`), else a LoadError naming it."
+    try: quote_ident(name, what)
+    except InputError as e: raise LoadError(str(e)) from None
     return name
 
-def q(name: str) -> str:
-    "A validated, double-quoted identifier."
-    return '"' + check_ident(name) + '"'
+q = quote_ident   # the loader quotes every identifier it writes into SQL
 
 def select_columns(names: list, path: str = "<parquet>") -> dict:
     "Map of source column -> lower-case target column for the whitelisted columns present."
@@ -267,9 +266,8 @@ def write_table(uri: str, schema: str, table: str, batches, total_rows: int, if_
 # %% ../nbs/06_postgres_load.ipynb #d74ac263
 def default_parquet(data_dir="data") -> Path:
     "regimes/labeled_options.parquet: stage-03 option labels joined with stage-02 features and the day regime."
-    d = resolve_path(data_dir)
-    out = d / "regimes" / "labeled_options.parquet"
-    lab, opt = d / "regimes" / "labels.parquet", d / "features" / "options.parquet"
+    art = Artifacts.of(data_dir)
+    out, lab, opt = art.labeled_options, art.labels, art.features_options
     if not lab.exists(): raise LoadError(f"{lab}: no option-level labels; run stage 03 with the option granularity, or pass --parquet")
     src_mtime = max(lab.stat().st_mtime, opt.stat().st_mtime if opt.exists() else 0)
     if out.exists() and out.stat().st_mtime >= src_mtime: return out
@@ -277,7 +275,7 @@ def default_parquet(data_dir="data") -> Path:
     if opt.exists():
         f = pl.scan_parquet(opt).select("date", "secid", "optionid", *[c for c in WHITELIST])
         q_ = q_.join(f, on=["date", "secid", "optionid"], how="left")
-    daily = d / "regimes" / "daily.parquet"
+    daily = art.regimes_daily
     if daily.exists() and "regime" in pl.read_parquet_schema(daily):
         q_ = q_.join(pl.scan_parquet(daily).select("date", "secid", "regime"), on=["date", "secid"], how="left")
     with atomic_path(out) as tmp: q_.sink_parquet(tmp, compression="zstd")
@@ -312,7 +310,7 @@ def load_results(parquet: str | Path | None = None, postgres_uri: str | None = N
 
 def with_underlying(daily: pl.DataFrame, data_dir="data") -> pl.DataFrame:
     "Daily rows (date, secid, ...) with the underlying's close and 30-day ATM IV from features/daily.parquet, when missing."
-    f = resolve_path(data_dir) / "features" / "daily.parquet"
+    f = Artifacts.of(data_dir).features_daily
     if not f.exists() or "secid" not in daily.columns: return daily
     have = pl.read_parquet_schema(f)
     extra = [c for c in ("close", "atm_iv_30d") if c in have and c not in daily.columns]
@@ -322,7 +320,7 @@ def with_underlying(daily: pl.DataFrame, data_dir="data") -> pl.DataFrame:
 def load_daily(data_dir="data", postgres_uri: str | None = None, schema: str = "public", table: str = "regime_daily") -> LoadSummary | None:
     """regimes/daily.parquet -> schema.regime_daily (atomic replace), with the underlying's close and 30-day ATM IV
     from features/daily.parquet: the dashboard's timeline then needs the database only."""
-    p = resolve_path(data_dir) / "regimes" / "daily.parquet"
+    p = Artifacts.of(data_dir).regimes_daily
     if not p.exists(): return None
     t = with_underlying(pl.read_parquet(p), data_dir).to_arrow()
     uri = resolve_postgres_uri(postgres_uri)
@@ -342,3 +340,54 @@ def table_report(postgres_uri: str | None, schema: str, table: str) -> dict:
         sample = pl.read_database(f"SELECT * FROM {name} LIMIT 5", c)
     eng.dispose()
     return {"per_year": per_year, "per_cluster": per_cluster, "sample": sample}
+
+# %% ../nbs/06_postgres_load.ipynb #c7db89b3
+@dataclass(repr=False)
+class LoadParams(StageParams):
+    "Parameters of the load stage (06): the original uploader's, by the same names."
+    parquet: str = ""                   # input parquet; empty: stage-03 labels joined with option features
+    postgres_uri: str = ""              # server; empty: POSTGRES_URI, settings.ini, or the embedded PostgreSQL
+    table: str = DEFAULTS["table_name"]  # target table
+    schema: str = DEFAULTS["schema"]    # target schema
+    if_exists: str = "replace"          # replace (atomic swap) or append (idempotent on the key)
+    create_index: str = "date,cluster"  # comma-separated index columns
+    last_years: int = 0                 # keep only the last N years; 0 keeps all
+    downsample_pct: float = 0.0         # keep M percent of rows within each day; 0 keeps all
+    copy_threshold: int = 500000        # at or above this many rows use COPY, below it chunked to_sql
+    copy_chunksize: int = 200000        # rows per COPY chunk
+    copy_connections: int = 2           # COPY streams at once, each on its own connection
+    to_sql_chunksize: int = 50000       # rows per to_sql chunk
+    method: str = "adbc"                # COPY path: adbc (binary COPY) or copy (psycopg2 CSV COPY)
+    daily: bool = True                  # also load regimes/daily.parquet into regime_daily
+    random_state: int = 0               # seed of the per-day downsample
+    secrets = ("postgres_uri",)
+
+# %% ../nbs/06_postgres_load.ipynb #466765be
+@dataclass
+class LoadStageResult:
+    "What stage 06 loaded."
+    summary: LoadSummary | None        # the option-level table (None when stage 03 wrote no option labels)
+    daily: LoadSummary | None          # regime_daily
+    report: dict | None                # rows per year and cluster, sample rows, read back
+    headline: dict                     # the numbers recorded for the report index
+
+def run_load(art: Artifacts,        # the run's artifact paths
+             params: LoadParams,    # the stage's parameters
+             progress: bool = False,  # a progress bar over the COPY
+             ) -> LoadStageResult:
+    "Stage 06: the option-level regimes (or `params.parquet`) and the daily regimes into PostgreSQL, and the headline."
+    p = params
+    uri = p.postgres_uri or None
+    src = p.parquet or (str(default_parquet(art)) if art.labels.exists() else "")
+    summary = rep = None
+    if src:
+        summary = load_results(src, uri, p.table, p.schema, p.if_exists, p.create_index, p.last_years, p.downsample_pct,
+                               p.copy_threshold, p.copy_chunksize, p.to_sql_chunksize, p.random_state, art, p.method,
+                               progress=progress, copy_connections=p.copy_connections)
+        rep = table_report(uri, p.schema, p.table)
+    else: log.warning("no option-level labels in this run (stage 03 ran at day granularity only): only regime_daily is loaded")
+    daily = load_daily(art, uri, p.schema) if p.daily else None
+    headline = dict(table=f"{p.schema}.{p.table}", rows=summary.rows if summary else 0, method=summary.method if summary else None,
+                    rows_per_s=round(summary.rows_per_s) if summary else None, daily_rows=daily.rows if daily else 0)
+    record_headline(art, "06_postgres_load", **headline)
+    return LoadStageResult(summary, daily, rep, headline)

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .core import atomic_path, get_logger, open_parquet_writer, resolve_path
+from .core import Artifacts, InputError, StageParams, atomic_path, file_lock, get_logger, open_parquet_writer, record_headline, resolve_path
 
 # %% auto #0
 __all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SURFACE_COLS', 'DAILY_COLUMNS', 'underlying_frame', 'volume_ma5',
            'option_features', 'write_option_features', 'SurfaceFilters', 'filter_counts', 'apply_filters', 'per_expiry',
            'constant_maturity', 'surface_from_opprcd', 'option_activity', 'surface_from_vsurfd', 'daily_features',
-           'FeatureSummary', 'build_features', 'features_ready', 'ensure_features', 'fig_surface_timeline',
-           'fig_feature_distributions', 'fig_correlation']
+           'FeatureSummary', 'build_features', 'FeatureParams', 'truth_tracking', 'run_features', 'features_ready',
+           'ensure_features', 'fig_surface_timeline', 'fig_feature_distributions', 'fig_correlation']
 
 # %% ../nbs/02_features.ipynb #516e06fe
 log = get_logger("features")
@@ -244,7 +244,7 @@ def daily_features(raw_dir: str | Path, under: pl.DataFrame, f: SurfaceFilters,
     raw = Path(raw_dir)
     has_op, has_vs = (raw / "opprcd").exists(), (raw / "vsurfd").exists()
     if source == "auto": source = "opprcd" if has_op else "vsurfd"
-    if source not in ("opprcd", "vsurfd"): raise ValueError(f"surface_source={source!r}: expected auto, opprcd or vsurfd")
+    if source not in ("opprcd", "vsurfd"): raise InputError(f"surface_source={source!r}: expected auto, opprcd or vsurfd")
     if source == "opprcd" and not has_op: raise FileNotFoundError(f"{raw}/opprcd: no option quotes for surface_source=opprcd")
     if source == "vsurfd" and not has_vs: raise FileNotFoundError(f"{raw}/vsurfd: no standardised surface for surface_source=vsurfd")
     base = under.lazy().select("secid", "date", "close", "close_raw", "ret_1d", "rv_21d")
@@ -283,6 +283,7 @@ class FeatureSummary:
     filters: pl.DataFrame | None = None
     seconds: float = 0.0
     paths: dict = field(default_factory=dict)
+    truth_corr: float | None = None   # corr(atm_iv_30d, true 30-day ATM IV) on the synthetic market
 
 def build_features(data_dir: str | Path = "data",
                    filters: SurfaceFilters | None = None,
@@ -293,8 +294,9 @@ def build_features(data_dir: str | Path = "data",
     "data_dir/raw -> data_dir/features/{options,daily}.parquet (each written atomically)."
     t0 = time.perf_counter()
     f = filters or SurfaceFilters()
-    raw, out = resolve_path(data_dir) / "raw", resolve_path(data_dir) / "features"
-    if not (raw / "secprd.parquet").exists(): raise FileNotFoundError(f"{raw}/secprd.parquet: run the ingest stage first")
+    art = Artifacts.of(data_dir)
+    raw, out = art.raw, art.features_daily.parent
+    if not art.secprd.exists(): raise FileNotFoundError(f"{art.secprd}: run the ingest stage first")
     under = underlying_frame(raw, rv_window)
     s = FeatureSummary()
     if options and (raw / "opprcd").exists():
@@ -308,17 +310,56 @@ def build_features(data_dir: str | Path = "data",
     log.info(f"features: {s.option_rows:,} option rows, {s.daily_rows:,} days in {s.seconds:.1f}s")
     return s
 
-def features_ready(data_dir: str | Path = "data") -> bool:
-    "Whether data_dir/features/daily.parquet exists."
-    return (resolve_path(data_dir) / "features" / "daily.parquet").exists()
+# %% ../nbs/02_features.ipynb #31e238d7
+@dataclass(repr=False)
+class FeatureParams(StageParams):
+    "Parameters of the features stage (02)."
+    surface_source: str = "auto"    # auto | opprcd | vsurfd: where daily surface measures come from
+    min_dte: int = 7                # drop options with fewer calendar days to expiry (surface fits)
+    min_abs_delta: float = 0.05     # drop |delta| below this (surface fits)
+    max_abs_delta: float = 0.95     # drop |delta| above this (surface fits)
+    drop_zero_bid: bool = True      # drop quotes with a zero best bid (surface fits)
+    rv_window: int = 21             # trading days in the realised-volatility window
 
-def ensure_features(data_dir: str | Path = "data") -> None:
+    @property
+    def filters(self) -> SurfaceFilters:
+        "The surface filters these parameters describe."
+        return SurfaceFilters(self.drop_zero_bid, self.min_dte, self.min_abs_delta, self.max_abs_delta)
+
+# %% ../nbs/02_features.ipynb #4725ebb2
+def truth_tracking(art: Artifacts,          # the run's artifact paths
+                   daily: pl.DataFrame,     # the stage's daily features
+                   ) -> float | None:
+    "Correlation of `atm_iv_30d` with the synthetic market's true 30-day ATM IV (None without a truth file)."
+    if not art.truth.exists(): return None
+    t = pl.read_parquet(art.truth).rename({"atm_iv_30d": "true_atm_iv_30d"}).join(daily, on=["date", "secid"]).drop_nulls(["atm_iv_30d"])
+    return float(np.corrcoef(t["atm_iv_30d"], t["true_atm_iv_30d"])[0, 1]) if t.height > 2 else None
+
+def run_features(art: Artifacts,           # the run's artifact paths
+                 params: FeatureParams,    # the stage's parameters
+                 ) -> FeatureSummary:
+    "The features stage: `art.raw` -> `art.features_options`, `art.features_daily`, and its headline."
+    s = build_features(art, params.filters, params.surface_source, params.rv_window)
+    daily = pl.read_parquet(art.features_daily)
+    s.truth_corr = truth_tracking(art, daily)
+    record_headline(art, "02_features", option_rows=s.option_rows, days=s.daily_rows,
+                    atm_iv_30d_null_days=int(daily["atm_iv_30d"].null_count()), corr_atm_iv_vs_truth=s.truth_corr,
+                    seconds=round(s.seconds, 1))
+    return s
+
+def features_ready(art: Artifacts  # the run's artifact paths
+                   ) -> bool:
+    "Whether the daily features exist."
+    return Artifacts.of(art).features_daily.exists()
+
+def ensure_features(art: Artifacts  # the run's artifact paths
+                    ) -> None:
     "Build the features (and the raw data) with the smoke profile when missing."
-    from volregime.core import file_lock
     from volregime.ingest import ensure_raw
-    ensure_raw(data_dir)
-    with file_lock(resolve_path(data_dir) / ".lock-features"):
-        if not features_ready(data_dir): build_features(data_dir)
+    art = Artifacts.of(art)
+    ensure_raw(art)
+    with file_lock(art.lock("features")):
+        if not features_ready(art): run_features(art, FeatureParams.from_profile("smoke"))
 
 # %% ../nbs/02_features.ipynb #ea9ad27c
 def fig_surface_timeline(daily: pl.DataFrame, secid: int | None = None):

@@ -17,20 +17,22 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from .core import atomic_path, get_logger, mask_secrets, normalize_uri, open_parquet_writer, resolve_path
+from .core import (Artifacts, InputError, StageParams, atomic_path, file_lock, get_logger, mask_secrets, normalize_uri,
+                            open_parquet_writer, record_headline, resolve_path)
 from .schemas import KEYS, REQUIRED, SCHEMAS, SENTINEL, SENTINEL_COLUMNS, YEARLY_TABLES
 from .synth import simulate_market, write_exports
 
 # %% auto #0
 __all__ = ['log', 'EXPORT_RE', 'NULL_TOKENS', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'IngestError', 'discover_exports',
            'canonicalize', 'prefetch', 'read_export', 'IngestSummary', 'RawWriter', 'resolve_secids', 'ingest_local',
-           'ingest_synthetic', 'wrds_uri', 'ingest_wrds', 'mirror_to_postgres', 'consolidate_years', 'combine_parquet',
-           'run_ingest', 'raw_ready', 'ensure_raw', 'raw_summary', 'atm_term_structure', 'fig_underlying_and_term']
+           'ingest_synthetic', 'wrds_url', 'ingest_wrds', 'mirror_to_postgres', 'consolidate_years', 'combine_parquet',
+           'IngestParams', 'run_ingest', 'raw_ready', 'ensure_raw', 'raw_summary', 'atm_term_structure',
+           'fig_underlying_and_term']
 
 # %% ../nbs/01_ingest.ipynb #def64e1a
 log = get_logger("ingest")
 
-class IngestError(ValueError):
+class IngestError(InputError):
     "Bad input to ingest: the message names the file, column or value."
 
 EXPORT_RE = re.compile(r"^(?P<table>opprcd|vsurfd|secprd|securd|secnmd|dsf|opcrsphist)(?P<year>\d{4})?\.(?P<fmt>parquet|csv|csv\.gz)$", re.I)
@@ -469,7 +471,7 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
     elif tickers: raise IngestError(f"{src}: tickers {tickers} given but no secnmd/securd file to map them to secids")
     secids = sorted(set(secmap.values())) if tickers else None
     sy, ey = (int(start[:4]) if start else None), (int(end[:4]) if end else None)
-    raw = resolve_path(data_dir) / "raw"
+    raw = Artifacts.of(data_dir).raw
     with atomic_path(raw) as stage:
         stage.mkdir(parents=True)
         w = RawWriter(stage)
@@ -539,7 +541,7 @@ def ingest_synthetic(data_dir: str | Path = "data",  # run data dir
                      ) -> IngestSummary:
     "Simulate a market, write it as WRDS exports, ingest those."
     tickers = list(tickers or ["SPY"])
-    out = resolve_path(data_dir) / "source" / "synthetic"
+    out = Artifacts.of(data_dir).synthetic_source
     if out.exists(): shutil.rmtree(out)
     write_exports(simulate_market(start, end, tickers, n_contracts, seed), out, fmt)
     return ingest_local(out, data_dir, tickers, start, end)
@@ -547,7 +549,7 @@ def ingest_synthetic(data_dir: str | Path = "data",  # run data dir
 # %% ../nbs/01_ingest.ipynb #49aa50b0
 WRDS_HOST, WRDS_PORT, WRDS_DB = "wrds-pgdata.wharton.upenn.edu", 9737, "wrds"
 
-def wrds_uri(uri: str | None = None  # explicit URI; default the WRDS server with PGUSER
+def wrds_url(uri: str | None = None  # explicit URI; default the WRDS server with PGUSER
              ) -> str:
     "The SQLAlchemy URI for WRDS (or the one given), with sslmode=require for WRDS itself."
     if uri: return normalize_uri(uri)
@@ -583,10 +585,10 @@ def ingest_wrds(data_dir: str | Path = "data",
     from sqlalchemy import create_engine, text
     if not tickers: raise IngestError("source wrds: give tickers (e.g. tickers=[SPY]); WRDS holds every US underlying")
     t0 = time.perf_counter()
-    url = wrds_uri(uri)
+    url = wrds_url(uri)
     log.info(f"wrds: connecting to {mask_secrets(url)}")
     eng = create_engine(url, pool_pre_ping=True)
-    raw = resolve_path(data_dir) / "raw"
+    raw = Artifacts.of(data_dir).raw
     sy, ey = int(start[:4]), int(end[:4])
     with eng.connect() as conn, atomic_path(raw) as stage:
         stage.mkdir(parents=True)
@@ -692,45 +694,63 @@ def combine_parquet(inputs: list,                # parquet files or globs
         n = pq.ParquetFile(tmp).metadata.num_rows
     return n
 
-# %% ../nbs/01_ingest.ipynb #98ebf424
-def run_ingest(source: str = "synthetic",  # "synthetic" | "local" | "wrds"
-               data_dir: str | Path = "data",
-               tickers: list | None = None,
-               start: str | None = None,   # first date; None: every date of the files (local), 2019-01-02 (synthetic)
-               end: str | None = None,     # last date; None: every date of the files (local), 2019-12-31 (synthetic)
-               local_path: str = "",       # export folder for source="local"
-               wrds_uri: str = "",         # URI for source="wrds" (default: the WRDS server)
-               n_contracts: int = 120, seed: int = 0,
+# %% ../nbs/01_ingest.ipynb #08ca5d6c
+@dataclass(repr=False)
+class IngestParams(StageParams):
+    "Parameters of the ingest stage (01)."
+    source: str = "synthetic"   # synthetic | local | wrds
+    local_path: str = ""        # folder of WRDS export files, for source local
+    wrds_uri: str = ""          # WRDS PostgreSQL URI; empty means the WRDS server with PGUSER/PGPASSWORD or ~/.pgpass
+    tickers: list = field(default_factory=lambda: ["SPY"])  # underlyings (OptionMetrics tickers); [] keeps every one (local)
+    start: str = "2019-01-02"   # first trading date, inclusive; "" keeps every date of the files (local)
+    end: str = "2019-12-31"     # last trading date, inclusive; "" keeps every date of the files (local)
+    n_contracts: int = 120      # synthetic: option contracts per day and underlying
+    seed: int = 0               # synthetic: simulator seed
+    secrets = ("wrds_uri",)
+
+# %% ../nbs/01_ingest.ipynb #77bccdaa
+def run_ingest(art: Artifacts,          # the run's artifact paths
+               params: IngestParams,    # the stage's parameters
                ) -> IngestSummary:
-    "Run the ingest stage for one source."
-    if source == "synthetic": return ingest_synthetic(data_dir, start or "2019-01-02", end or "2019-12-31", tickers, n_contracts, seed)
-    if source == "local":
-        if not local_path: raise IngestError("source=local needs local_path (a folder of WRDS export files)")
-        return ingest_local(resolve_path(local_path), data_dir, tickers, start, end)
-    if source == "wrds":
-        if not (start and end):   # IvyDB's whole history is hundreds of millions of rows: never pulled by default
+    "The ingest stage: the source named by `params` -> canonical parquet under `art.raw`, and its headline."
+    p = params
+    tickers = list(p.tickers) if p.tickers else None
+    if p.source == "synthetic":
+        s = ingest_synthetic(art, p.start or "2019-01-02", p.end or "2019-12-31", tickers, p.n_contracts, p.seed)
+    elif p.source == "local":
+        if not p.local_path: raise IngestError("source=local needs local_path (a folder of WRDS export files)")
+        s = ingest_local(resolve_path(p.local_path), art, tickers, p.start or None, p.end or None)
+    elif p.source == "wrds":
+        if not (p.start and p.end):   # IvyDB's whole history is hundreds of millions of rows: never pulled by default
             raise IngestError("source=wrds needs start and end (e.g. --start 2019-01-02 --end 2019-12-31)")
-        return ingest_wrds(data_dir, tickers, start, end, uri=wrds_uri or None)
-    raise IngestError(f"source={source!r}: expected 'synthetic', 'local' or 'wrds'")
+        s = ingest_wrds(art, tickers, p.start, p.end, uri=p.wrds_uri or None)
+    else: raise IngestError(f"source={p.source!r}: expected 'synthetic', 'local' or 'wrds'")
+    rs = raw_summary(art)
+    record_headline(art, "01_ingest", source=p.source, rows_opprcd=s.rows.get("opprcd", 0),
+                    days=int(rs["secprd"]["date"].n_unique()), seconds=round(s.seconds, 1),
+                    missing_iv_share=float(rs["per_year"]["missing_iv_share"].mean()) if "per_year" in rs else None)
+    return s
 
-def raw_ready(data_dir: str | Path = "data") -> bool:
-    "Whether data_dir/raw holds an ingested market."
-    r = resolve_path(data_dir) / "raw"
-    return (r / "secprd.parquet").exists() and ((r / "opprcd").exists() or (r / "vsurfd").exists())
+# %% ../nbs/01_ingest.ipynb #dddb5581
+def raw_ready(art: Artifacts  # the run's artifact paths
+              ) -> bool:
+    "Whether `art.raw` holds an ingested market."
+    art = Artifacts.of(art)
+    return art.secprd.exists() and (art.opprcd.exists() or art.vsurfd.exists())
 
-def ensure_raw(data_dir: str | Path = "data") -> None:
-    "Build data_dir/raw with the smoke profile when it is missing (lets any notebook run on its own)."
-    from volregime.core import file_lock, load_profile
-    with file_lock(resolve_path(data_dir) / ".lock-ingest"):
-        if raw_ready(data_dir): return
-        p = load_profile("smoke")
-        log.info(f"{resolve_path(data_dir)}/raw missing: building it with the smoke profile")
-        run_ingest("synthetic", data_dir, p["tickers"], p["start"], p["end"], n_contracts=p["n_contracts"], seed=p["seed"])
+def ensure_raw(art: Artifacts  # the run's artifact paths
+               ) -> None:
+    "Build `art.raw` with the smoke profile when it is missing (lets any notebook run on its own)."
+    art = Artifacts.of(art)
+    with file_lock(art.lock("ingest")):
+        if raw_ready(art): return
+        log.info(f"{art.raw} missing: building it with the smoke profile")
+        run_ingest(art, IngestParams.from_profile("smoke"))
 
 # %% ../nbs/01_ingest.ipynb #cb1d3c8f
 def raw_summary(data_dir: str | Path = "data") -> dict[str, pl.DataFrame]:
     "Tables describing data_dir/raw: per year rows, contracts per day, missing-IV share."
-    r = resolve_path(data_dir) / "raw"
+    r = Artifacts.of(data_dir).raw
     out = {}
     if (r / "opprcd").exists():
         op = pl.scan_parquet(r / "opprcd" / "**" / "*.parquet", hive_partitioning=True)
@@ -749,7 +769,7 @@ def atm_term_structure(data_dir: str | Path = "data",
                        buckets: tuple = (30, 60, 91, 182, 365),  # days-to-expiry bucket centres
                        ) -> pl.DataFrame:
     "Per date and bucket: IV of the contract nearest the forward in the expiry nearest the bucket."
-    r = resolve_path(data_dir) / "raw"
+    r = Artifacts.of(data_dir).raw
     op = pl.scan_parquet(r / "opprcd" / "**" / "*.parquet", hive_partitioning=True)
     q = (op.filter(pl.col("impl_volatility").is_not_null())
          .with_columns(dte=(pl.col("exdate") - pl.col("date")).dt.total_days(),

@@ -15,16 +15,30 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import (Settings, copy_once, get_logger, get_settings, git_sha, mask_secrets, merge_params,
-                            package_versions, read_headlines, resolve_path)
+from .core import (InputError, Settings, check_unknown, copy_once, get_logger, get_settings, git_sha, mask_secrets,
+                            merge_params, package_versions, read_headlines, resolve_path, resolve_secret)
 
 # %% auto #0
-__all__ = ['STAGE_RE', 'SECRET_PARAMS', 'stage_notebooks', 'select_stages', 'declared_parameters', 'resolve_secret',
-           'render_html', 'write_index', 'StageFailed', 'RunResult', 'run_pipeline']
+__all__ = ['STAGE_RE', 'stage_params', 'secret_params', 'stage_notebooks', 'select_stages', 'declared_parameters', 'render_html',
+           'write_index', 'StageFailed', 'RunResult', 'run_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #8fa983ee
 STAGE_RE = re.compile(r"^(0[1-6])_[a-z0-9_]+\.ipynb$")
-SECRET_PARAMS = ("wrds_uri", "postgres_uri")  # never injected as text: passed through the environment
+
+def stage_params() -> dict:
+    "Stage notebook name -> the dataclass of its parameters."
+    from volregime.db import LoadParams
+    from volregime.features import FeatureParams
+    from volregime.ingest import IngestParams
+    from volregime.scan import ScanParams
+    from volregime.supervised import ForecastParams
+    from volregime.ward import WardParams
+    return {"01_ingest": IngestParams, "02_features": FeatureParams, "03_unsupervised_scan": ScanParams,
+            "04_ward_validation": WardParams, "05_lstm_nested_cv": ForecastParams, "06_postgres_load": LoadParams}
+
+def secret_params() -> tuple:
+    "The parameters that may hold passwords (every stage's `secrets`): never injected into a notebook as text."
+    return tuple(sorted({k for c in stage_params().values() for k in c.secrets}))
 
 def stage_notebooks(nbs_dir: str | Path | None = None  # the notebooks folder; default <root>/nbs
                     ) -> list[Path]:
@@ -39,7 +53,7 @@ def select_stages(stages: str | list | None,  # "01,02" or ["01", "02"] or None 
     want = [s.strip().zfill(2) for s in (stages.split(",") if isinstance(stages, str) else stages) if str(s).strip()]
     by_num = {STAGE_RE.match(p.name)[1]: p for p in available}
     unknown = [s for s in want if s not in by_num]
-    if unknown: raise ValueError(f"--stages: unknown stage(s) {', '.join(unknown)} (known: {', '.join(sorted(by_num))})")
+    if unknown: raise InputError(f"--stages: unknown stage(s) {', '.join(unknown)} (known: {', '.join(sorted(by_num))})")
     return [by_num[s] for s in sorted(set(want))]
 
 def declared_parameters(nb: Path) -> dict:
@@ -48,17 +62,11 @@ def declared_parameters(nb: Path) -> dict:
     return pm.inspect_notebook(str(nb))
 
 # %% ../nbs/08_pipeline.ipynb #c97d169d
-def resolve_secret(value: str) -> str:
-    "The value of an `env:NAME` reference (or `value` itself)."
-    if isinstance(value, str) and value.startswith("env:"):
-        return os.environ.get(value[4:], "")
-    return value
-
 def _protect_secrets(params: dict) -> dict:
     out = dict(params)
-    for k in SECRET_PARAMS:
+    for k in secret_params():
         v = out.get(k)
-        if isinstance(v, str) and v and mask_secrets(v) != v:
+        if isinstance(v, str) and v and not v.startswith("env:"):
             name = f"VOLREGIME_SECRET_{k.upper()}"
             os.environ[name] = v
             out[k] = f"env:{name}"
@@ -188,11 +196,9 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
     params = merge_params(profile, config, sets, settings.root)
     nbs = select_stages(stages, stage_notebooks(settings.root / "nbs"))
     declared = {p.name: declared_parameters(p) for p in stage_notebooks(settings.root / "nbs")}
-    known = set().union(*[set(d) for d in declared.values()]) if declared else set()
-    unknown = sorted(set(params) - known - {"data_dir", *SECRET_PARAMS})
-    if unknown: raise ValueError(f"unknown parameter(s) {', '.join(unknown)} (the stages declare: {', '.join(sorted(known))})")
+    check_unknown(params, list(stage_params().values()), extra=("data_dir",))
     run_id = run_id or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{Path(str(profile)).stem}"
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", run_id): raise ValueError(f"--run-id {run_id!r}: use letters, digits, '.', '_' or '-'")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", run_id): raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' or '-'")
     run_dir = settings.path("runs_dir") / run_id
     report_dir = settings.path("reports_dir") / run_id
     data = resolve_path(data_dir, settings.root) if data_dir else run_dir / "data"
@@ -210,6 +216,9 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
     kernels = _kernel_config(Path(sockets.name))
     # the stage kernels inherit these: a report shows whole tables (every model, every k), not Polars' 10-row cut
     fmt = {k: v for k, v in (("POLARS_FMT_MAX_ROWS", "60"), ("POLARS_FMT_MAX_COLS", "40")) if k not in os.environ}
+    # TensorFlow's C++ notices (tf.data graph notes at E level, absl's preamble) went to the terminal from stage 05
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in ("", "2"): fmt["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    saved_env = {k: os.environ.get(k) for k in fmt}
     os.environ.update(fmt)
     try:
         for nb in bar:
@@ -240,7 +249,9 @@ def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a Y
             if failure: break
     finally:
         bar.close(); sockets.cleanup()
-        for k in fmt: os.environ.pop(k, None)
+        for k, v in saved_env.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
     record["status"] = "interrupted" if interrupted else "failed" if failure else "ok"
     record["seconds"] = round(time.perf_counter() - t_run, 2)
     record["headlines"] = read_headlines(data)

@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -15,24 +16,27 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
+from sklearn.pipeline import Pipeline
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .core import atomic_path, get_logger, regime_label, resolve_path
+from .core import (Artifacts, InputError, StageParams, atomic_path, durations, file_lock, get_logger, order_labels,
+                            record_headline, regime_label, resolve_path, transition_matrix)
 
 # %% auto #0
 __all__ = ['log', 'LOG1P_COLUMNS', 'ScanInputError', 'feature_matrix', 'ZPCA', 'RegimeKMeans', 'sliced_wasserstein',
            'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices', 'ScanResult', 'select_k', 'scan_k',
-           'transition_matrix', 'durations', 'GranularityFit', 'fit_granularity', 'daily_regimes', 'write_scan',
-           'regimes_ready', 'ensure_regimes', 'fig_scan', 'fig_pca_scatter', 'cluster_profile', 'fig_timeline']
+           'ScanParams', 'RegimeModel', 'GranularityFit', 'fit_granularity', 'daily_regimes', 'write_scan',
+           'ScanStageResult', 'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan', 'fig_pca_scatter',
+           'cluster_profile', 'fig_timeline']
 
 # %% ../nbs/03_unsupervised_scan.ipynb #6786e3f1
 log = get_logger("scan")
 LOG1P_COLUMNS = ("volume", "open_interest", "volume_ma5", "option_volume")
 
-class ScanInputError(ValueError):
+class ScanInputError(InputError):
     "Bad input to the scan: the message names the parameter or column."
 
 def feature_matrix(df: pl.DataFrame,         # rows to cluster
@@ -99,15 +103,14 @@ class RegimeKMeans(ClusterMixin, BaseEstimator):
         raw = km.fit_predict(X)
         ov = X[:, 0] if order_values is None else np.asarray(order_values, float)
         if len(ov) != len(X): raise ScanInputError(f"order_values has {len(ov)} values for {len(X)} rows")
-        means = np.array([ov[raw == c].mean() if (raw == c).any() else np.inf for c in range(self.n_clusters)])
-        order = np.argsort(means, kind="stable")           # order[new] = old
-        self.relabel_ = np.empty(self.n_clusters, int); self.relabel_[order] = np.arange(self.n_clusters)
+        self.labels_, self.relabel_ = order_labels(raw, ov, self.n_clusters)   # relabel_[old] = new
+        order = np.argsort(self.relabel_)                                         # order[new] = old
         self.kmeans_ = km
         self.cluster_centers_ = km.cluster_centers_[order]
-        self.labels_ = self.relabel_[raw]
         self.inertia_ = float(km.inertia_)
         self.n_iter_ = int(km.n_iter_)
-        self.order_means_ = means[order]
+        self.order_means_ = np.array([ov[self.labels_ == c].mean() if (self.labels_ == c).any() else np.inf
+                                      for c in range(self.n_clusters)])
         return self
 
     def predict(self, X):
@@ -250,23 +253,62 @@ def scan_k(X: np.ndarray,                  # PCA matrix
     table, k_star, runner = select_k(pl.DataFrame(rows), alpha, beta, stability_floor, separation_metric)
     return ScanResult(table, fits, k_star, runner, time.perf_counter() - t0)
 
-# %% ../nbs/03_unsupervised_scan.ipynb #4f615858
-def transition_matrix(labels: np.ndarray, k: int | None = None) -> np.ndarray:
-    "Row-stochastic matrix of day-to-day regime transitions."
-    labels = np.asarray(labels)
-    k = k or int(labels.max()) + 1
-    m = np.zeros((k, k))
-    np.add.at(m, (labels[:-1], labels[1:]), 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nan_to_num(m / m.sum(1, keepdims=True))
+# %% ../nbs/03_unsupervised_scan.ipynb #7175b0a9
+@dataclass(repr=False)
+class ScanParams(StageParams):
+    "Parameters of the unsupervised scan (03)."
+    granularities: list = field(default_factory=lambda: ["day", "option"])  # which scans to run; the daily regime comes from day
+    day_columns: list = field(default_factory=lambda: ["atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope"])  # day features (surface only: rv_21d lags 21 days)
+    option_columns: list = field(default_factory=lambda: ["impl_volatility", "delta", "gamma", "vega", "theta", "log_moneyness", "dte", "volume", "open_interest", "volume_ma5"])  # option features
+    pca_variance: float = 0.95          # explained-variance share the PCA keeps
+    k_min: int = 2                      # smallest number of clusters scanned
+    k_max: int = 6                      # largest number of clusters scanned
+    n_boot: int = 5                     # bootstrap refits per k
+    boot_sample: int = 20000            # rows per bootstrap refit (option granularity)
+    silhouette_sample: int = 3000       # rows for the silhouette score
+    block_length: int = 20              # moving-block length in days (day granularity bootstrap)
+    alpha: float = 0.5                  # weight of stability in the score
+    beta: float = 0.25                  # weight of Wasserstein separation (1 - alpha - beta on compactness)
+    stability_floor: float = 0.6        # k with mean bootstrap ARI below this are not selected
+    separation_metric: str = "nearest"  # nearest or pairwise Wasserstein separation in the score
+    nan_policy: str = "drop"            # drop or raise on NaN/inf feature rows
+    minibatch: bool = False             # MiniBatchKMeans for very large n
+    n_jobs: int = 2                     # joblib workers (a Dask or Ray backend runs them on a cluster)
+    random_state: int = 0               # passed to every estimator
 
-def durations(labels: np.ndarray) -> pl.DataFrame:
-    "Runs of consecutive equal labels: regime, length."
-    labels = np.asarray(labels)
-    if len(labels) == 0: return pl.DataFrame(schema={"regime": pl.Int64, "length": pl.Int64})
-    cut = np.flatnonzero(np.diff(labels) != 0) + 1
-    starts = np.concatenate([[0], cut]); ends = np.concatenate([cut, [len(labels)]])
-    return pl.DataFrame({"regime": labels[starts].astype(np.int64), "length": (ends - starts).astype(np.int64)})
+# %% ../nbs/03_unsupervised_scan.ipynb #5fd48b23
+@dataclass
+class RegimeModel:
+    "A fitted regime model: Pipeline(zpca -> kmeans) with its feature columns, ordering column and k*."
+    granularity: str           # day or option
+    columns: list              # feature columns, in the order the pipeline reads them
+    order_col: str             # the column whose cluster means order the labels (0 = lowest)
+    k_star: int                # the number of regimes chosen by the scan
+    runner_up: int | None      # the scan's second choice
+    pipeline: Pipeline         # fitted steps "zpca" (ZPCA) and "kmeans" (RegimeKMeans)
+
+    @property
+    def zpca(self) -> ZPCA: return self.pipeline.named_steps["zpca"]
+    @property
+    def kmeans(self) -> RegimeKMeans: return self.pipeline.named_steps["kmeans"]
+
+    def matrix(self, df: pl.DataFrame, nan_policy: str = "drop") -> tuple[np.ndarray, np.ndarray]:
+        "(PCA coordinates, kept-row mask) of the rows of `df`, as the model saw its training rows."
+        X, ok = feature_matrix(df, self.columns, nan_policy)
+        return self.zpca.transform(X), ok
+
+    def save(self, path: str | Path) -> Path:
+        "Write the bundle atomically (joblib)."
+        with atomic_path(path) as tmp: joblib.dump(self, tmp)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RegimeModel":
+        "Read a bundle written by `save`; anything else is refused with the path."
+        if not Path(path).exists(): raise FileNotFoundError(f"{path}: no fitted regime model (run stage 03)")
+        m = joblib.load(path)
+        if not isinstance(m, cls): raise ScanInputError(f"{path}: expected a RegimeModel, found {type(m).__name__} (rerun stage 03)")
+        return m
 
 # %% ../nbs/03_unsupervised_scan.ipynb #f340cad9
 @dataclass
@@ -279,13 +321,34 @@ class GranularityFit:
     rows: pl.DataFrame          # the rows clustered (keys + features), in order
     Z: np.ndarray               # their PCA coordinates
     labels: np.ndarray          # labels of the k* model
+    order_col: str = "atm_iv_30d"
 
-def fit_granularity(df: pl.DataFrame, columns: list, order_col: str, granularity: str, keys: list,
-                    pca_variance: float = 0.95, k_min: int = 2, k_max: int = 12, n_boot: int = 10,
-                    boot_sample: int | None = None, block_length: int | None = None, silhouette_sample: int = 5000,
-                    alpha: float = 0.5, beta: float = 0.25, stability_floor: float = 0.6, nan_policy: str = "drop",
-                    minibatch: bool = False, n_jobs: int = 1, random_state=None,
-                    separation_metric: str = "nearest") -> GranularityFit:
+    def model(self) -> RegimeModel:
+        "The typed bundle of the chosen model."
+        pipe = Pipeline([("zpca", self.zpca), ("kmeans", self.scan.models[self.scan.k_star])])
+        return RegimeModel(self.granularity, list(self.columns), self.order_col, self.scan.k_star, self.scan.runner_up, pipe)
+
+def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features, ordering column)
+                    columns: list,             # feature columns
+                    order_col: str,            # column whose cluster means order the labels
+                    granularity: str,          # day or option (names the scan's rows)
+                    keys: list,                # key columns kept with the rows
+                    pca_variance: float = 0.95,  # explained-variance share the PCA keeps
+                    k_min: int = 2,            # smallest k scanned
+                    k_max: int = 12,           # largest k scanned
+                    n_boot: int = 10,          # bootstrap refits per k
+                    boot_sample: int | None = None,   # rows per refit (i.i.d.); None: n
+                    block_length: int | None = None,  # moving blocks (time-ordered rows)
+                    silhouette_sample: int = 5000,    # rows for the silhouette
+                    alpha: float = 0.5,        # weight of stability in the score
+                    beta: float = 0.25,        # weight of separation in the score
+                    stability_floor: float = 0.6,  # least mean bootstrap ARI for a selectable k
+                    nan_policy: str = "drop",  # drop or raise on NaN/inf rows
+                    minibatch: bool = False,   # MiniBatchKMeans
+                    n_jobs: int = 1,           # joblib workers
+                    random_state=None,         # seed or RandomState
+                    separation_metric: str = "nearest",  # nearest or pairwise separation
+                    ) -> GranularityFit:
     "Feature matrix -> z-scores -> PCA -> k-scan for one granularity."
     if order_col not in df.columns: raise ScanInputError(f"{granularity}: ordering column {order_col!r} not found")
     X, ok = feature_matrix(df, columns, nan_policy)
@@ -297,9 +360,12 @@ def fit_granularity(df: pl.DataFrame, columns: list, order_col: str, granularity
     res = scan_k(Z, ov, k_min, k_max, n_boot, boot_sample, block_length, silhouette_sample, alpha, beta, stability_floor,
                  minibatch, n_jobs, random_state, granularity, separation_metric)
     log.info(f"{granularity}: n={len(X):,}, {zp.n_components_} PCs, k*={res.k_star} (runner-up {res.runner_up}) in {res.seconds:.1f}s")
-    return GranularityFit(granularity, list(columns), zp, res, rows, Z, res.models[res.k_star].labels_)
+    return GranularityFit(granularity, list(columns), zp, res, rows, Z, res.models[res.k_star].labels_, order_col)
 
-def daily_regimes(day: GranularityFit | None, opt: GranularityFit | None) -> pl.DataFrame:
+# %% ../nbs/03_unsupervised_scan.ipynb #03a23a1c
+def daily_regimes(day: GranularityFit | None,  # the day-level fit
+                  opt: GranularityFit | None,  # the option-level fit
+                  ) -> pl.DataFrame:
     "date, secid, regime (day-level k*), share_0..share_{k-1} (daily shares of option-level clusters)."
     out = None
     if day is not None:
@@ -311,46 +377,98 @@ def daily_regimes(day: GranularityFit | None, opt: GranularityFit | None) -> pl.
         out = sh if out is None else out.join(sh, on=["date", "secid"], how="left")
     return out.sort("secid", "date")
 
-def write_scan(data_dir, fits: dict) -> dict:
-    "Write kmeans_scan.parquet, labels.parquet, daily.parquet and the joblib models; paths."
-    d = resolve_path(data_dir) / "regimes"
+# %% ../nbs/03_unsupervised_scan.ipynb #63d01dde
+def write_scan(art: Artifacts,  # the run's artifact paths
+               fits: dict,      # granularity -> GranularityFit
+               ) -> dict:
+    "Write the scan table, option labels, daily regimes and the typed model bundles; their paths."
+    art = Artifacts.of(art)
     paths = {}
     scan = pl.concat([f.scan.table for f in fits.values()], how="diagonal_relaxed")
-    with atomic_path(d / "kmeans_scan.parquet") as tmp: scan.write_parquet(tmp)
-    paths["kmeans_scan"] = d / "kmeans_scan.parquet"
+    with atomic_path(art.kmeans_scan) as tmp: scan.write_parquet(tmp)
+    paths["kmeans_scan"] = art.kmeans_scan
     if "option" in fits:
         f = fits["option"]
         lab = f.rows.select("date", "secid", "optionid").with_columns(
             [pl.Series(f"pca_component_{i + 1}", f.Z[:, i]) for i in range(f.Z.shape[1])]).with_columns(
             cluster=pl.Series(f.labels.astype(np.int64)))
-        with atomic_path(d / "labels.parquet") as tmp: lab.write_parquet(tmp, compression="zstd")
-        paths["labels"] = d / "labels.parquet"
+        with atomic_path(art.labels) as tmp: lab.write_parquet(tmp, compression="zstd")
+        paths["labels"] = art.labels
     daily = daily_regimes(fits.get("day"), fits.get("option"))
-    with atomic_path(d / "daily.parquet") as tmp: daily.write_parquet(tmp)
-    paths["daily"] = d / "daily.parquet"
-    for g, f in fits.items():
-        p = d / "models" / f"{g}.joblib"
-        with atomic_path(p) as tmp:
-            joblib.dump({"columns": f.columns, "scaler": f.zpca.scaler_, "pca": f.zpca.pca_, "zpca": f.zpca,
-                         "model": f.scan.models[f.scan.k_star], "k_star": f.scan.k_star, "runner_up": f.scan.runner_up}, tmp)
-        paths[f"model_{g}"] = p
+    with atomic_path(art.regimes_daily) as tmp: daily.write_parquet(tmp)
+    paths["daily"] = art.regimes_daily
+    for g, f in fits.items(): paths[f"model_{g}"] = f.model().save(art.model(g))
     return paths
 
-def regimes_ready(data_dir="data") -> bool:
-    "Whether stage 03's daily regimes exist."
-    return (resolve_path(data_dir) / "regimes" / "daily.parquet").exists()
+# %% ../nbs/03_unsupervised_scan.ipynb #adb6a640
+@dataclass
+class ScanStageResult:
+    "What stage 03 fitted and wrote."
+    fits: dict                  # granularity -> GranularityFit
+    paths: dict                 # artifact name -> path
+    daily: pl.DataFrame         # the daily regimes written
+    headline: dict              # the numbers recorded for the report index
+    transitions: np.ndarray | None = None  # day-level transition matrix
+    durations: pl.DataFrame | None = None  # day-level runs: regime, length
 
-def ensure_regimes(data_dir="data") -> None:
-    "Build features and the day-level regimes with the smoke profile when missing."
-    from volregime.core import file_lock
+def _ari_vs_truth(art: Artifacts, daily: pl.DataFrame) -> dict:
+    "ARI of the day regimes against the synthetic market's truth, and the true mean duration (empty without a truth file)."
+    from sklearn.metrics import adjusted_rand_score
+    if not art.truth.exists() or "regime" not in daily.columns: return {}
+    tr = pl.read_parquet(art.truth).join(daily.select("date", "secid", "regime"), on=["date", "secid"], suffix="_est")
+    return {"ari_vs_truth": float(adjusted_rand_score(tr["regime"], tr["regime_est"])),
+            "true_mean_duration": float(durations(tr["regime"].to_numpy())["length"].mean())}
+
+def run_scan(art: Artifacts,       # the run's artifact paths
+             params: ScanParams,   # the stage's parameters
+             ) -> ScanStageResult:
+    "Stage 03: the k-scans of the asked granularities, their artifacts and headline."
+    p = params
+    bad = [g for g in p.granularities if g not in ("day", "option")]
+    if bad or not p.granularities: raise ScanInputError(f"granularities={p.granularities}: expected 'day' and/or 'option'")
+    common = dict(pca_variance=p.pca_variance, k_min=p.k_min, k_max=p.k_max, n_boot=p.n_boot, silhouette_sample=p.silhouette_sample,
+                  alpha=p.alpha, beta=p.beta, stability_floor=p.stability_floor, nan_policy=p.nan_policy, minibatch=p.minibatch,
+                  n_jobs=p.n_jobs, random_state=p.random_state, separation_metric=p.separation_metric)
+    fits = {}
+    if "day" in p.granularities:
+        fits["day"] = fit_granularity(pl.read_parquet(art.features_daily), p.day_columns, "atm_iv_30d", "day", ["date", "secid"],
+                                      block_length=p.block_length, **common)
+    if "option" in p.granularities:
+        if art.features_options.exists():
+            opts = pl.read_parquet(art.features_options, columns=list(dict.fromkeys(["date", "secid", "optionid", *p.option_columns])))
+            fits["option"] = fit_granularity(opts, p.option_columns, "impl_volatility", "option", ["date", "secid", "optionid"],
+                                             boot_sample=p.boot_sample, **common)
+            del opts
+        else: log.warning(f"option granularity skipped: {art.features_options} does not exist (no option quotes ingested)")
+    paths = write_scan(art, fits)
+    daily = pl.read_parquet(paths["daily"])
+    res = ScanStageResult(fits, paths, daily, {})
+    h = res.headline
+    if "day" in fits:
+        f = fits["day"]; kd = f.scan.k_star
+        res.transitions, res.durations = transition_matrix(f.labels, kd), durations(f.labels)
+        h.update(k_star_day=kd, runner_up_day=f.scan.runner_up,
+                 ari_stability_day=float(f.scan.table.filter(pl.col("k") == kd)["ari_mean"][0]),
+                 mean_duration_day=float(res.durations["length"].mean()))
+        h.update(_ari_vs_truth(art, daily))
+    if "option" in fits: h.update(k_star_option=fits["option"].scan.k_star, runner_up_option=fits["option"].scan.runner_up)
+    record_headline(art, "03_unsupervised_scan", **h)
+    return res
+
+# %% ../nbs/03_unsupervised_scan.ipynb #597e4caa
+def regimes_ready(art: Artifacts  # the run's artifact paths
+                  ) -> bool:
+    "Whether stage 03's daily regimes exist."
+    return Artifacts.of(art).regimes_daily.exists()
+
+def ensure_regimes(art: Artifacts  # the run's artifact paths
+                   ) -> None:
+    "Build features and regimes with the smoke profile when missing."
     from volregime.features import ensure_features
-    ensure_features(data_dir)
-    with file_lock(resolve_path(data_dir) / ".lock-scan"):
-        if regimes_ready(data_dir): return
-        daily = pl.read_parquet(resolve_path(data_dir) / "features" / "daily.parquet")
-        f = fit_granularity(daily, ["atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope"], "atm_iv_30d", "day",
-                            ["date", "secid"], k_min=2, k_max=5, n_boot=3, block_length=20, random_state=0)
-        write_scan(data_dir, {"day": f})
+    art = Artifacts.of(art)
+    ensure_features(art)
+    with file_lock(art.lock("scan")):
+        if not regimes_ready(art): run_scan(art, ScanParams.from_profile("smoke"))
 
 # %% ../nbs/03_unsupervised_scan.ipynb #51c72fed
 def fig_scan(table: pl.DataFrame, k_star: int, granularity: str):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 
@@ -17,20 +17,23 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from .core import get_logger, resolve_path
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+
+from .core import Artifacts, InputError, StageParams, atomic_path, get_logger, record_headline, resolve_path, seed_of
 
 # %% auto #0
 __all__ = ['log', 'SKLEARN_GRIDS', 'BUILDERS', 'ForecastInputError', 'Sequences', 'make_sequences', 'as_sequences', 'Fold',
            'outer_folds', 'inner_splits_of', 'default_anchors', 'choose_folds', 'persistence_forecast', 'har_forecast',
-           'sklearn_model', 'fit_sklearn', 'configure_devices', 'build_recurrent', 'build_lstm', 'build_gru',
-           'build_seq2seq', 'KerasFit', 'fit_keras', 'keras_grid', 'qlike', 'diebold_mariano', 'CVResult', 'nested_cv',
+           'sklearn_model', 'tune', 'fit_sklearn', 'configure_devices', 'build_recurrent', 'build_lstm', 'build_gru',
+           'build_seq2seq', 'KerasForecaster', 'keras_grid', 'qlike', 'diebold_mariano', 'CVResult', 'nested_cv',
            'pooled_dm_rows', 'add_regime_rmse', 'summary_table', 'save_family', 'load_family', 'fig_folds',
-           'fig_forecasts', 'fig_histories', 'verdict']
+           'fig_forecasts', 'fig_histories', 'verdict', 'ForecastParams', 'ForecastStageResult', 'forecast_frame',
+           'run_forecast']
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #4aa92d92
 log = get_logger("supervised")
 
-class ForecastInputError(ValueError):
+class ForecastInputError(InputError):
     "Bad input to the forecasting stage."
 
 @dataclass
@@ -109,12 +112,12 @@ def inner_splits_of(n: int, n_splits: int, gap: int) -> list[tuple[np.ndarray, n
 
 def default_anchors(data_dir, secid: int | None = None, min_len: int = 5) -> list:
     "Starts of stressed episodes: the synthetic truth's regime 2, else stage 03's highest day regime."
-    d = resolve_path(data_dir)
-    if (d / "truth" / "truth.parquet").exists():
-        t = pl.read_parquet(d / "truth" / "truth.parquet")
+    art = Artifacts.of(data_dir)
+    if art.truth.exists():
+        t = pl.read_parquet(art.truth)
         lab, top = "regime", int(t["regime"].max())
     else:
-        t = pl.read_parquet(d / "regimes" / "daily.parquet")
+        t = pl.read_parquet(art.regimes_daily)
         lab, top = "regime", int(t["regime"].max())
     if secid is not None and "secid" in t.columns: t = t.filter(pl.col("secid") == secid)
     t = t.sort("date")
@@ -182,30 +185,56 @@ def sklearn_model(name: str, random_state=0):
     return TransformedTargetRegressor(regressor=Pipeline([("scaler", StandardScaler()), ("model", base[name])]),
                                       transformer=MinMaxScaler())
 
-def fit_sklearn(name: str, X: np.ndarray, y: np.ndarray, splits, random_state=0):
-    "GridSearchCV over the inner splits, refit on all of X; returns the fitted search."
+def tune(estimator,          # an unfitted estimator (scikit-learn pipeline or KerasForecaster)
+         grid: dict,         # parameter name -> candidate values
+         X: np.ndarray,      # training inputs (2-D for scikit-learn, 3-D sequences for Keras)
+         y: np.ndarray,      # training targets (n, H)
+         splits,             # inner time-series splits (TimeSeriesSplit with gap = H)
+         ) -> tuple[object, dict]:
+    "(refitted best estimator, its parameters): GridSearchCV over the inner splits, refit on all of X; one candidate is just fitted."
     import warnings
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import GridSearchCV
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)   # small alphas on short folds; scored all the same
-    gs = GridSearchCV(sklearn_model(name, random_state), SKLEARN_GRIDS.get(name, {}) or {"regressor__scaler__with_mean": [True]},
-                      cv=splits, scoring="neg_mean_squared_error", n_jobs=1)
-    return gs.fit(X.reshape(len(X), -1), y)
+    from sklearn.model_selection import GridSearchCV, ParameterGrid
+    cands = list(ParameterGrid(grid or {}))
+    with warnings.catch_warnings():   # small alphas on short folds: scored all the same, and only here
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if len(cands) <= 1:           # nothing to choose between: no inner fits
+            best = cands[0] if cands else {}
+            return clone(estimator).set_params(**best).fit(X, y), best
+        gs = GridSearchCV(estimator, grid, cv=splits, scoring="neg_mean_squared_error", n_jobs=1, refit=True)
+        gs.fit(X, y)
+    return gs.best_estimator_, gs.best_params_
+
+def fit_sklearn(name: str,       # baseline name (linear, ridge, lasso, elasticnet, random_forest, gradient_boosting)
+                X: np.ndarray,   # training windows (n, W, F) or flattened (n, W*F)
+                y: np.ndarray,   # targets (n, H)
+                splits,          # inner time-series splits
+                random_state=0,  # seed of the model
+                ) -> tuple[object, dict]:
+    "A tuned baseline on flattened windows: (fitted estimator, its parameters)."
+    return tune(sklearn_model(name, random_state), SKLEARN_GRIDS.get(name, {}), X.reshape(len(X), -1), y, splits)
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #9476eb19
+_DEVICES = None   # the (gpu_devices, memory_growth) applied in this process
+
 def configure_devices(gpu_devices: str = "", memory_growth: bool = True, seed: int = 0) -> dict:
     "Visible GPUs, memory growth, deterministic seeds; a test op logs the device it ran on."
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # tf.data graph notes (E-level, harmless) flooded the console
     import tensorflow as tf
+    global _DEVICES
     gpus = tf.config.list_physical_devices("GPU")
-    try:
-        if gpu_devices == "none": tf.config.set_visible_devices([], "GPU"); gpus = []
-        elif gpu_devices:
-            want = [gpus[int(i)] for i in str(gpu_devices).split(",") if i.strip() != ""]
-            tf.config.set_visible_devices(want, "GPU"); gpus = want
-        for g in gpus: tf.config.experimental.set_memory_growth(g, bool(memory_growth))
-    except RuntimeError as e:   # devices already initialised in this process
-        log.warning(f"GPU configuration skipped: {e}")
+    if _DEVICES == (gpu_devices, bool(memory_growth)):   # already applied in this process (a notebook, then its stage)
+        gpus = tf.config.get_visible_devices("GPU")
+    else:
+        try:
+            if gpu_devices == "none": tf.config.set_visible_devices([], "GPU"); gpus = []
+            elif gpu_devices:
+                want = [gpus[int(i)] for i in str(gpu_devices).split(",") if i.strip() != ""]
+                tf.config.set_visible_devices(want, "GPU"); gpus = want
+            for g in gpus: tf.config.experimental.set_memory_growth(g, bool(memory_growth))
+            _DEVICES = (gpu_devices, bool(memory_growth))
+        except RuntimeError as e:   # devices already initialised in this process
+            log.warning(f"GPU configuration skipped: {e}")
     tf.keras.utils.set_random_seed(int(seed))
     try: tf.config.experimental.enable_op_determinism()
     except Exception: pass
@@ -247,48 +276,102 @@ def build_seq2seq(input_shape: tuple, horizon: int, units: int = 32, depth: int 
 
 BUILDERS = {"lstm": build_lstm, "gru": build_gru, "seq2seq": build_seq2seq}
 
-@dataclass
-class KerasFit:
-    "A trained Keras model with the scalers it was trained with."
-    model: object
-    feature_scaler: object
-    target_scaler: object
-    window: int
-    params: dict
-    history: dict
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        Xw = as_sequences(X)[:, -self.window:, :]
-        Z = self.feature_scaler.transform(Xw.reshape(-1, Xw.shape[-1])).reshape(Xw.shape)
+# %% ../nbs/05_lstm_nested_cv.ipynb #f2a051fb
+def _as_windows(X, n_steps: int | None) -> np.ndarray:
+    "3-D sequences (n, steps, features): 3-D input as is, 2-D rows cut into `n_steps` steps (one step when None)."
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 3: return X
+    if X.ndim == 2:
+        steps = n_steps or 1
+        if X.shape[1] % steps: raise ForecastInputError(f"{X.shape[1]} columns do not split into n_steps={steps} equal steps")
+        return X.reshape(len(X), steps, -1)
+    raise ForecastInputError(f"expected 2-D or 3-D inputs, got shape {X.shape}")
+
+class KerasForecaster(RegressorMixin, BaseEstimator):
+    "An LSTM, GRU or Seq2Seq forecaster as a scikit-learn regressor: scalers fit on training rows, early stopping on a tail."
+    def __init__(self, family: str = "lstm",   # lstm | gru | seq2seq
+                 units: int = 16,              # recurrent units
+                 depth: int = 1,               # recurrent layers
+                 dropout: float = 0.0,         # dropout between layers
+                 lr: float = 0.003,            # Adam learning rate
+                 window: int | None = None,    # days of each sequence used (the last ones); None: all
+                 epochs: int = 8,              # most epochs (early stopping on a validation tail)
+                 patience: int = 3,            # early-stopping patience in epochs
+                 batch_size: int = 64,         # minibatch size
+                 gap: int = 5,                 # samples skipped between training rows and the validation tail (= H)
+                 n_steps: int | None = None,   # steps in a flattened 2-D input row; None: 2-D rows are one step
+                 random_state: int = 0):       # Keras seed
+        self.family, self.units, self.depth, self.dropout, self.lr, self.window = family, units, depth, dropout, lr, window
+        self.epochs, self.patience, self.batch_size, self.gap, self.n_steps = epochs, patience, batch_size, gap, n_steps
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.target_tags.multi_output = True
+        tags.regressor_tags.poor_score = True   # a few epochs on tiny check data: no score floor is meaningful
+        return tags
+
+    def _windows(self, X) -> np.ndarray:
+        Xw = _as_windows(X, self.n_steps)
+        return Xw[:, -self.window:, :] if self.window else Xw
+
+    def _scaled(self, Xw: np.ndarray) -> np.ndarray:
+        return self.feature_scaler_.transform(Xw.reshape(-1, Xw.shape[-1])).reshape(Xw.shape)
+
+    def fit(self, X, y):
+        "Train on (X, y); the last 15% (after `gap` samples) is the early-stopping tail when there are 30 or more samples."
+        import keras
+        from sklearn.preprocessing import MinMaxScaler, StandardScaler
+        from sklearn.utils.validation import validate_data
+        if self.family not in BUILDERS: raise ForecastInputError(f"family={self.family!r}: expected one of {list(BUILDERS)}")
+        X, y = validate_data(self, X, y, allow_nd=True, multi_output=True, y_numeric=True, dtype=np.float64)
+        self._y_1d = y.ndim == 1
+        Y = y.reshape(len(y), -1)
+        Xw = self._windows(X)
+        keras.utils.set_random_seed(seed_of(self.random_state))
+        n_val = max(5, int(0.15 * len(Xw)))
+        tail = len(Xw) >= 30 and len(Xw) - n_val - self.gap >= 10
+        tr = np.arange(len(Xw) - n_val - self.gap) if tail else np.arange(len(Xw))
+        va = np.arange(len(Xw) - n_val, len(Xw))
+        self.feature_scaler_ = StandardScaler().fit(Xw[tr].reshape(-1, Xw.shape[-1]))
+        self.target_scaler_ = MinMaxScaler().fit(Y[tr])
+        self.model_ = BUILDERS[self.family](Xw.shape[1:], Y.shape[1], units=int(self.units), depth=int(self.depth),
+                                            dropout=float(self.dropout), lr=float(self.lr))
+        kw = dict(epochs=int(self.epochs), batch_size=int(self.batch_size), verbose=0, shuffle=False)
+        if tail:
+            kw.update(validation_data=(self._scaled(Xw[va]), self.target_scaler_.transform(Y[va])),
+                      callbacks=[keras.callbacks.EarlyStopping(patience=int(self.patience), restore_best_weights=True)])
+        h = self.model_.fit(self._scaled(Xw[tr]), self.target_scaler_.transform(Y[tr]), **kw)
+        self.history_ = {k: list(map(float, v)) for k, v in h.history.items()}
+        self.n_outputs_ = Y.shape[1]
+        return self
+
+    def predict(self, X):
+        "Forecasts in target units, (n, H) (or (n,) when fitted on a 1-D target)."
+        from sklearn.utils.validation import check_is_fitted, validate_data
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float64)
+        Z = self._scaled(self._windows(X)).astype(np.float32)
         # called eagerly in blocks: `model.predict` builds a tf.function per model, and with a model per fold
         # and candidate TensorFlow warns about retracing in every report; for these sizes eager is also faster
-        out = [np.asarray(self.model(Z[i:i + 8192], training=False)) for i in range(0, len(Z), 8192)]
-        pred = np.concatenate(out) if out else np.zeros((0, self.model.output_shape[-1]), np.float32)
-        return self.target_scaler.inverse_transform(pred).astype(np.float64)
+        out = [np.asarray(self.model_(Z[i:i + 8192], training=False)) for i in range(0, len(Z), 8192)]
+        pred = np.concatenate(out) if out else np.zeros((0, self.n_outputs_), np.float32)
+        pred = self.target_scaler_.inverse_transform(pred).astype(np.float64)
+        return pred[:, 0] if self._y_1d else pred
 
-def fit_keras(kind: str, X: np.ndarray, y: np.ndarray, params: dict, epochs: int = 30, patience: int = 5,
-              batch_size: int = 64, gap: int = 5, seed: int = 0) -> KerasFit:
-    "Scalers fit on the training rows only; early stopping on the last 15% (after a gap)."
-    import keras
-    from sklearn.preprocessing import MinMaxScaler, StandardScaler
-    keras.utils.set_random_seed(int(seed))
-    W = int(params.get("window", X.shape[1]))
-    Xw = as_sequences(X)[:, -W:, :]
-    n_val = max(5, int(0.15 * len(Xw)))
-    tr = np.arange(0, len(Xw) - n_val - gap); va = np.arange(len(Xw) - n_val, len(Xw))
-    if len(tr) < 10: raise ForecastInputError(f"{len(Xw)} samples are too few to train {kind} with a validation tail")
-    fs = StandardScaler().fit(Xw[tr].reshape(-1, Xw.shape[-1]))
-    ts = MinMaxScaler().fit(y[tr])
-    sc = lambda A: fs.transform(A.reshape(-1, A.shape[-1])).reshape(A.shape)
-    m = BUILDERS[kind](Xw.shape[1:], y.shape[1], **{k: v for k, v in params.items() if k != "window"})
-    es = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
-    h = m.fit(sc(Xw[tr]), ts.transform(y[tr]), validation_data=(sc(Xw[va]), ts.transform(y[va])), epochs=epochs,
-              batch_size=batch_size, callbacks=[es], verbose=0, shuffle=False)
-    return KerasFit(m, fs, ts, W, dict(params), {k: list(map(float, v)) for k, v in h.history.items()})
 
-def keras_grid(units, depth, dropout, lr, windows) -> list[dict]:
-    "All combinations of the deep models' hyperparameters."
-    return [dict(units=int(u), depth=int(d), dropout=float(p), lr=float(l), window=int(w)) for u, d, p, l, w in product(units, depth, dropout, lr, windows)]
+# %% ../nbs/05_lstm_nested_cv.ipynb #7688edb2
+def keras_grid(units: list,    # recurrent units tried
+               depth: list,    # layer counts tried
+               dropout: list,  # dropout rates tried
+               lr: list,       # learning rates tried
+               windows: list,  # sequence lengths tried
+               ) -> dict:
+    "The deep models' GridSearchCV grid: parameter name -> candidate values."
+    return {"units": [int(u) for u in units], "depth": [int(d) for d in depth], "dropout": [float(p) for p in dropout],
+            "lr": [float(v) for v in lr], "window": [int(w) for w in windows]}
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #0cd85905
 def qlike(y: np.ndarray, f: np.ndarray) -> float:
@@ -330,16 +413,26 @@ def _score(name: str, fold: int, anchor: str, h: int, y: np.ndarray, f: np.ndarr
 def _metrics_rows(name, fold, y_lvl, f_lvl, naive_lvl, horizon):
     return [_score(name, fold.fold, str(fold.anchor), h + 1, y_lvl[:, h], f_lvl[:, h], naive_lvl[:, h]) for h in range(horizon)]
 
-def nested_cv(seq: Sequences, folds: list, horizon: int, transform: str = "level",
-              sklearn_models: list = (), keras_families: list = (), grid: list | None = None,
-              inner_splits: int = 3, epochs: int = 30, patience: int = 5, batch_size: int = 64, random_state: int = 0,
-              progress: bool = True) -> CVResult:
+def nested_cv(seq: Sequences,               # the sequences (X, y, dates)
+              folds: list,                 # outer folds
+              horizon: int,                # H: days ahead
+              transform: str = "level",    # level or log targets
+              sklearn_models: list = (),   # baseline names
+              keras_families: list = (),   # lstm, gru, seq2seq
+              grid: dict | None = None,    # the deep models' grid (keras_grid)
+              inner_splits: int = 3,       # inner TimeSeriesSplit folds (gap = H)
+              epochs: int = 30,            # most epochs per Keras fit
+              patience: int = 5,           # early-stopping patience
+              batch_size: int = 64,        # Keras minibatch size
+              random_state: int = 0,       # seed of every model
+              progress: bool = True,       # a progress bar
+              ) -> CVResult:
     "Outer expanding-window folds; inner time-series splits tune each model; every forecast scored against persistence."
     from tqdm.auto import tqdm
     t0 = time.perf_counter()
     to_lvl = (lambda a: np.exp(a)) if transform == "log" else (lambda a: a)
     rows, preds, selected, hist = [], [], {}, {}
-    grid = grid or [dict(units=32, depth=1, dropout=0.0, lr=1e-3, window=seq.X.shape[1])]
+    grid = grid or keras_grid([32], [1], [0.0], [1e-3], [seq.X.shape[1]])
     steps = len(folds) * (2 + len(sklearn_models) + len(keras_families))
     bar = tqdm(total=steps, desc="nested CV", disable=not progress)
     for fold in folds:
@@ -350,22 +443,15 @@ def nested_cv(seq: Sequences, folds: list, horizon: int, transform: str = "level
         bar.update(2)
         splits = inner_splits_of(len(tr), inner_splits, horizon)
         for name in sklearn_models:
-            gs = fit_sklearn(name, seq.X[tr], seq.y[tr], splits, random_state)
-            fc[name] = to_lvl(gs.predict(seq.X[te].reshape(len(te), -1)))
-            selected[name] = (gs.best_estimator_, gs.best_params_, fold.fold)
+            est, best = fit_sklearn(name, seq.X[tr], seq.y[tr], splits, random_state)
+            fc[name] = to_lvl(est.predict(seq.X[te].reshape(len(te), -1)))
+            selected[name] = (est, best, fold.fold)
             bar.update(1)
-        for kind in keras_families:
-            # tune on the last inner split (train part -> validation part), then refit on the whole training fold
-            itr, iva = splits[-1]
-            best, best_loss = grid[0], np.inf
-            if len(grid) > 1:
-                for g in grid:   # tuning fits get half the epochs: they rank candidates, the refit trains fully
-                    kf = fit_keras(kind, seq.X[tr][itr], seq.y[tr][itr], g, max(2, epochs // 2), patience, batch_size, horizon, random_state)
-                    loss = np.mean((kf.predict(seq.X[tr][iva]) - seq.y[tr][iva]) ** 2)
-                    if loss < best_loss: best, best_loss = g, loss
-            kf = fit_keras(kind, seq.X[tr], seq.y[tr], best, epochs, patience, batch_size, horizon, random_state)
-            fc[kind] = to_lvl(kf.predict(seq.X[te]))
-            selected[kind] = (kf, best, fold.fold); hist[(kind, fold.fold)] = kf.history
+        for kind in keras_families:   # the same search as the baselines: GridSearchCV over the inner splits, refit on all of tr
+            base = KerasForecaster(kind, epochs=epochs, patience=patience, batch_size=batch_size, gap=horizon, random_state=random_state)
+            est, best = tune(base, grid, seq.X[tr], seq.y[tr], splits)
+            fc[kind] = to_lvl(est.predict(seq.X[te]))
+            selected[kind] = (est, best, fold.fold); hist[(kind, fold.fold)] = est.history_
             bar.update(1)
         for name, f in fc.items():
             rows += _metrics_rows(name, fold, y_lvl, f, naive, horizon)
@@ -406,21 +492,29 @@ def summary_table(results: pl.DataFrame, horizon: int) -> pl.DataFrame:
     return overall.join(pooled, on="model", how="left").join(wide, on="model").join(pv, on="model").sort("rmse_pooled")
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #59408840
-def save_family(out_dir: Path, family: str, fitted, params: dict, metrics: pl.DataFrame, preds: pl.DataFrame) -> Path:
+def save_family(out_dir: Path,           # the run's models folder
+                family: str,             # the family's name (its folder)
+                fitted,                  # the fitted estimator (KerasForecaster or scikit-learn)
+                params: dict,            # its selected hyperparameters
+                metrics: pl.DataFrame,   # its metrics rows
+                preds: pl.DataFrame,     # its predictions
+                ) -> Path:
     "Write one family's selected model and its files; returns the folder."
     d = Path(out_dir) / family
     d.mkdir(parents=True, exist_ok=True)
-    if isinstance(fitted, KerasFit):
-        fitted.model.save(d / "model.keras")
+    if isinstance(fitted, KerasForecaster):
+        joblib.dump({"params": fitted.get_params(), "n_features_in_": fitted.n_features_in_, "y_1d": fitted._y_1d},
+                    d / "estimator_state.pkl")
+        fitted.model_.save(d / "model.keras")
         if family == "lstm":   # the legacy HDF5 file earlier tools read, written on purpose: Keras' advice not to is muted
             import logging
             absl = logging.getLogger("absl"); level = absl.level
             absl.setLevel(logging.ERROR)
-            try: fitted.model.save(d / "lstm_model.h5")
+            try: fitted.model_.save(d / "lstm_model.h5")
             finally: absl.setLevel(level)
-        joblib.dump(fitted.feature_scaler, d / "feature_scaler.pkl")
-        joblib.dump(fitted.target_scaler, d / "target_scaler.pkl")
-        pl.DataFrame(fitted.history).with_row_index("epoch", 1).write_csv(d / "training_history.csv")
+        joblib.dump(fitted.feature_scaler_, d / "feature_scaler.pkl")
+        joblib.dump(fitted.target_scaler_, d / "target_scaler.pkl")
+        pl.DataFrame(fitted.history_).with_row_index("epoch", 1).write_csv(d / "training_history.csv")
     else:
         joblib.dump(fitted, d / "model.joblib")
         joblib.dump(fitted.regressor_.named_steps["scaler"], d / "feature_scaler.pkl")
@@ -430,14 +524,19 @@ def save_family(out_dir: Path, family: str, fitted, params: dict, metrics: pl.Da
     preds.write_csv(d / "predictions.csv")
     return d
 
-def load_family(d: str | Path):
-    "Reload a saved family: a KerasFit or the sklearn estimator."
+def load_family(d: str | Path  # a folder written by save_family
+                ):
+    "Reload a saved family: a fitted KerasForecaster or the scikit-learn estimator."
     d = Path(d)
     if (d / "model.keras").exists():
         import keras
-        params = json.loads((d / "params.json").read_text())
-        return KerasFit(keras.models.load_model(d / "model.keras"), joblib.load(d / "feature_scaler.pkl"),
-                        joblib.load(d / "target_scaler.pkl"), int(params.get("window", 1)), params, {})
+        state = joblib.load(d / "estimator_state.pkl")
+        est = KerasForecaster(**state["params"])
+        est.model_ = keras.models.load_model(d / "model.keras")
+        est.feature_scaler_, est.target_scaler_ = joblib.load(d / "feature_scaler.pkl"), joblib.load(d / "target_scaler.pkl")
+        est.n_outputs_, est.n_features_in_, est._y_1d = int(est.model_.output_shape[-1]), state["n_features_in_"], state["y_1d"]
+        est.history_ = pl.read_csv(d / "training_history.csv").drop("epoch").to_dict(as_series=False)
+        return est
     return joblib.load(d / "model.joblib")
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #2150e159
@@ -503,3 +602,98 @@ def verdict(table: pl.DataFrame, horizon: int, alpha: float = 0.05) -> str:
               f"at this horizon, the test windows are short, and the folds start in stressed episodes where level shifts "
               f"are least predictable.")
     return s
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #895b21f5
+@dataclass(repr=False)
+class ForecastParams(StageParams):
+    "Parameters of the forecasting stage (05)."
+    target: str = "atm_iv_30d"          # forecast target column of features/daily.parquet
+    target_transform: str = "level"     # level or log: models learn the target or its log
+    features: list = field(default_factory=lambda: ["atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", "rv_21d", "ret_1d"])  # input columns
+    use_regime_shares: bool = False     # add stage-03 daily regime shares as inputs
+    window: int = 20                    # W: days of history in each input sequence
+    horizon: int = 5                    # H: days ahead forecast (t+1..t+H)
+    anchor_dates: list = field(default_factory=list)  # outer-fold test starts; empty: starts of stressed episodes
+    n_folds: int = 1                    # outer folds (anchors) at most
+    test_days: int = 40                 # trading days in each outer test window
+    min_train_days: int = 120           # trading days of training data before an anchor, at least
+    inner_splits: int = 2               # inner time-series splits for tuning
+    keras_families: list = field(default_factory=lambda: ["lstm", "gru", "seq2seq"])  # deep models
+    sklearn_models: list = field(default_factory=lambda: ["linear", "ridge", "lasso", "elasticnet", "random_forest", "gradient_boosting"])  # baselines
+    units_grid: list = field(default_factory=lambda: [16])       # recurrent units
+    depth_grid: list = field(default_factory=lambda: [1])        # recurrent layers
+    dropout_grid: list = field(default_factory=lambda: [0.0])    # dropout between layers
+    lr_grid: list = field(default_factory=lambda: [0.003])       # Adam learning rate
+    window_grid: list = field(default_factory=lambda: [20])      # W values tried by the deep models (at most window)
+    epochs: int = 8                     # most epochs per fit (early stopping on a validation tail)
+    patience: int = 3                   # early-stopping patience in epochs
+    batch_size: int = 64                # minibatch size
+    gpu_devices: str = ""               # GPU indices made visible, e.g. 0 or 0,1; empty: all; none: CPU only
+    memory_growth: bool = True          # let TensorFlow grow GPU memory instead of taking it all
+    random_state: int = 0               # seeds numpy, TensorFlow and every estimator
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #b7ef6420
+@dataclass
+class ForecastStageResult:
+    "What stage 05 fitted and wrote."
+    seq: Sequences          # the sequences of the first underlying
+    folds: list             # the outer folds
+    cv: CVResult            # the nested CV
+    table: pl.DataFrame     # RMSE and DM tests at H, best first
+    verdict: str            # what the table says
+    regime_rmse: pl.DataFrame  # RMSE per model and stage-03 regime at H
+    saved: dict             # family -> folder of its selected model
+    device: dict            # what TensorFlow ran on
+    features: list          # the input columns used
+    headline: dict          # the numbers recorded for the report index
+
+def forecast_frame(art: Artifacts,           # the run's artifact paths
+                   params: ForecastParams,   # the stage's parameters
+                   ) -> tuple[int, pl.DataFrame, list]:
+    "(secid, its daily rows in date order, input columns): the first underlying, with regime shares when asked."
+    daily = pl.read_parquet(art.features_daily)
+    secid0 = int(daily["secid"][0])
+    daily = daily.filter(pl.col("secid") == secid0).sort("date")
+    cols = list(params.features)
+    if params.use_regime_shares:
+        shares = pl.read_parquet(art.regimes_daily).filter(pl.col("secid") == secid0)
+        share_cols = [c for c in shares.columns if c.startswith("share_")]
+        daily = daily.join(shares.select("date", *share_cols), on="date", how="left")
+        cols += share_cols
+    return secid0, daily, cols
+
+def run_forecast(art: Artifacts,           # the run's artifact paths
+                 params: ForecastParams,   # the stage's parameters
+                 progress: bool = True,    # a progress bar over the nested CV
+                 ) -> ForecastStageResult:
+    "Stage 05: nested CV of every model family, artifacts, selected models and headline."
+    p = params
+    device = configure_devices(p.gpu_devices, p.memory_growth, p.random_state)
+    secid0, daily, cols = forecast_frame(art, p)
+    W = max([p.window, *p.window_grid])
+    seq = make_sequences(daily, cols, p.target, W, p.horizon, p.target_transform)
+    anchors = p.anchor_dates or default_anchors(art, secid0)
+    folds = choose_folds(seq.dates, anchors, bool(p.anchor_dates), p.horizon, p.test_days, p.min_train_days, p.n_folds)
+    log.info(f"{len(seq.X)} samples of {W} days x {len(cols)} features; {len(folds)} outer folds at "
+             f"{[str(f.anchor) for f in folds]}; device: {device['test_op_device']}")
+    grid = keras_grid(p.units_grid, p.depth_grid, p.dropout_grid, p.lr_grid, [w for w in p.window_grid if w <= W] or [W])
+    cv = nested_cv(seq, folds, p.horizon, p.target_transform, p.sklearn_models, p.keras_families, grid, p.inner_splits,
+                   p.epochs, p.patience, p.batch_size, p.random_state, progress)
+    with atomic_path(art.cv_results) as tmp: cv.results.write_parquet(tmp)
+    with atomic_path(art.predictions) as tmp: cv.predictions.write_parquet(tmp)
+    table = summary_table(cv.results, p.horizon)
+    regimes = pl.read_parquet(art.regimes_daily).filter(pl.col("secid") == secid0)
+    by_regime = add_regime_rmse(cv.predictions, regimes).filter(pl.col("horizon") == p.horizon).pivot(on="regime", index="model", values="rmse")
+    saved = {}
+    for fam, (fitted, best, fold_no) in cv.selected.items():
+        m = cv.results.filter((pl.col("model") == fam) & (pl.col("fold") == fold_no))
+        pr = cv.predictions.filter((pl.col("model") == fam) & (pl.col("fold") == fold_no))
+        saved[fam] = save_family(art.models, fam, fitted, best, m, pr)
+    best = table.filter(pl.col("model") != "persistence").row(0, named=True)
+    text = verdict(table, p.horizon)
+    headline = dict(best_model=best["model"], best_rmse_h=best["rmse_pooled"],
+                    persistence_rmse_h=float(table.filter(pl.col("model") == "persistence")["rmse_pooled"][0]),
+                    best_dm_pvalue_pooled=best["dm_pvalue_pooled"], horizon=p.horizon, folds=len(folds),
+                    seconds=round(cv.seconds, 1), device=device["test_op_device"], verdict=text)
+    record_headline(art, "05_lstm_nested_cv", **headline)
+    return ForecastStageResult(seq, folds, cv, table, text, by_regime, saved, device, cols, headline)

@@ -14,30 +14,23 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, spearmanr
 from sklearn.metrics import adjusted_rand_score
 
-from .core import get_logger, resolve_path
+from .core import (Artifacts, InputError, durations, get_logger, order_labels, resolve_path, seed_of,
+                            transition_matrix)
 
 # %% auto #0
-__all__ = ['log', 'order_labels', 'hmm_regimes', 'jump_regimes', 'run_lengths', 'persistence', 'ValidationInputError',
-           'read_reference', 'load_references', 'align', 'agreement', 'truth_scores', 'load_truth', 'daily_methods',
-           'validate_methods', 'comparison_table', 'fig_methods_timeline']
+__all__ = ['log', 'hmm_regimes', 'jump_regimes', 'persistence', 'ValidationInputError', 'read_reference', 'load_references',
+           'align', 'agreement', 'truth_scores', 'load_truth', 'daily_methods', 'validate_methods', 'comparison_table',
+           'fig_methods_timeline']
 
 # %% ../nbs/04a_validate.ipynb #64539fe1
 log = get_logger("validate")
-
-def order_labels(labels: np.ndarray, order_values: np.ndarray) -> np.ndarray:
-    "Relabel so that regime 0 has the lowest mean of order_values, 1 the next, ..."
-    labels = np.asarray(labels)
-    u = np.unique(labels)
-    means = np.array([np.nanmean(order_values[labels == c]) for c in u])
-    new = {int(c): i for i, c in enumerate(u[np.argsort(means, kind="stable")])}
-    return np.array([new[int(c)] for c in labels], dtype=np.int64)
 
 # %% ../nbs/04a_validate.ipynb #2694d0c7
 def hmm_regimes(X: np.ndarray, k: int, covariance: str = "full", random_state=None, n_iter: int = 200,
                 n_init: int = 3, stay: float = 0.95) -> tuple[np.ndarray, np.ndarray, object]:
     "(filtered labels, smoothed Viterbi labels, fitted model) of a Gaussian HMM with k states (best of n_init EM runs)."
     from hmmlearn.hmm import GaussianHMM
-    rs = np.random.RandomState(random_state if isinstance(random_state, int) else None)
+    rs = np.random.RandomState(seed_of(random_state))
     best, best_ll = None, -np.inf
     for seed in rs.randint(2**31 - 1, size=n_init):
         # means and covariances from k-means; a persistent transition matrix to start: a random one
@@ -64,34 +57,28 @@ def hmm_regimes(X: np.ndarray, k: int, covariance: str = "full", random_state=No
 def jump_regimes(X: np.ndarray, k: int, penalty: float = 50.0, random_state=None) -> tuple[np.ndarray, np.ndarray, object]:
     "(online labels, fitted labels, model) of a statistical jump model (jumpmodels) with k states."
     from jumpmodels.jump import JumpModel
-    seed = int(np.random.RandomState(random_state).randint(2**31 - 1)) if not isinstance(random_state, int) else random_state
-    jm = JumpModel(n_components=k, jump_penalty=penalty, random_state=seed, n_init=5)
+    jm = JumpModel(n_components=k, jump_penalty=penalty, random_state=seed_of(random_state), n_init=5)
     jm.fit(X, sort_by=None)
     return np.asarray(jm.predict_online(X), np.int64), np.asarray(jm.labels_, np.int64), jm
 
 # %% ../nbs/04a_validate.ipynb #0482995f
-def run_lengths(labels: np.ndarray) -> np.ndarray:
-    "Lengths of runs of equal consecutive labels."
-    labels = np.asarray(labels)
-    if len(labels) == 0: return np.array([], int)
-    cut = np.flatnonzero(np.diff(labels) != 0) + 1
-    return np.diff(np.concatenate([[0], cut, [len(labels)]]))
-
-def persistence(labels: np.ndarray, dates) -> dict:
+def persistence(labels: np.ndarray,  # daily labels of one method, in date order
+                dates,               # their dates
+                ) -> dict:
     "Mean diagonal of the transition matrix, mean and median regime durations (days), switches per year."
     labels = np.asarray(labels)
     k = int(labels.max()) + 1
-    m = np.zeros((k, k)); np.add.at(m, (labels[:-1], labels[1:]), 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        diag = np.nanmean(np.diag(m) / m.sum(1))
-    runs = run_lengths(labels)
+    m = transition_matrix(labels, k)
+    seen = np.bincount(labels[:-1], minlength=k) > 0 if len(labels) > 1 else np.zeros(k, bool)
+    diag = float(np.mean(np.diag(m)[seen])) if seen.any() else float("nan")
+    runs = durations(labels)["length"].to_numpy()
     d = pl.Series(dates)
     years = max((d.max() - d.min()).days / 365.25, 1 / 365.25)
-    return {"persistence": float(diag), "mean_duration": float(runs.mean()), "median_duration": float(np.median(runs)),
+    return {"persistence": diag, "mean_duration": float(runs.mean()), "median_duration": float(np.median(runs)),
             "switches_per_year": float((len(runs) - 1) / years), "n_regimes": k}
 
 # %% ../nbs/04a_validate.ipynb #7f7f74cc
-class ValidationInputError(ValueError):
+class ValidationInputError(InputError):
     "Bad input to validation: the message says what and where."
 
 def read_reference(path: str | Path) -> pl.DataFrame:
@@ -162,31 +149,32 @@ def load_truth(data_dir) -> pl.DataFrame | None:
     return pl.read_parquet(p).select("date", "secid", "regime") if p.exists() else None
 
 # %% ../nbs/04a_validate.ipynb #c79e6947
-def daily_methods(data_dir, hmm_covariance: str = "full", jump_penalty: float = 50.0, ward_sample: int = 50_000,
-                  random_state=0) -> pl.DataFrame:
+def daily_methods(art: Artifacts,            # the run's artifact paths
+                  hmm_covariance: str = "full",  # GaussianHMM covariance type
+                  jump_penalty: float = 50.0,    # statistical jump model penalty
+                  ward_sample: int = 50_000,     # exact Ward up to this many rows
+                  random_state=0,                # seed or RandomState for every model
+                  ) -> pl.DataFrame:
     "date, secid, method, causal, regime for kmeans, ward, hmm (filtered/smoothed), jump (online/fitted)."
-    import joblib
-    from volregime.scan import feature_matrix
-    from volregime.ward import WardTree
-    d = resolve_path(data_dir)
-    model = joblib.load(d / "regimes" / "models" / "day.joblib")
-    k = int(model["k_star"])
-    feats = pl.read_parquet(d / "features" / "daily.parquet")
-    km = pl.read_parquet(d / "regimes" / "daily.parquet").select("date", "secid", "regime")
+    from volregime.scan import RegimeModel
+    from volregime.ward import WardRegimes
+    art = Artifacts.of(art)
+    model = RegimeModel.load(art.model("day"))
+    k = model.k_star
+    feats = pl.read_parquet(art.features_daily)
+    km = pl.read_parquet(art.regimes_daily).select("date", "secid", "regime")
     frames = []
     for (secid,), f in feats.sort("date").group_by("secid", maintain_order=True):
-        X, ok = feature_matrix(f, model["columns"])
+        Z, ok = model.matrix(f)
         rows = f.filter(pl.Series(ok)).select("date", "secid", "atm_iv_30d")
-        Z = model["zpca"].transform(X)
         iv = rows["atm_iv_30d"].to_numpy()
-        out = {("kmeans", True): rows.join(km, on=["date", "secid"], how="left")["regime"].to_numpy()}
-        out[("ward", False)] = WardTree(ward_sample, random_state=random_state).fit(Z).cut_k(k)
+        out = {("kmeans", True): rows.join(km, on=["date", "secid"], how="left")["regime"].to_numpy().astype(np.int64)}
+        out[("ward", False)] = WardRegimes(k, ward_sample, random_state=random_state).fit(Z, order_values=iv).labels_
         hf, hs, _ = hmm_regimes(Z, k, hmm_covariance, random_state)
-        out[("hmm", True)], out[("hmm", False)] = hf, hs
+        out[("hmm", True)], out[("hmm", False)] = order_labels(hf, iv)[0], order_labels(hs, iv)[0]
         jo, jf, _ = jump_regimes(Z, k, jump_penalty, random_state)
-        out[("jump", True)], out[("jump", False)] = jo, jf
+        out[("jump", True)], out[("jump", False)] = order_labels(jo, iv)[0], order_labels(jf, iv)[0]
         for (name, causal), lab in out.items():
-            lab = order_labels(lab, iv) if name != "kmeans" else lab.astype(np.int64)
             frames.append(rows.select("date", "secid").with_columns(method=pl.lit(name), causal=pl.lit(causal), regime=pl.Series(lab)))
     return pl.concat(frames).sort("method", "causal", "secid", "date")
 

@@ -8,15 +8,21 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from scipy.cluster.hierarchy import fcluster
+from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import validate_data
 
-from .core import get_logger, regime_label
+from dataclasses import dataclass
+
+from .core import (Artifacts, InputError, StageParams, atomic_path, get_logger, order_labels, record_headline,
+                            regime_label)
 
 # %% auto #0
-__all__ = ['log', 'weighted_ward', 'WardTree', 'WardInputError', 'threshold_grid', 'ward_scan', 'contingency', 'nestedness',
-           'fig_dendrogram', 'fig_ward_scan', 'fig_contingency']
+__all__ = ['log', 'weighted_ward', 'WardInputError', 'WardTree', 'WardRegimes', 'threshold_grid', 'ward_scan', 'contingency',
+           'nestedness', 'WardParams', 'WardStageResult', 'ward_matrix', 'run_ward', 'fig_dendrogram', 'fig_ward_scan',
+           'fig_contingency']
 
 # %% ../nbs/04_ward_validation.ipynb #66a7fa25
 log = get_logger("ward")
@@ -49,6 +55,9 @@ def weighted_ward(centroids: np.ndarray,  # (m, d) cluster centres
     return Z
 
 # %% ../nbs/04_ward_validation.ipynb #4cef4b93
+class WardInputError(InputError):
+    "Bad input to the Ward stage."
+
 class WardTree:
     "A Ward tree of rows: exact (fastcluster) up to `sample_size` rows, else on size-weighted micro-clusters."
     def __init__(self, sample_size: int = 50_000, n_micro: int = 1000, random_state=None):
@@ -57,7 +66,7 @@ class WardTree:
     def fit(self, X, y=None):
         import fastcluster
         X = np.asarray(X, float)
-        if len(X) < 3: raise ValueError(f"Ward needs at least 3 rows, got {len(X)}")
+        if len(X) < 3: raise WardInputError(f"Ward needs at least 3 rows, got {len(X)} sample(s)")
         if len(X) <= self.sample_size:
             self.method_ = f"exact Ward (fastcluster.linkage_vector) on {len(X):,} rows"
             self.linkage_ = fastcluster.linkage_vector(X, method="ward")
@@ -92,10 +101,32 @@ class WardTree:
         if k - 1 >= len(h): return 0.0
         return float((h[k - 2] + h[k - 1]) / 2)
 
-# %% ../nbs/04_ward_validation.ipynb #52fa3375
-class WardInputError(ValueError):
-    "Bad input to the Ward stage."
+# %% ../nbs/04_ward_validation.ipynb #9ba33600
+class WardRegimes(ClusterMixin, BaseEstimator):
+    "Ward regimes: the Ward tree cut into `n_clusters`, labels ordered by `order_values` (0 = lowest)."
+    def __init__(self, n_clusters: int = 3,        # regimes to cut the tree into
+                 sample_size: int = 50_000,        # exact Ward up to this many rows, micro-clusters beyond
+                 n_micro: int = 1000,              # micro-clusters beyond sample_size
+                 random_state=None):               # seed of the micro-clustering
+        self.n_clusters, self.sample_size, self.n_micro, self.random_state = n_clusters, sample_size, n_micro, random_state
 
+    def fit(self, X, y=None, order_values=None):
+        "Fit the tree and cut it; `labels_` ordered by `order_values` (default: the first column)."
+        X = validate_data(self, X, dtype=np.float64)
+        if not isinstance(self.n_clusters, (int, np.integer)) or self.n_clusters < 1:
+            raise WardInputError(f"n_clusters={self.n_clusters!r}: expected an integer >= 1")
+        self.tree_ = WardTree(self.sample_size, self.n_micro, self.random_state).fit(X)
+        ov = X[:, 0] if order_values is None else np.asarray(order_values, float)
+        raw = self.tree_.cut_k(self.n_clusters)
+        self.labels_, self.relabel_ = order_labels(raw, ov, int(raw.max()) + 1)
+        self.n_clusters_ = int(self.labels_.max()) + 1
+        return self
+
+    def fit_predict(self, X, y=None, order_values=None):
+        "Fit and return `labels_`."
+        return self.fit(X, y, order_values=order_values).labels_
+
+# %% ../nbs/04_ward_validation.ipynb #52fa3375
 def threshold_grid(tree: WardTree, tmin: float = 30.0, tmax: float = 100.0, n: int = 15, rescale: bool = True,
                    max_clusters: int = 20) -> tuple[np.ndarray, bool]:
     "The thresholds to scan, and whether they were rescaled onto the tree's heights."
@@ -139,6 +170,90 @@ def nestedness(kmeans_labels: np.ndarray, ward_labels: np.ndarray) -> float:
     "Size-weighted share of each K-means cluster inside its most common Ward cluster."
     m = contingency(kmeans_labels, ward_labels)
     return float(m.max(axis=1).sum() / m.sum())
+
+# %% ../nbs/04_ward_validation.ipynb #d1ebcb7b
+@dataclass(repr=False)
+class WardParams(StageParams):
+    "Parameters of the Ward and validation stage (04)."
+    ward_granularity: str = "option"    # option or day: which stage-03 PCA matrix the threshold scan uses
+    ward_sample: int = 50000            # exact Ward up to this many rows, micro-cluster Ward beyond
+    n_micro: int = 1000                 # K-means micro-clusters for Ward beyond ward_sample
+    threshold_min: float = 30.0         # smallest Ward distance threshold scanned
+    threshold_max: float = 100.0        # largest Ward distance threshold scanned
+    n_thresholds: int = 15              # thresholds in the scan
+    rescale_thresholds: bool = True     # map the range onto the tree's heights when it cuts nothing useful
+    hmm_covariance: str = "full"        # GaussianHMM covariance type
+    jump_penalty: float = 50.0          # statistical jump model penalty
+    reference_path: str = ""            # VIX-like csv/parquet (date,value); empty uses the synthetic market's
+    silhouette_sample: int = 3000       # rows for silhouette scores
+    random_state: int = 0               # passed to every estimator
+
+# %% ../nbs/04_ward_validation.ipynb #f6c1f716
+@dataclass
+class WardStageResult:
+    "What stage 04 fitted and wrote."
+    granularity: str           # the granularity whose PCA matrix the Ward scan used
+    tree: WardTree             # the fitted Ward tree
+    thresholds: np.ndarray     # the thresholds scanned
+    rescaled: bool             # whether they were rescaled onto the tree's heights
+    scan: pl.DataFrame         # the threshold scan (ward_scan.parquet)
+    nesting: pl.DataFrame      # ward_clusters, kmeans_clusters, nestedness
+    contingencies: dict        # Ward level -> K-means x Ward counts
+    methods: pl.DataFrame      # every method's daily labels (methods.parquet)
+    references: dict           # name -> (reference frame, higher_is_stress)
+    validation: pl.DataFrame   # validation.parquet
+    comparison: pl.DataFrame   # one row per method and label kind, best first
+    verdict: str               # which method wins and why
+    headline: dict             # the numbers recorded for the report index
+
+def ward_matrix(art: Artifacts,    # the run's artifact paths
+                granularity: str,  # option or day
+                ) -> tuple[str, np.ndarray, np.ndarray]:
+    "(granularity used, PCA matrix, K-means labels) that stage 03 fitted, for the Ward scan."
+    from volregime.scan import RegimeModel
+    if granularity not in ("option", "day"): raise WardInputError(f"ward_granularity={granularity!r}: expected 'option' or 'day'")
+    if granularity == "option" and not art.labels.exists():
+        log.warning("ward_granularity=option: stage 03 has no option-level labels (its granularities left option out, "
+                    "or no option quotes were ingested); the Ward scan uses the day-level matrix")
+        granularity = "day"
+    if granularity == "option":
+        lab = pl.read_parquet(art.labels)
+        return granularity, lab.select(pl.selectors.starts_with("pca_component_")).to_numpy(), lab["cluster"].to_numpy()
+    model = RegimeModel.load(art.model("day"))
+    Z, _ = model.matrix(pl.read_parquet(art.features_daily))
+    return granularity, Z, model.kmeans.labels_
+
+def run_ward(art: Artifacts,      # the run's artifact paths
+             params: WardParams,  # the stage's parameters
+             ) -> WardStageResult:
+    "Stage 04: Ward threshold scan and nesting, every method's daily regimes, their validation and headline."
+    from volregime import validate as V
+    p = params
+    gran, Xg, km_labels = ward_matrix(art, p.ward_granularity)
+    tree = WardTree(p.ward_sample, p.n_micro, p.random_state).fit(Xg)
+    grid, rescaled = threshold_grid(tree, p.threshold_min, p.threshold_max, p.n_thresholds, p.rescale_thresholds)
+    wscan = ward_scan(Xg, tree, km_labels, grid, p.silhouette_sample, p.random_state)
+    with atomic_path(art.ward_scan) as tmp: wscan.write_parquet(tmp)
+    k_km = int(km_labels.max()) + 1
+    nest_rows, cont = [], {}
+    for kw in sorted({max(2, k_km - 1), 2, 3}):
+        wl = tree.cut_k(kw)
+        cont[kw] = contingency(km_labels, wl)
+        nest_rows.append({"ward_clusters": kw, "kmeans_clusters": k_km, "nestedness": nestedness(km_labels, wl)})
+    nest = pl.DataFrame(nest_rows)
+    methods = V.daily_methods(art, p.hmm_covariance, p.jump_penalty, p.ward_sample, p.random_state)
+    with atomic_path(art.methods) as tmp: methods.write_parquet(tmp)
+    refs = V.load_references(art, p.reference_path or None)
+    val = V.validate_methods(methods, refs, V.load_truth(art))
+    with atomic_path(art.validation) as tmp: val.write_parquet(tmp)
+    comp, verdict = V.comparison_table(val)
+    best = comp.row(0, named=True)
+    headline = dict(ward_granularity_used=gran, ward_method=tree.method_, thresholds_rescaled=rescaled,
+                    nestedness=float(nest["nestedness"].max()),
+                    best_method=f"{best['method']} ({'causal' if best['causal'] else 'smoothed'})",
+                    best_ari_vs_truth=best.get("ari_truth"), verdict=verdict)
+    record_headline(art, "04_ward_validation", **headline)
+    return WardStageResult(gran, tree, grid, rescaled, wscan, nest, cont, methods, refs, val, comp, verdict, headline)
 
 # %% ../nbs/04_ward_validation.ipynb #074ec216
 def fig_dendrogram(tree: WardTree, p: int = 30, threshold: float | None = None):
