@@ -107,11 +107,12 @@ for size in sizes:
     rows = pl.scan_parquet(d / "raw" / "opprcd" / "*" / "*.parquet").select(pl.len()).collect().item()
     underlying_frame(d / "raw").write_parquet(d / "under.parquet")
     ours = measure(f"""
-from volregime.features import build_features
+from volregime.core import Artifacts
+from volregime.features import FeatureParams, run_features
 #--
-s = build_features({str(d)!r})
+s = run_features(Artifacts({str(d)!r}), FeatureParams())
 rows = {rows}
-""", "volregime build_features")
+""", "volregime run_features")
     (d / "duck").mkdir(exist_ok=True)
     sql = SQL.format(threads=a.threads, under=d / "under.parquet", raw=d / "raw", out=d / "duck")
     peer = measure(f"""

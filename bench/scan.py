@@ -26,13 +26,15 @@ a = ap.parse_args()
 tmp = Path(tempfile.mkdtemp(prefix="volregime-bench-scan-"))
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
-from volregime.features import build_features  # noqa: E402
-from volregime.ingest import run_ingest  # noqa: E402
+from volregime.core import Artifacts  # noqa: E402
+from volregime.features import FeatureParams, run_features  # noqa: E402
+from volregime.ingest import IngestParams, run_ingest  # noqa: E402
 
 cols = ["impl_volatility", "delta", "gamma", "vega", "theta", "log_moneyness", "dte", "volume", "open_interest", "volume_ma5"]
 years = max(1, a.rows // 400_000)
-run_ingest("synthetic", tmp, ["SPY"], "2016-01-04", f"{2016 + years}-12-30", n_contracts=int(a.rows / (252 * (years + 1)) * 1.6), seed=0)
-build_features(tmp)
+run_ingest(Artifacts(tmp), IngestParams(start="2016-01-04", end=f"{2016 + years}-12-30",
+                                        n_contracts=int(a.rows / (252 * (years + 1)) * 1.6), seed=0))
+run_features(Artifacts(tmp), FeatureParams())
 opt = pl.read_parquet(tmp / "features" / "options.parquet", columns=["date", "secid", "optionid", *cols]).drop_nulls()
 opt = opt.head(a.rows)
 opt.write_parquet(tmp / "opt.parquet")

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .core import (DEFAULTS, Artifacts, InputError, StageParams, atomic_path, get_logger, libpq_uri, mask_secrets,
-                            quote_ident, record_headline, resolve_path, resolve_postgres_uri)
+                            quote_ident, record_headline, resolve_postgres_uri)
 
 # %% auto #0
 __all__ = ['log', 'WHITELIST', 'ALWAYS', 'OPTIONAL', 'q', 'PG_TYPES', 'LoadError', 'check_ident', 'select_columns', 'plan_rows',

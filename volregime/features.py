@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .core import Artifacts, InputError, StageParams, atomic_path, file_lock, get_logger, open_parquet_writer, record_headline, resolve_path
+from .core import Artifacts, InputError, StageParams, atomic_path, file_lock, get_logger, open_parquet_writer, record_headline
 
 # %% auto #0
 __all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SURFACE_COLS', 'DAILY_COLUMNS', 'underlying_frame', 'volume_ma5',

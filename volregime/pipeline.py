@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import (InputError, Settings, check_unknown, copy_once, get_logger, get_settings, git_sha, mask_secrets,
-                            merge_params, package_versions, read_headlines, resolve_path, resolve_secret)
+                            merge_params, package_versions, read_headlines, resolve_path)
 
 # %% auto #0
 __all__ = ['STAGE_RE', 'stage_params', 'secret_params', 'stage_notebooks', 'select_stages', 'declared_parameters', 'render_html',
@@ -83,6 +83,15 @@ def _kernel_config(folder: Path):
     c.KernelManager.ip = str(folder / "k")   # socket files k-1 ... k-5; short paths stay under the 108-byte limit
     return c
 
+def _run_outputs_only(nb):
+    """The notebook with the outputs of code cells before its `## Run` heading dropped: a stage report is the paper's
+    prose and the run's results, not what the library's examples printed (a doc example's logged warning read as the run's)."""
+    run = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("## Run")), None)
+    if run is None: return nb
+    for c in nb.cells[:run]:
+        if c.cell_type == "code" and not any(o.get("output_type") == "error" for o in c.get("outputs", [])): c.outputs = []
+    return nb
+
 def render_html(nb_path: str | Path,  # an executed notebook
                 out_path: str | Path,  # the HTML file to write
                 title: str | None = None,  # the page title (default: the notebook's name)
@@ -100,7 +109,7 @@ def render_html(nb_path: str | Path,  # an executed notebook
     c.HTMLExporter.exclude_output_prompt = True
     exp = HTMLExporter(config=c)
     exp.register_preprocessor(TagRemovePreprocessor(config=c), enabled=True)
-    body, _ = exp.from_notebook_node(nbformat.read(str(nb_path), as_version=4),
+    body, _ = exp.from_notebook_node(_run_outputs_only(nbformat.read(str(nb_path), as_version=4)),
                                      resources={"metadata": {"name": title or Path(nb_path).stem}})
     body = _UNUSED_CDN.sub("", body)   # the reports hold no math and no require.js modules
     out = Path(out_path); out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .core import (Artifacts, InputError, StageParams, atomic_path, durations, file_lock, get_logger, order_labels,
-                            record_headline, regime_label, resolve_path, transition_matrix)
+                            record_headline, regime_label, transition_matrix)
 
 # %% auto #0
 __all__ = ['log', 'LOG1P_COLUMNS', 'ScanInputError', 'feature_matrix', 'ZPCA', 'RegimeKMeans', 'sliced_wasserstein',

@@ -9,7 +9,6 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from itertools import product
 from pathlib import Path
 
 import joblib
@@ -19,7 +18,7 @@ from scipy import stats
 
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 
-from .core import Artifacts, InputError, StageParams, atomic_path, get_logger, record_headline, resolve_path, seed_of
+from .core import Artifacts, InputError, StageParams, atomic_path, get_logger, record_headline, seed_of
 
 # %% auto #0
 __all__ = ['log', 'SKLEARN_GRIDS', 'BUILDERS', 'ForecastInputError', 'Sequences', 'make_sequences', 'as_sequences', 'Fold',
