@@ -41,6 +41,15 @@ def test_parameters_cell_dataclass_and_smoke_profile_agree():
         check_unknown(load_profile(prof), list(classes.values()), extra=("data_dir",))
 
 
+def test_stage_parameters_never_show_a_password():
+    from volregime.db import LoadParams
+    from volregime.ingest import IngestParams
+    os.environ["VOLREGIME_TEST_PW_URI"] = "postgresql://u:Hunter2Pw@h/db"
+    for cls, key in ((IngestParams, "wrds_uri"), (LoadParams, "postgres_uri")):
+        p = cls.from_dict({key: "env:VOLREGIME_TEST_PW_URI"})
+        assert getattr(p, key).endswith("Hunter2Pw@h/db") and "Hunter2Pw" not in repr(p) and "Hunter2Pw" not in str(p)
+
+
 def test_parameters_are_checked_with_the_key_and_the_type():
     classes = list(stage_params().values())
     with pytest.raises(InputError, match=r"unknown parameter\(s\) k_maxx"):

@@ -3,7 +3,7 @@
 # The whole suite is tools/test.sh (what CI runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/.venv/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=2 PYTHONDONTWRITEBYTECODE=1
+export PATH="$PWD/.venv/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=3 PYTHONDONTWRITEBYTECODE=1
 SANDBOX=$(mktemp -d -t volregime-quick-XXXXXX)
 export VOLREGIME_DATA_DIR="$SANDBOX/data" VOLREGIME_RUNS_DIR="$SANDBOX/runs" VOLREGIME_REPORTS_DIR="$SANDBOX/reports" \
        VOLREGIME_TEST_SANDBOX="$SANDBOX/pytest"

@@ -54,7 +54,7 @@ def resolve_path(path: str | Path,          # absolute, or relative to the proje
                  root: str | Path | None = None  # project root; found from cwd when None
                  ) -> Path:
     "An absolute path: `path` itself when absolute, else under the project root (an `Artifacts` gives its data dir)."
-    if isinstance(path, Artifacts): return path.data_dir
+    if isinstance(getattr(path, "data_dir", None), Path): return path.data_dir   # an Artifacts
     p = Path(path).expanduser()
     return p if p.is_absolute() else (Path(root) if root else project_root()) / p
 

@@ -113,8 +113,14 @@ class DataSource:
                                 "datetime": [c for c, d in sch.items() if d in (pl.Date, pl.Datetime)]}
         return self._schema
 
-    def fetch(self, columns: list, limit: int | None = None, offset: int = 0, clusters: list | None = None,
-              date_from=None, date_to=None) -> pl.DataFrame:
+    def fetch(self,
+              columns: list,  # columns to read
+              limit: int | None = None,  # rows at most (capped by API_ROWS_CAP)
+              offset: int = 0,  # rows skipped
+              clusters: list | None = None,  # regimes kept; None all
+              date_from=None,  # first date
+              date_to=None,  # last date
+             ) -> pl.DataFrame:
         "Rows of the requested columns (plus date and the label column), filtered, capped."
         sch = self.columns()
         known = set(sch["numeric"]) | set(sch["datetime"])
@@ -169,7 +175,11 @@ class DataSource:
                 res = c.execute(text(sql), params)
                 return pl.DataFrame(res.fetchall(), schema=cols, orient="row", infer_schema_length=None)
 
-    def count(self, clusters=None, date_from=None, date_to=None) -> int:
+    def count(self,
+              clusters=None,  # regimes kept; None all
+              date_from=None,  # first date
+              date_to=None,  # last date
+             ) -> int:
         "Rows matching the filters (before the cap)."
         eng = self._connect()
         if eng is not None:
@@ -215,7 +225,13 @@ def cluster_name(c: int, k: int) -> str:
     from volregime.core import regime_label
     return regime_label(int(c), max(int(k), int(c) + 1))
 
-def scatter_traces(df: pl.DataFrame, x: str, y: str, label: str, k: int, webgl_from: int = 2000) -> list:
+def scatter_traces(df: pl.DataFrame,  # rows to draw
+                   x: str,  # x column
+                   y: str,  # y column
+                   label: str,  # regime column
+                   k: int,  # number of regimes
+                   webgl_from: int = 2000,  # rows from which WebGL is used
+                  ) -> list:
     "One trace per cluster."
     import plotly.graph_objects as go
     T = go.Scattergl if df.height >= webgl_from else go.Scatter
@@ -246,7 +262,10 @@ def fig_timeline(d: pl.DataFrame, k: int):
     fig.update_xaxes(title_text="date")
     return fig
 
-def cluster_summary_html(df: pl.DataFrame, label: str, k: int) -> str:
+def cluster_summary_html(df: pl.DataFrame,  # rows shown
+                         label: str,  # regime column
+                         k: int,  # number of regimes
+                        ) -> str:
     "An HTML table: rows and mean of a few columns per cluster."
     cols = [c for c in ("impl_volatility", "delta", "moneyness", "volume") if c in df.columns]
     s = df.group_by(label).agg(pl.len().alias("rows"), *[pl.col(c).mean() for c in cols]).sort(label)
@@ -489,7 +508,11 @@ def voila_env(notebook: str | Path | None = None) -> dict:
         log.warning(f"dashboard: cannot stage plotly's bundle beside the app ({e}); each figure will carry its own copy")
         return {}
 
-def voila_command(port: int = 8866, host: str = "127.0.0.1", notebook: str | Path | None = None, cull_idle_s: int = 600) -> list:
+def voila_command(port: int = 8866,  # port to listen on
+                  host: str = "127.0.0.1",  # address to bind
+                  notebook: str | Path | None = None,  # the app notebook; default nbs/app/dashboard.ipynb
+                  cull_idle_s: int = 600,  # seconds before an idle kernel is culled
+                 ) -> list:
     "The voila command line."
     import sys
     nb = _app_notebook(notebook)

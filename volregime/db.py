@@ -55,7 +55,12 @@ def select_columns(names: list, path: str = "<parquet>") -> dict:
     return {lower[c]: c for c in keep}
 
 # %% ../nbs/06_postgres_load.ipynb #cbfe80d3
-def plan_rows(path: str | Path, date_col: str, last_years: int = 0, downsample_pct: float = 0.0, seed: int = 0) -> tuple[np.ndarray | None, dict]:
+def plan_rows(path: str | Path,  # input parquet
+              date_col: str,  # its date column
+              last_years: int = 0,  # keep the last N years; 0 all
+              downsample_pct: float = 0.0,  # keep M percent of each day; 0 all
+              seed: int = 0,  # downsample seed
+             ) -> tuple[np.ndarray | None, dict]:
     "Row indices to keep (None = all) and a summary, from the date column alone."
     if downsample_pct and not 0 < downsample_pct <= 100: raise LoadError(f"--downsample-pct {downsample_pct}: expected 0 < M <= 100")
     if last_years and last_years < 0: raise LoadError(f"--last-years {last_years}: expected a positive number of years")
@@ -77,7 +82,11 @@ def plan_rows(path: str | Path, date_col: str, last_years: int = 0, downsample_p
     info["rows"] = len(rows)
     return rows, info
 
-def stream_batches(path: str | Path, colmap: dict, keep: np.ndarray | None, batch_rows: int = 200_000):
+def stream_batches(path: str | Path,  # input parquet
+                   colmap: dict,  # source column -> target column
+                   keep: np.ndarray | None,  # row mask, or None for all
+                   batch_rows: int = 200_000,  # rows per batch
+                  ):
     "Record batches of the whitelisted columns (renamed lower-case), filtered to the kept rows."
     pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)   # pre-buffering holds whole column chunks: RSS grew with rows
     offset = 0
@@ -95,7 +104,10 @@ PG_TYPES = {pa.float64(): "double precision", pa.float32(): "real", pa.int64(): 
             pa.int16(): "smallint", pa.int8(): "smallint", pa.uint32(): "bigint", pa.date32(): "date", pa.string(): "text",
             pa.large_string(): "text", pa.bool_(): "boolean", pa.timestamp("us"): "timestamp", pa.timestamp("ns"): "timestamp"}
 
-def ddl(schema: str, table: str, arrow_schema: pa.Schema) -> str:
+def ddl(schema: str,  # target schema
+        table: str,  # target table
+        arrow_schema: pa.Schema,  # the batches' schema
+       ) -> str:
     "CREATE TABLE for the arrow schema."
     cols = []
     for f in arrow_schema:
@@ -135,10 +147,21 @@ class _Fail:
     "Failure injection for tests: raise after this many rows were written."
     after_rows: int | None = None
 
-def write_table(uri: str, schema: str, table: str, batches, total_rows: int, if_exists: str = "replace",
-                index_cols: list | None = None, key_cols: list | None = None, copy_threshold: int = 500_000,
-                copy_chunksize: int = 200_000, to_sql_chunksize: int = 50_000, method: str = "adbc", progress: bool = True,
-                copy_connections: int = 2) -> LoadSummary:
+def write_table(uri: str,  # SQLAlchemy URI
+                schema: str,  # target schema
+                table: str,  # target table
+                batches,  # record batches
+                total_rows: int,  # rows to write
+                if_exists: str = "replace",  # replace or append
+                index_cols: list | None = None,  # columns to index
+                key_cols: list | None = None,  # unique key for idempotent append
+                copy_threshold: int = 500_000,  # rows at or above which COPY is used
+                copy_chunksize: int = 200_000,  # rows per COPY chunk
+                to_sql_chunksize: int = 50_000,  # rows per to_sql chunk
+                method: str = "adbc",  # adbc or copy
+                progress: bool = True,  # a progress bar
+                copy_connections: int = 2,  # COPY streams at once
+               ) -> LoadSummary:
     """Stream batches into schema.table through a staging table; atomic replace or idempotent append.
     COPY chunks go through `copy_connections` connections at once: one COPY stream keeps one server backend
     and the client taking turns; two overlap them (about 2x on 2 cores)."""
@@ -281,11 +304,23 @@ def default_parquet(data_dir="data") -> Path:
     with atomic_path(out) as tmp: q_.sink_parquet(tmp, compression="zstd")
     return out
 
-def load_results(parquet: str | Path | None = None, postgres_uri: str | None = None, table: str = "sampled_regimes",
-                 schema: str = "public", if_exists: str = "replace", create_index: str = "date,cluster",
-                 last_years: int = 0, downsample_pct: float = 0.0, copy_threshold: int = 500_000,
-                 copy_chunksize: int = 200_000, to_sql_chunksize: int = 50_000, seed: int = 0, data_dir="data",
-                 method: str = "adbc", progress: bool = True, copy_connections: int = 2) -> LoadSummary:
+def load_results(parquet: str | Path | None = None,  # input parquet; default the stage-03 labels joined with option features
+                 postgres_uri: str | None = None,  # server; default POSTGRES_URI or the embedded one
+                 table: str = "sampled_regimes",  # target table
+                 schema: str = "public",  # target schema
+                 if_exists: str = "replace",  # replace or append
+                 create_index: str = "date,cluster",  # comma-separated index columns
+                 last_years: int = 0,  # keep the last N years; 0 all
+                 downsample_pct: float = 0.0,  # keep M percent of each day; 0 all
+                 copy_threshold: int = 500_000,  # rows at or above which COPY is used
+                 copy_chunksize: int = 200_000,  # rows per COPY chunk
+                 to_sql_chunksize: int = 50_000,  # rows per to_sql chunk
+                 seed: int = 0,  # downsample seed
+                 data_dir="data",  # the run's data dir (or its Artifacts)
+                 method: str = "adbc",  # adbc or copy
+                 progress: bool = True,  # a progress bar
+                 copy_connections: int = 2,  # COPY streams at once
+                ) -> LoadSummary:
     "The uploader: whitelisted columns of a parquet file into PostgreSQL, filtered, streamed, atomic."
     check_ident(schema, "schema"); check_ident(table, "table")
     path = Path(parquet) if parquet else default_parquet(data_dir)
@@ -317,7 +352,11 @@ def with_underlying(daily: pl.DataFrame, data_dir="data") -> pl.DataFrame:
     if not extra: return daily
     return daily.join(pl.read_parquet(f, columns=["date", "secid", *extra]), on=["date", "secid"], how="left")
 
-def load_daily(data_dir="data", postgres_uri: str | None = None, schema: str = "public", table: str = "regime_daily") -> LoadSummary | None:
+def load_daily(data_dir="data",  # the run's data dir (or its Artifacts)
+               postgres_uri: str | None = None,  # server; default POSTGRES_URI or the embedded one
+               schema: str = "public",  # target schema
+               table: str = "regime_daily",  # target table
+              ) -> LoadSummary | None:
     """regimes/daily.parquet -> schema.regime_daily (atomic replace), with the underlying's close and 30-day ATM IV
     from features/daily.parquet: the dashboard's timeline then needs the database only."""
     p = Artifacts.of(data_dir).regimes_daily
@@ -327,7 +366,10 @@ def load_daily(data_dir="data", postgres_uri: str | None = None, schema: str = "
     return write_table(uri, schema, table, iter(t.to_batches()), t.num_rows, "replace", ["date"], None,
                        copy_threshold=10**12, progress=False)
 
-def table_report(postgres_uri: str | None, schema: str, table: str) -> dict:
+def table_report(postgres_uri: str | None,  # server; default POSTGRES_URI or the embedded one
+                 schema: str,  # schema
+                 table: str,  # table
+                ) -> dict:
     "Rows per year and per cluster, and sample rows, read back from the database."
     from sqlalchemy import create_engine, text
     eng = create_engine(resolve_postgres_uri(postgres_uri))

@@ -57,7 +57,11 @@ OPTION_COLUMNS = ("date", "secid", "optionid", "exdate", "cp_flag", "dte", "stri
                   "mid", "rel_spread", "best_bid", "best_offer", "impl_volatility", "delta", "gamma", "vega", "theta",
                   "volume", "open_interest", "volume_ma5", "prc", "vol", *[f"price_diff_{n}d" for n in FIB_HORIZONS])
 
-def volume_ma5(optionid: np.ndarray, tday: np.ndarray, volume: np.ndarray, window: int = 5) -> np.ndarray:
+def volume_ma5(optionid: np.ndarray,  # contract of each row, rows grouped by contract
+               tday: np.ndarray,  # trading-day index of each row
+               volume: np.ndarray,  # daily volume of each row
+               window: int = 5,  # trading days averaged
+              ) -> np.ndarray:
     "Causal mean volume of each option over the last `window` trading days (rows it has in that window)."
     order = np.lexsort((tday, optionid))
     oid, td, v = optionid[order], tday[order], volume[order].astype(float)
@@ -85,9 +89,11 @@ def option_features(opprcd: pl.LazyFrame,  # canonical opprcd rows (lazy)
     ma = volume_ma5(df["optionid"].to_numpy(), df["tday"].fill_null(-10**9).to_numpy(), df["volume"].fill_null(0).to_numpy())
     return df.with_columns(volume_ma5=pl.Series(ma)).select(OPTION_COLUMNS)
 
-def write_option_features(raw_dir: str | Path, under: pl.DataFrame, out: str | Path,
-                          months_per_chunk: int = 1,   # calendar months computed at once (bounds memory)
-                          ) -> int:
+def write_option_features(raw_dir: str | Path,  # data_dir/raw
+                          under: pl.DataFrame,  # underlying_frame rows
+                          out: str | Path,  # features/options.parquet to write
+                          months_per_chunk: int = 1,  # calendar months computed at once (bounds memory)
+                         ) -> int:
     "Stream option features chunk by chunk (a month at a time by default) into one parquet file; rows written."
     import datetime as dt
     raw = Path(raw_dir)
@@ -193,7 +199,10 @@ def constant_maturity(exp: pl.LazyFrame,  # per_expiry(...) rows
     return out.select("secid", "date", f"{col}_{days}d")
 
 # %% ../nbs/02_features.ipynb #9310f2ab
-def surface_from_opprcd(raw_dir: str | Path, under: pl.DataFrame, f: SurfaceFilters) -> pl.LazyFrame:
+def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
+                        under: pl.DataFrame,  # underlying_frame rows
+                        f: SurfaceFilters,  # the surface filters
+                       ) -> pl.LazyFrame:
     "Daily surface measures from option quotes: atm_iv_30d, skew_25d, curvature_25d, term_slope (+91d ATM)."
     # per-expiry summaries one year partition at a time (they are small): the filtered quotes of one year
     # at most are in memory, however many years there are
@@ -237,9 +246,11 @@ SURFACE_COLS = ("atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_s
 DAILY_COLUMNS = ("date", "secid", *SURFACE_COLS, "rv_21d", "ret_1d", "close", "close_raw", "option_volume",
                  "put_call_volume_ratio", "surface_source", "surface_note")
 
-def daily_features(raw_dir: str | Path, under: pl.DataFrame, f: SurfaceFilters,
-                   source: str = "auto",   # auto | opprcd | vsurfd
-                   ) -> pl.DataFrame:
+def daily_features(raw_dir: str | Path,  # data_dir/raw
+                   under: pl.DataFrame,  # underlying_frame rows
+                   f: SurfaceFilters,  # the surface filters
+                   source: str = "auto",  # auto | opprcd | vsurfd
+                  ) -> pl.DataFrame:
     "The daily feature table (see DAILY_COLUMNS), with *_vsurfd comparison columns when both sources exist."
     raw = Path(raw_dir)
     has_op, has_vs = (raw / "opprcd").exists(), (raw / "vsurfd").exists()
@@ -285,12 +296,12 @@ class FeatureSummary:
     paths: dict = field(default_factory=dict)
     truth_corr: float | None = None   # corr(atm_iv_30d, true 30-day ATM IV) on the synthetic market
 
-def build_features(data_dir: str | Path = "data",
-                   filters: SurfaceFilters | None = None,
-                   surface_source: str = "auto",
-                   rv_window: int = 21,
-                   options: bool = True,     # also write features/options.parquet (needs opprcd)
-                   ) -> FeatureSummary:
+def build_features(data_dir: str | Path = "data",  # the run's data dir (or its Artifacts)
+                   filters: SurfaceFilters | None = None,  # surface filters; default SurfaceFilters()
+                   surface_source: str = "auto",  # auto | opprcd | vsurfd
+                   rv_window: int = 21,  # trading days in the realised-volatility window
+                   options: bool = True,  # also write features/options.parquet (needs opprcd)
+                  ) -> FeatureSummary:
     "data_dir/raw -> data_dir/features/{options,daily}.parquet (each written atomically)."
     t0 = time.perf_counter()
     f = filters or SurfaceFilters()

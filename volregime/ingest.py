@@ -781,7 +781,10 @@ def atm_term_structure(data_dir: str | Path = "data",
                       .agg(pl.col("impl_volatility").first().alias("atm_iv"), pl.col("dte").first()).with_columns(bucket=pl.lit(b)))
     return pl.concat(frames).sort("secid", "date", "bucket").collect()
 
-def fig_underlying_and_term(secprd: pl.DataFrame, term: pl.DataFrame, secid: int | None = None):
+def fig_underlying_and_term(secprd: pl.DataFrame,  # raw secprd rows (date, secid, close)
+                            term: pl.DataFrame,  # atm_term_structure rows
+                            secid: int | None = None,  # underlying to show; default the first
+                           ):
     "The underlying close above the ATM IV per maturity bucket, one secid."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots

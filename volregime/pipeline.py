@@ -186,16 +186,16 @@ def _link_latest(target: Path, link: Path) -> None:
     tmp.symlink_to(target.name)
     os.replace(tmp, link)
 
-def run_pipeline(profile: str | None = None,       # smoke | demo | full, or a YAML path; default from settings
-                 config: str | None = None,         # YAML overlaid on the profile
-                 sets: list | None = None,          # "key=value" overrides
+def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML path; default from settings
+                 config: str | None = None,  # YAML overlaid on the profile
+                 sets: list | None = None,  # "key=value" overrides
                  stages: str | list | None = None,  # "01,02"; default all
-                 data_dir: str | None = None,       # the run's data dir; default runs/<run_id>/data
-                 run_id: str | None = None,         # default <UTC timestamp>-<profile>
-                 settings: Settings | None = None,
-                 progress: bool = True,             # a progress bar over stages
-                 kernel: str = "python3",
-                 ) -> RunResult:
+                 data_dir: str | None = None,  # the run's data dir; default runs/<run_id>/data
+                 run_id: str | None = None,  # default <UTC timestamp>-<profile>
+                 settings: Settings | None = None,  # resolved settings; default get_settings()
+                 progress: bool = True,  # a progress bar over stages
+                 kernel: str = "python3",  # Jupyter kernel name
+                ) -> RunResult:
     "Execute the stage notebooks with papermill, keep everything under runs/<run_id>, render reports/<run_id>."
     import papermill as pm
     from tqdm.auto import tqdm

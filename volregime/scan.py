@@ -85,12 +85,22 @@ class ZPCA(BaseEstimator, TransformerMixin):
 # %% ../nbs/03_unsupervised_scan.ipynb #fe881846
 class RegimeKMeans(ClusterMixin, BaseEstimator):
     "K-means with labels ordered by the mean of `order_values` (0 = lowest, e.g. calm)."
-    def __init__(self, n_clusters: int = 3, n_init: int = 4, max_iter: int = 300, minibatch: bool = False,
-                 batch_size: int = 4096, random_state=None):
+    def __init__(self,
+                 n_clusters: int = 3,  # regimes
+                 n_init: int = 4,  # K-means restarts
+                 max_iter: int = 300,  # most Lloyd iterations
+                 minibatch: bool = False,  # MiniBatchKMeans for very large n
+                 batch_size: int = 4096,  # minibatch size
+                 random_state=None,  # seed or RandomState
+                ):
         self.n_clusters, self.n_init, self.max_iter = n_clusters, n_init, max_iter
         self.minibatch, self.batch_size, self.random_state = minibatch, batch_size, random_state
 
-    def fit(self, X, y=None, order_values=None):
+    def fit(self,
+            X,  # (n, d) matrix
+            y=None,  # ignored
+            order_values=None,  # per-row values ordering the labels; default the first column
+           ):
         X = validate_data(self, X, dtype=np.float64)
         rs = check_random_state(self.random_state)
         if X.shape[0] < self.n_clusters:
@@ -118,12 +128,20 @@ class RegimeKMeans(ClusterMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return self.relabel_[self.kmeans_.predict(X)]
 
-    def fit_predict(self, X, y=None, order_values=None):
+    def fit_predict(self,
+                    X,  # (n, d) matrix
+                    y=None,  # ignored
+                    order_values=None,  # per-row values ordering the labels
+                   ):
         return self.fit(X, y, order_values=order_values).labels_
 
 # %% ../nbs/03_unsupervised_scan.ipynb #c066a64d
-def sliced_wasserstein(a: np.ndarray, b: np.ndarray,  # samples (n_a, d) and (n_b, d)
-                       n_projections: int = 64, n_quantiles: int = 200, random_state=None) -> float:
+def sliced_wasserstein(a: np.ndarray,  # (n_a, d) sample
+                       b: np.ndarray,  # (n_b, d) sample
+                       n_projections: int = 64,  # random directions
+                       n_quantiles: int = 200,  # quantiles compared per direction
+                       random_state=None,  # seed or RandomState
+                      ) -> float:
     "Sliced Wasserstein-1 distance between two empirical distributions."
     rs = check_random_state(random_state)
     d = a.shape[1]
@@ -132,14 +150,21 @@ def sliced_wasserstein(a: np.ndarray, b: np.ndarray,  # samples (n_a, d) and (n_
     pa, pb = a @ theta.T, b @ theta.T
     return float(np.mean(np.abs(np.quantile(pa, q, axis=0) - np.quantile(pb, q, axis=0))))
 
-def sliced_dispersion(a: np.ndarray, n_projections: int = 64, random_state=None) -> float:
+def sliced_dispersion(a: np.ndarray,  # (n, d) sample
+                      n_projections: int = 64,  # random directions
+                      random_state=None,  # seed or RandomState
+                     ) -> float:
     "Sliced W1 distance between the sample and a point mass at its projected medians."
     rs = check_random_state(random_state)
     theta = rs.normal(size=(n_projections, a.shape[1])); theta /= np.linalg.norm(theta, axis=1, keepdims=True)
     p = a @ theta.T
     return float(np.mean(np.abs(p - np.median(p, axis=0))))
 
-def wasserstein_scores(X: np.ndarray, labels: np.ndarray, max_points: int = 2000, random_state=None) -> tuple[float, float, float]:
+def wasserstein_scores(X: np.ndarray,  # (n, d) matrix
+                       labels: np.ndarray,  # cluster of each row
+                       max_points: int = 2000,  # rows per cluster compared at most
+                       random_state=None,  # seed or RandomState
+                      ) -> tuple[float, float, float]:
     "(pairwise separation, nearest-neighbour separation, compactness) of a clustering in sliced-Wasserstein distance."
     rs = check_random_state(random_state)
     ks = np.unique(labels)
@@ -157,7 +182,10 @@ def wasserstein_scores(X: np.ndarray, labels: np.ndarray, max_points: int = 2000
     return float(D[np.isfinite(D)].mean()), float(D.min(axis=1).mean()), float(comp)
 
 # %% ../nbs/03_unsupervised_scan.ipynb #eae4f0a0
-def moving_block_indices(n: int, block_length: int, rs) -> np.ndarray:
+def moving_block_indices(n: int,  # rows in the series
+                         block_length: int,  # consecutive rows per block
+                         rs,  # a numpy RandomState
+                        ) -> np.ndarray:
     "Indices of a moving-block bootstrap resample of length n."
     L = max(1, min(block_length, n))
     starts = rs.randint(0, n - L + 1, size=int(np.ceil(n / L)))
@@ -186,8 +214,12 @@ def _norm(v: np.ndarray) -> np.ndarray:
     lo, hi = np.nanmin(v), np.nanmax(v)
     return np.zeros_like(v) if not np.isfinite(hi - lo) or hi == lo else (v - lo) / (hi - lo)
 
-def select_k(table: pl.DataFrame, alpha: float = 0.5, beta: float = 0.25, stability_floor: float = 0.6,
-             separation_metric: str = "nearest") -> tuple[pl.DataFrame, int, int | None]:
+def select_k(table: pl.DataFrame,  # the scan's metrics per k
+             alpha: float = 0.5,  # weight of stability
+             beta: float = 0.25,  # weight of separation
+             stability_floor: float = 0.6,  # least mean ARI for a selectable k
+             separation_metric: str = "nearest",  # nearest or pairwise
+            ) -> tuple[pl.DataFrame, int, int | None]:
     "Add the score column; return (table, k*, runner-up)."
     col = {"nearest": "wasserstein_nn_separation", "pairwise": "wasserstein_separation"}.get(separation_metric)
     if col is None: raise ScanInputError(f"separation_metric={separation_metric!r}: expected 'nearest' or 'pairwise'")
@@ -205,16 +237,23 @@ def select_k(table: pl.DataFrame, alpha: float = 0.5, beta: float = 0.25, stabil
     ranked = pool.sort("score", descending=True)["k"].to_list()
     return table, int(ranked[0]), (int(ranked[1]) if len(ranked) > 1 else None)
 
-def scan_k(X: np.ndarray,                  # PCA matrix
-           order_values: np.ndarray,       # per-row ordering variable (implied volatility)
-           k_min: int = 2, k_max: int = 12,
-           n_boot: int = 10,
-           boot_sample: int | None = None,    # rows per refit (None = n, i.i.d.)
-           block_length: int | None = None,   # moving blocks for time-ordered rows (day granularity)
-           silhouette_sample: int = 5000,
-           alpha: float = 0.5, beta: float = 0.25, stability_floor: float = 0.6,
-           minibatch: bool = False, n_jobs: int = 1, random_state=None,
-           granularity: str = "day", separation_metric: str = "nearest") -> ScanResult:
+def scan_k(X: np.ndarray,  # PCA matrix
+           order_values: np.ndarray,  # per-row ordering variable (implied volatility)
+           k_min: int = 2,  # smallest k
+           k_max: int = 12,  # largest k
+           n_boot: int = 10,  # bootstrap refits per k
+           boot_sample: int | None = None,  # rows per refit (None = n, i.i.d.)
+           block_length: int | None = None,  # moving blocks for time-ordered rows (day granularity)
+           silhouette_sample: int = 5000,  # rows for the silhouette
+           alpha: float = 0.5,  # weight of stability
+           beta: float = 0.25,  # weight of separation
+           stability_floor: float = 0.6,  # least mean ARI for a selectable k
+           minibatch: bool = False,  # MiniBatchKMeans
+           n_jobs: int = 1,  # joblib workers
+           random_state=None,  # seed or RandomState
+           granularity: str = "day",  # names the rows in messages and the table
+           separation_metric: str = "nearest",  # nearest or pairwise
+          ) -> ScanResult:
     "The k-scan: metrics per k, k* and the runner-up."
     t0 = time.perf_counter()
     if k_min < 2: raise ScanInputError(f"k_min={k_min}: need at least 2 clusters")
@@ -471,7 +510,10 @@ def ensure_regimes(art: Artifacts  # the run's artifact paths
         if not regimes_ready(art): run_scan(art, ScanParams.from_profile("smoke"))
 
 # %% ../nbs/03_unsupervised_scan.ipynb #51c72fed
-def fig_scan(table: pl.DataFrame, k_star: int, granularity: str):
+def fig_scan(table: pl.DataFrame,  # the scan's metrics per k
+             k_star: int,  # the chosen k
+             granularity: str,  # day or option
+            ):
     "Every scan metric against k, k* marked."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -488,7 +530,13 @@ def fig_scan(table: pl.DataFrame, k_star: int, granularity: str):
     fig.update_layout(height=560, title=f"K-means scan ({granularity} granularity): k* = {k_star} (dotted)")
     return fig
 
-def fig_pca_scatter(Z: np.ndarray, labels: np.ndarray, k: int, title: str, max_points: int = 5000, random_state=0):
+def fig_pca_scatter(Z: np.ndarray,  # PCA coordinates
+                    labels: np.ndarray,  # regime of each row
+                    k: int,  # number of regimes
+                    title: str,  # figure title
+                    max_points: int = 5000,  # rows drawn at most
+                    random_state=0,  # sampling seed
+                   ):
     "PC1 vs PC2 coloured by regime (sampled)."
     import plotly.graph_objects as go
     rs = np.random.RandomState(random_state)
@@ -502,13 +550,22 @@ def fig_pca_scatter(Z: np.ndarray, labels: np.ndarray, k: int, title: str, max_p
                       legend_title="regime", height=480)
     return fig
 
-def cluster_profile(rows: pl.DataFrame, labels: np.ndarray, columns: list, k: int) -> pl.DataFrame:
+def cluster_profile(rows: pl.DataFrame,  # the clustered rows
+                    labels: np.ndarray,  # regime of each row
+                    columns: list,  # feature columns to average
+                    k: int,  # number of regimes
+                   ) -> pl.DataFrame:
     "Mean features and size per cluster, with regime names."
     d = rows.with_columns(cluster=pl.Series(labels))
     prof = d.group_by("cluster").agg(pl.len().alias("size"), *[pl.col(c).mean() for c in columns]).sort("cluster")
     return prof.with_columns(regime=pl.Series([regime_label(i, k) for i in prof["cluster"]]), share=pl.col("size") / pl.col("size").sum())
 
-def fig_timeline(daily_reg: pl.DataFrame, feats: pl.DataFrame, secid: int, k_opt: int | None, k_day: int | None):
+def fig_timeline(daily_reg: pl.DataFrame,  # regimes/daily.parquet rows
+                 feats: pl.DataFrame,  # features/daily.parquet rows
+                 secid: int,  # underlying shown
+                 k_opt: int | None,  # option-level k* (None: no shares)
+                 k_day: int | None,  # day-level k* (None: no day regime)
+                ):
     "Daily option-cluster shares (stacked) and the day regime beside the underlying and atm_iv_30d."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots

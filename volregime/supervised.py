@@ -45,8 +45,13 @@ class Sequences:
     har: np.ndarray        # (N, 3): daily, weekly (5-day) and monthly (22-day) means of the target level up to t
     features: list
 
-def make_sequences(df: pl.DataFrame, features: list, target: str = "atm_iv_30d", window: int = 20, horizon: int = 5,
-                   transform: str = "level") -> Sequences:
+def make_sequences(df: pl.DataFrame,  # daily rows of one underlying, in date order
+                   features: list,  # input columns
+                   target: str = "atm_iv_30d",  # forecast target column
+                   window: int = 20,  # W: days per input sequence
+                   horizon: int = 5,  # H: days ahead
+                   transform: str = "level",  # level or log targets
+                  ) -> Sequences:
     "Causal (N, W, F) inputs and (N, H) targets from a daily frame sorted by date."
     missing = [c for c in [*features, target] if c not in df.columns]
     if missing: raise ForecastInputError(f"column(s) {missing} not in the daily features (available: {df.columns})")
@@ -82,8 +87,14 @@ class Fold:
     train: np.ndarray
     test: np.ndarray
 
-def outer_folds(dates: np.ndarray, anchors: list, horizon: int, test_days: int = 63, min_train: int = 252,
-                embargo: int | None = None, max_folds: int | None = None) -> list[Fold]:
+def outer_folds(dates: np.ndarray,  # date of each sample
+                anchors: list,  # test-window starts
+                horizon: int,  # H
+                test_days: int = 63,  # samples per test window
+                min_train: int = 252,  # least training samples
+                embargo: int | None = None,  # samples dropped before a test window; default H
+                max_folds: int | None = None,  # folds at most
+               ) -> list[Fold]:
     "Expanding-window folds: train on samples whose targets end `embargo` days before the anchor."
     embargo = horizon if embargo is None else embargo
     dates = np.asarray(dates).astype("datetime64[D]")
@@ -103,13 +114,19 @@ def outer_folds(dates: np.ndarray, anchors: list, horizon: int, test_days: int =
                                  f"training samples or no test window in {dates[0]}..{dates[-1]}")
     return folds
 
-def inner_splits_of(n: int, n_splits: int, gap: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def inner_splits_of(n: int,  # training samples
+                    n_splits: int,  # inner splits
+                    gap: int,  # samples between training and validation (H)
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
     "Time-series splits of n training samples with a gap (for tuning)."
     from sklearn.model_selection import TimeSeriesSplit
     if n < (n_splits + 1) * (gap + 5): raise ForecastInputError(f"{n} training samples are too few for {n_splits} inner splits with gap {gap}")
     return list(TimeSeriesSplit(n_splits=n_splits, gap=gap).split(np.arange(n)))
 
-def default_anchors(data_dir, secid: int | None = None, min_len: int = 5) -> list:
+def default_anchors(data_dir,  # the run's data dir (or its Artifacts)
+                    secid: int | None = None,  # underlying; default all rows
+                    min_len: int = 5,  # least days of a stressed episode
+                   ) -> list:
     "Starts of stressed episodes: the synthetic truth's regime 2, else stage 03's highest day regime."
     art = Artifacts.of(data_dir)
     if art.truth.exists():
@@ -131,8 +148,14 @@ def default_anchors(data_dir, secid: int | None = None, min_len: int = 5) -> lis
         else: i += 1
     return starts
 
-def choose_folds(dates: np.ndarray, anchors: list, explicit: bool, horizon: int, test_days: int, min_train: int,
-                 max_folds: int) -> list[Fold]:
+def choose_folds(dates: np.ndarray,  # date of each sample
+                 anchors: list,  # test-window starts
+                 explicit: bool,  # whether the user gave the anchors
+                 horizon: int,  # H
+                 test_days: int,  # samples per test window
+                 min_train: int,  # least training samples
+                 max_folds: int,  # folds at most
+                ) -> list[Fold]:
     "Folds at the anchors; when default anchors fit none, the last `max_folds` test windows instead (logged)."
     try: return outer_folds(dates, anchors, horizon, test_days, min_train, max_folds=max_folds)
     except ForecastInputError:
@@ -144,11 +167,18 @@ def choose_folds(dates: np.ndarray, anchors: list, explicit: bool, horizon: int,
     return outer_folds(dates, [str(dates[s]) for s in starts], horizon, test_days, min_train, max_folds=max_folds)
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #f89aa374
-def persistence_forecast(seq: Sequences, idx: np.ndarray, horizon: int) -> np.ndarray:
+def persistence_forecast(seq: Sequences,  # the sequences
+                         idx: np.ndarray,  # samples forecast
+                         horizon: int,  # H
+                        ) -> np.ndarray:
     "IV today for every horizon (in level units)."
     return np.repeat(seq.level_now[idx][:, None], horizon, axis=1)
 
-def har_forecast(seq: Sequences, train: np.ndarray, test: np.ndarray, transform: str = "level") -> np.ndarray:
+def har_forecast(seq: Sequences,  # the sequences
+                 train: np.ndarray,  # training samples
+                 test: np.ndarray,  # samples forecast
+                 transform: str = "level",  # level or log targets
+                ) -> np.ndarray:
     "HAR-IV per horizon, fitted on the training samples; level units."
     Xtr = np.column_stack([np.ones(len(train)), seq.har[train]])
     Xte = np.column_stack([np.ones(len(test)), seq.har[test]])
@@ -216,7 +246,10 @@ def fit_sklearn(name: str,       # baseline name (linear, ridge, lasso, elasticn
 # %% ../nbs/05_lstm_nested_cv.ipynb #9476eb19
 _DEVICES = None   # the (gpu_devices, memory_growth) applied in this process
 
-def configure_devices(gpu_devices: str = "", memory_growth: bool = True, seed: int = 0) -> dict:
+def configure_devices(gpu_devices: str = "",  # GPU indices to make visible; empty: all; none: CPU only
+                      memory_growth: bool = True,  # grow GPU memory instead of taking it all
+                      seed: int = 0,  # TensorFlow seed
+                     ) -> dict:
     "Visible GPUs, memory growth, deterministic seeds; a test op logs the device it ran on."
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # tf.data graph notes (E-level, harmless) flooded the console
     import tensorflow as tf
@@ -243,7 +276,14 @@ def configure_devices(gpu_devices: str = "", memory_growth: bool = True, seed: i
     log.info(f"TensorFlow {tf.__version__}: visible GPUs {info['gpus'] or 'none'}; test op ran on {dev}")
     return info
 
-def build_recurrent(kind: str, input_shape: tuple, horizon: int, units: int = 32, depth: int = 1, dropout: float = 0.0, lr: float = 1e-3):
+def build_recurrent(kind: str,  # lstm or gru
+                    input_shape: tuple,  # (W, F)
+                    horizon: int,  # H outputs
+                    units: int = 32,  # recurrent units
+                    depth: int = 1,  # recurrent layers
+                    dropout: float = 0.0,  # dropout between layers
+                    lr: float = 1e-3,  # Adam learning rate
+                   ):
     "LSTM or GRU stack with a dense H-step head."
     import keras
     layer = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[kind]
@@ -259,7 +299,13 @@ def build_recurrent(kind: str, input_shape: tuple, horizon: int, units: int = 32
 def build_lstm(input_shape, horizon, **kw): return build_recurrent("lstm", input_shape, horizon, **kw)
 def build_gru(input_shape, horizon, **kw): return build_recurrent("gru", input_shape, horizon, **kw)
 
-def build_seq2seq(input_shape: tuple, horizon: int, units: int = 32, depth: int = 1, dropout: float = 0.0, lr: float = 1e-3):
+def build_seq2seq(input_shape: tuple,  # (W, F)
+                  horizon: int,  # H outputs
+                  units: int = 32,  # recurrent units
+                  depth: int = 1,  # encoder layers
+                  dropout: float = 0.0,  # dropout between layers
+                  lr: float = 1e-3,  # Adam learning rate
+                 ):
     "Encoder–decoder LSTM producing H steps."
     import keras
     inp = keras.Input(shape=input_shape)
@@ -378,7 +424,10 @@ def qlike(y: np.ndarray, f: np.ndarray) -> float:
     r = (np.asarray(y) ** 2) / np.maximum(np.asarray(f) ** 2, 1e-12)
     return float(np.mean(r - np.log(r) - 1))
 
-def diebold_mariano(e1: np.ndarray, e2: np.ndarray, h: int = 1) -> tuple[float, float]:
+def diebold_mariano(e1: np.ndarray,  # forecast errors of the model
+                    e2: np.ndarray,  # forecast errors of the benchmark
+                    h: int = 1,  # forecast horizon (autocovariances used: h - 1)
+                   ) -> tuple[float, float]:
     "HLN-corrected DM statistic and two-sided p-value for squared-error losses of e1 versus e2."
     d = np.asarray(e1, float) ** 2 - np.asarray(e2, float) ** 2
     T = len(d)
@@ -539,7 +588,10 @@ def load_family(d: str | Path  # a folder written by save_family
     return joblib.load(d / "model.joblib")
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #2150e159
-def fig_folds(dates: np.ndarray, folds: list, horizon: int):
+def fig_folds(dates: np.ndarray,  # date of each sample
+              folds: list,  # outer folds
+              horizon: int,  # H
+             ):
     "Train / embargo / test spans of each outer fold."
     import plotly.graph_objects as go
     fig = go.Figure()
@@ -555,7 +607,10 @@ def fig_folds(dates: np.ndarray, folds: list, horizon: int):
                       xaxis_title="date", yaxis_title="outer fold", height=120 + 60 * len(folds), legend_title="span")
     return fig
 
-def fig_forecasts(preds: pl.DataFrame, models: list, horizon: int):
+def fig_forecasts(preds: pl.DataFrame,  # predictions.parquet rows
+                  models: list,  # models drawn
+                  horizon: int,  # H shown
+                 ):
     "Forecast vs actual at one horizon around each anchor."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -585,7 +640,10 @@ def fig_histories(histories: dict):
                       yaxis_type="log", height=420, legend_title="fit")
     return fig
 
-def verdict(table: pl.DataFrame, horizon: int, alpha: float = 0.05) -> str:
+def verdict(table: pl.DataFrame,  # summary_table rows
+            horizon: int,  # H
+            alpha: float = 0.05,  # test size
+           ) -> str:
     "A plain sentence: which model wins at this horizon and whether it beats persistence significantly."
     best = table.filter(~pl.col("model").is_in(["persistence"])).row(0, named=True)
     pers = table.filter(pl.col("model") == "persistence").row(0, named=True)

@@ -26,8 +26,14 @@ __all__ = ['log', 'hmm_regimes', 'jump_regimes', 'persistence', 'ValidationInput
 log = get_logger("validate")
 
 # %% ../nbs/04a_validate.ipynb #2694d0c7
-def hmm_regimes(X: np.ndarray, k: int, covariance: str = "full", random_state=None, n_iter: int = 200,
-                n_init: int = 3, stay: float = 0.95) -> tuple[np.ndarray, np.ndarray, object]:
+def hmm_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
+                k: int,  # hidden states
+                covariance: str = "full",  # GaussianHMM covariance type
+                random_state=None,  # seed or RandomState
+                n_iter: int = 200,  # most EM iterations
+                n_init: int = 3,  # EM runs; the best likelihood kept
+                stay: float = 0.95,  # starting probability of staying in a state
+               ) -> tuple[np.ndarray, np.ndarray, object]:
     "(filtered labels, smoothed Viterbi labels, fitted model) of a Gaussian HMM with k states (best of n_init EM runs)."
     from hmmlearn.hmm import GaussianHMM
     rs = np.random.RandomState(seed_of(random_state))
@@ -54,7 +60,11 @@ def hmm_regimes(X: np.ndarray, k: int, covariance: str = "full", random_state=No
         filt[t] = np.argmax(alpha)
     return filt, smoothed.astype(np.int64), m
 
-def jump_regimes(X: np.ndarray, k: int, penalty: float = 50.0, random_state=None) -> tuple[np.ndarray, np.ndarray, object]:
+def jump_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
+                 k: int,  # states
+                 penalty: float = 50.0,  # jump penalty
+                 random_state=None,  # seed or RandomState
+                ) -> tuple[np.ndarray, np.ndarray, object]:
     "(online labels, fitted labels, model) of a statistical jump model (jumpmodels) with k states."
     from jumpmodels.jump import JumpModel
     jm = JumpModel(n_components=k, jump_penalty=penalty, random_state=seed_of(random_state), n_init=5)
@@ -109,8 +119,9 @@ def load_references(data_dir, reference_path: str | None = None) -> dict:
     return out
 
 def align(labels: pl.DataFrame,  # date, secid, regime
-          ref: pl.DataFrame,     # date[, secid], value
-          name: str) -> tuple[pl.DataFrame, dict]:
+          ref: pl.DataFrame,  # date, value
+          name: str,  # the reference's name, for messages
+         ) -> tuple[pl.DataFrame, dict]:
     "Labels joined with a reference on their common dates, and the overlap."
     on = ["date", "secid"] if "secid" in ref.columns else ["date"]
     j = labels.join(ref, on=on, how="inner")
@@ -123,7 +134,10 @@ def align(labels: pl.DataFrame,  # date, secid, regime
         log.warning(f"reference {name!r} covers {info['overlap_share']:.0%} of regime days ({info['overlap_days']} of {info['label_days']})")
     return j, info
 
-def agreement(regime: np.ndarray, value: np.ndarray, higher_is_stress: bool = True) -> dict:
+def agreement(regime: np.ndarray,  # regime of each day
+              value: np.ndarray,  # the reference's value that day
+              higher_is_stress: bool = True,  # whether high values mean stress
+             ) -> dict:
     "Regime-conditional means, Spearman(regime, stress), share of top-decile stress days in the top regime."
     regime, value = np.asarray(regime), np.asarray(value, float)
     if len(np.unique(regime)) < 2:
@@ -178,7 +192,10 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
             frames.append(rows.select("date", "secid").with_columns(method=pl.lit(name), causal=pl.lit(causal), regime=pl.Series(lab)))
     return pl.concat(frames).sort("method", "causal", "secid", "date")
 
-def validate_methods(methods: pl.DataFrame, refs: dict, truth: pl.DataFrame | None = None) -> pl.DataFrame:
+def validate_methods(methods: pl.DataFrame,  # every method's daily labels
+                     refs: dict,  # name -> (reference, higher_is_stress)
+                     truth: pl.DataFrame | None = None,  # true daily regimes, when known
+                    ) -> pl.DataFrame:
     "method, causal, metric, value, note: persistence, reference agreement, truth scores."
     rows = []
     def add(m, c, metric, value, note=None): rows.append({"method": m, "causal": c, "metric": metric, "value": value, "note": note})
@@ -218,7 +235,10 @@ def comparison_table(val: pl.DataFrame) -> tuple[pl.DataFrame, str]:
     return wide, verdict
 
 # %% ../nbs/04a_validate.ipynb #ce456312
-def fig_methods_timeline(methods: pl.DataFrame, refs: dict, secid: int | None = None):
+def fig_methods_timeline(methods: pl.DataFrame,  # every method's daily labels
+                         refs: dict,  # name -> (reference, higher_is_stress)
+                         secid: int | None = None,  # underlying shown; default the first
+                        ):
     "Each method's daily regime as a coloured strip (smoothed and causal), under the VIX-like reference."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots

@@ -60,7 +60,11 @@ class WardInputError(InputError):
 
 class WardTree:
     "A Ward tree of rows: exact (fastcluster) up to `sample_size` rows, else on size-weighted micro-clusters."
-    def __init__(self, sample_size: int = 50_000, n_micro: int = 1000, random_state=None):
+    def __init__(self,
+                 sample_size: int = 50_000,  # exact Ward up to this many rows
+                 n_micro: int = 1000,  # micro-clusters beyond it
+                 random_state=None,  # seed of the micro-clustering
+                ):
         self.sample_size, self.n_micro, self.random_state = sample_size, n_micro, random_state
 
     def fit(self, X, y=None):
@@ -110,7 +114,11 @@ class WardRegimes(ClusterMixin, BaseEstimator):
                  random_state=None):               # seed of the micro-clustering
         self.n_clusters, self.sample_size, self.n_micro, self.random_state = n_clusters, sample_size, n_micro, random_state
 
-    def fit(self, X, y=None, order_values=None):
+    def fit(self,
+            X,  # (n, d) matrix
+            y=None,  # ignored
+            order_values=None,  # per-row values ordering the labels; default the first column
+           ):
         "Fit the tree and cut it; `labels_` ordered by `order_values` (default: the first column)."
         X = validate_data(self, X, dtype=np.float64)
         if not isinstance(self.n_clusters, (int, np.integer)) or self.n_clusters < 1:
@@ -122,13 +130,22 @@ class WardRegimes(ClusterMixin, BaseEstimator):
         self.n_clusters_ = int(self.labels_.max()) + 1
         return self
 
-    def fit_predict(self, X, y=None, order_values=None):
+    def fit_predict(self,
+                    X,  # (n, d) matrix
+                    y=None,  # ignored
+                    order_values=None,  # per-row values ordering the labels
+                   ):
         "Fit and return `labels_`."
         return self.fit(X, y, order_values=order_values).labels_
 
 # %% ../nbs/04_ward_validation.ipynb #52fa3375
-def threshold_grid(tree: WardTree, tmin: float = 30.0, tmax: float = 100.0, n: int = 15, rescale: bool = True,
-                   max_clusters: int = 20) -> tuple[np.ndarray, bool]:
+def threshold_grid(tree: WardTree,  # a fitted WardTree
+                   tmin: float = 30.0,  # smallest threshold
+                   tmax: float = 100.0,  # largest threshold
+                   n: int = 15,  # thresholds
+                   rescale: bool = True,  # map onto the tree's heights when the range cuts nothing useful
+                   max_clusters: int = 20,  # most clusters a useful cut gives
+                  ) -> tuple[np.ndarray, bool]:
     "The thresholds to scan, and whether they were rescaled onto the tree's heights."
     if not tmin < tmax: raise WardInputError(f"threshold range [{tmin}, {tmax}] is empty: threshold_min must be below threshold_max")
     grid = np.linspace(tmin, tmax, n)
@@ -142,8 +159,13 @@ def threshold_grid(tree: WardTree, tmin: float = 30.0, tmax: float = 100.0, n: i
     log.warning(f"threshold range [{tmin}, {tmax}] cuts nothing useful; rescaled onto the tree's heights [{lo:.3g}, {hi:.3g}]")
     return lo + (grid - tmin) / (tmax - tmin) * (hi - lo), True
 
-def ward_scan(X: np.ndarray, tree: WardTree, kmeans_labels: np.ndarray, thresholds: np.ndarray,
-              silhouette_sample: int = 3000, random_state=None) -> pl.DataFrame:
+def ward_scan(X: np.ndarray,  # the matrix the tree was fitted on
+              tree: WardTree,  # a fitted WardTree
+              kmeans_labels: np.ndarray,  # K-means labels of the same rows
+              thresholds: np.ndarray,  # distance thresholds
+              silhouette_sample: int = 3000,  # rows for silhouette
+              random_state=None,  # sampling seed
+             ) -> pl.DataFrame:
     "Per threshold: n_clusters, silhouette, Calinski–Harabasz, Davies–Bouldin, ARI against K-means."
     rs = check_random_state(random_state)
     sub = rs.choice(len(X), min(len(X), 20000), replace=False)
@@ -256,7 +278,10 @@ def run_ward(art: Artifacts,      # the run's artifact paths
     return WardStageResult(gran, tree, grid, rescaled, wscan, nest, cont, methods, refs, val, comp, verdict, headline)
 
 # %% ../nbs/04_ward_validation.ipynb #074ec216
-def fig_dendrogram(tree: WardTree, p: int = 30, threshold: float | None = None):
+def fig_dendrogram(tree: WardTree,  # a fitted WardTree
+                   p: int = 30,  # last merges shown
+                   threshold: float | None = None,  # a cut drawn as a line
+                  ):
     "A truncated dendrogram (last p merges) as a Plotly figure."
     import plotly.graph_objects as go
     from scipy.cluster.hierarchy import dendrogram
@@ -283,7 +308,10 @@ def fig_ward_scan(table: pl.DataFrame):
     fig.update_layout(height=360, title="Ward distance-threshold scan")
     return fig
 
-def fig_contingency(m: np.ndarray, k_kmeans: int, title: str):
+def fig_contingency(m: np.ndarray,  # K-means x Ward counts
+                    k_kmeans: int,  # K-means regimes (row names)
+                    title: str,  # figure title
+                   ):
     "Heatmap of K-means (rows) against Ward (columns) counts."
     import plotly.graph_objects as go
     share = m / m.sum(axis=1, keepdims=True)
