@@ -167,10 +167,9 @@ def test_keras_forecaster_passes_check_estimator():
     from volregime.supervised import KerasForecaster, configure_devices
     configure_devices("none", True, 0)
     # Waived, with the reason:
-    waived = {
-        # a few epochs of a recurrent net on the checks' tiny random data do not meet score floors (poor_score is set)
-        # and sample weights are not supported by design (time series are weighted by their dates, not per sample)
-    }
+    float32 = ("the network computes in float32: a row's forecast agrees across batch orders and subsets to float32 "
+               "precision (differences of about 6e-8, 6e-7 relative), not to the check's 1e-7 relative and 1e-9 absolute")
+    waived = {"check_methods_sample_order_invariance": float32, "check_methods_subset_invariance": float32}
     check_estimator(KerasForecaster("gru", units=4, epochs=2, patience=1, random_state=0), expected_failed_checks=waived)
 
 

@@ -105,7 +105,7 @@ def test_truth_scores_and_ordering():
     t = np.array([0, 0, 1, 1, 2, 2])
     est = np.array([2, 2, 0, 0, 1, 1])
     assert truth_scores(est, t) == {"ari_truth": 1.0, "accuracy_truth": 1.0}
-    assert order_labels(est, np.array([1.0, 1, 5, 5, 9, 9])).tolist() == [0, 0, 1, 1, 2, 2]
+    assert order_labels(est, np.array([1.0, 1, 5, 5, 9, 9]))[0].tolist() == [0, 0, 1, 1, 2, 2]
     p = persistence(np.array([0] * 10 + [1] * 10), _dates(20))
     assert p["mean_duration"] == 10 and p["persistence"] == pytest.approx(0.95)
 
@@ -126,3 +126,28 @@ def test_hmm_filtered_labels_do_not_look_ahead():
     for u in range(1, t + 1):
         a = logsumexp(a[:, None] + np.log(m.transmat_), axis=0) + logb[u]
     assert np.argmax(a) == f[t]
+
+
+def test_hmm_and_jump_models_take_a_random_state_object():
+    "A RandomState seeds the HMM and the jump model like an int: the same state gives the same labels, none is dropped."
+    from volregime.validate import jump_regimes
+    rng = np.random.default_rng(1)
+    s = np.repeat([0, 1, 0, 1], 40)
+    X = np.array([[0.0, 0.0], [3.0, 1.0]])[s] + rng.normal(0, 0.4, (160, 2))
+    a = hmm_regimes(X, 2, random_state=np.random.RandomState(5))
+    b = hmm_regimes(X, 2, random_state=np.random.RandomState(5))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and adjusted_rand_score(s, a[1]) > 0.9
+    j1 = jump_regimes(X, 2, 10.0, random_state=np.random.RandomState(3))
+    j2 = jump_regimes(X, 2, 10.0, random_state=np.random.RandomState(3))
+    assert np.array_equal(j1[1], j2[1]) and adjusted_rand_score(s, j1[1]) > 0.9
+
+
+def test_ward_regimes_are_ordered_like_kmeans():
+    from volregime.scan import RegimeKMeans
+    from volregime.ward import WardRegimes
+    X, y = blobs()
+    order = X[:, 1] - X[:, 0]        # by this ordering the (5, 0) blob is calm (regime 0), the (0, 5) blob stressed
+    w = WardRegimes(3).fit(X, order_values=order)
+    k = RegimeKMeans(3, random_state=0).fit(X, order_values=order)
+    assert adjusted_rand_score(w.labels_, k.labels_) == 1.0 and np.array_equal(w.labels_, k.labels_)
+    assert w.labels_[y == 1].max() == 0 and w.labels_[y == 2].min() == 2

@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--start", default="2019-01-02", help="first trading date")
     s.add_argument("--end", default="2019-12-31", help="last trading date")
     s.add_argument("--tickers", default="SPY", help="comma-separated underlyings")
-    s.add_argument("--n-contracts", type=int, default=300, help="option contracts per day and underlying")
+    s.add_argument("--n-contracts", type=int, default=IngestParams().n_contracts, help="option contracts per day and underlying")
     s.add_argument("--seed", type=int, default=0, help="simulator seed")
     s.add_argument("--to-postgres", metavar="URI", help="also mirror the files into optionm/crsp/wrdsapps schemas on this server ('embedded' for the embedded one)")
     s.set_defaults(func=cmd_synth)

@@ -264,7 +264,7 @@ class Artifacts:
     @property
     def truth(self) -> Path: return self.data_dir / "truth" / "truth.parquet"
     @property
-    def vix(self) -> Path: return self.data_dir / "truth" / "vix.parquet"
+    def vix(self) -> Path: return self.data_dir / "reference" / "vix.parquet"
     # 02 features
     @property
     def features_options(self) -> Path: return self.data_dir / "features" / "options.parquet"
@@ -488,7 +488,7 @@ def record_headline(data_dir: str | Path,  # the run's data dir
                     stage: str,             # stage name, e.g. "01_ingest"
                     **values) -> dict:
     "Merge `values` into the stage's headline file and return the merged headline."
-    p = resolve_path(data_dir) / "headlines" / f"{stage}.json"
+    p = Artifacts.of(data_dir).headlines / f"{stage}.json"
     cur = json.loads(p.read_text()) if p.exists() else {}
     cur.update({k: (v.item() if hasattr(v, "item") else v) for k, v in values.items()})
     with atomic_path(p) as tmp: tmp.write_text(json.dumps(cur, indent=1, default=str))
@@ -496,7 +496,7 @@ def record_headline(data_dir: str | Path,  # the run's data dir
 
 def read_headlines(data_dir: str | Path) -> dict:
     "All stages' headline numbers, by stage."
-    d = resolve_path(data_dir) / "headlines"
+    d = Artifacts.of(data_dir).headlines
     return {p.stem: json.loads(p.read_text()) for p in sorted(d.glob("*.json"))} if d.exists() else {}
 
 # %% ../nbs/00_core.ipynb #f7209738

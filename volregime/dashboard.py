@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .core import DEFAULTS, InputError, copy_once, get_logger, get_settings, mask_secrets, quote_ident, resolve_path
+from .core import DEFAULTS, Artifacts, InputError, copy_once, get_logger, get_settings, mask_secrets, quote_ident
 
 # %% auto #0
 __all__ = ['log', 'NUMERIC_TYPES', 'DATETIME_TYPES', 'LEGEND_ABOVE', 'PALETTE', 'CSS', 'PLOTLY_ESM_ENV', 'WINDOW_LAYOUT',
@@ -88,7 +88,7 @@ class DataSource:
         return self._engine
 
     def _use_parquet(self, why: str):
-        p = resolve_path(self.cfg.data_dir or "data") / "regimes" / "labeled_options.parquet"
+        p = Artifacts(self.cfg.data_dir).labeled_options
         if not p.exists():
             raise DashboardError(f"{why}; and no parquet fallback at {p}")
         self.fallback = p
@@ -209,8 +209,8 @@ class DataSource:
                     res = c.execute(text(f"select * from {_ident(self.cfg.schema, 'schema')}.{_ident(self.cfg.daily_table, 'table')} order by date"))
                     d = pl.DataFrame(res.fetchall(), schema=list(res.keys()), orient="row", infer_schema_length=None)
             except Exception: d = None
-        base = resolve_path(self.cfg.data_dir or "data")
-        if d is None and (base / "regimes" / "daily.parquet").exists(): d = pl.read_parquet(base / "regimes" / "daily.parquet")
+        base = Artifacts(self.cfg.data_dir)
+        if d is None and base.regimes_daily.exists(): d = pl.read_parquet(base.regimes_daily)
         if d is None or d.is_empty(): return None
         from .db import with_underlying
         return with_underlying(d, base)   # a table loaded without the close: from the run's features

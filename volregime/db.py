@@ -19,12 +19,14 @@ from .core import (DEFAULTS, Artifacts, InputError, StageParams, atomic_path, ge
                             quote_ident, record_headline, resolve_postgres_uri)
 
 # %% auto #0
-__all__ = ['log', 'WHITELIST', 'ALWAYS', 'OPTIONAL', 'q', 'PG_TYPES', 'LoadError', 'check_ident', 'select_columns', 'plan_rows',
-           'stream_batches', 'ddl', 'LoadSummary', 'write_table', 'default_parquet', 'load_results', 'with_underlying',
-           'load_daily', 'table_report', 'LoadParams', 'LoadStageResult', 'run_load']
+__all__ = ['log', 'COPY_THRESHOLD', 'COPY_CHUNKSIZE', 'TO_SQL_CHUNKSIZE', 'WHITELIST', 'ALWAYS', 'OPTIONAL', 'q', 'PG_TYPES',
+           'LoadError', 'check_ident', 'select_columns', 'plan_rows', 'stream_batches', 'ddl', 'LoadSummary',
+           'write_table', 'default_parquet', 'load_results', 'with_underlying', 'load_daily', 'table_report',
+           'LoadParams', 'LoadStageResult', 'run_load']
 
 # %% ../nbs/06_postgres_load.ipynb #df905e59
 log = get_logger("db")
+COPY_THRESHOLD, COPY_CHUNKSIZE, TO_SQL_CHUNKSIZE = 500_000, 200_000, 50_000   # the uploader's defaults, written once
 WHITELIST = ("impl_volatility", "delta", "theta", "vega", "moneyness", "volume", "open_interest", "vol", "volume_ma5", "prc",
              "price_diff_1d", "price_diff_2d", "price_diff_3d", "price_diff_5d", "price_diff_8d", "price_diff_34d")
 ALWAYS = ("date", "cluster")
@@ -155,9 +157,9 @@ def write_table(uri: str,  # SQLAlchemy URI
                 if_exists: str = "replace",  # replace or append
                 index_cols: list | None = None,  # columns to index
                 key_cols: list | None = None,  # unique key for idempotent append
-                copy_threshold: int = 500_000,  # rows at or above which COPY is used
-                copy_chunksize: int = 200_000,  # rows per COPY chunk
-                to_sql_chunksize: int = 50_000,  # rows per to_sql chunk
+                copy_threshold: int = COPY_THRESHOLD,  # rows at or above which COPY is used
+                copy_chunksize: int = COPY_CHUNKSIZE,  # rows per COPY chunk
+                to_sql_chunksize: int = TO_SQL_CHUNKSIZE,  # rows per to_sql chunk
                 method: str = "adbc",  # adbc or copy
                 progress: bool = True,  # a progress bar
                 copy_connections: int = 2,  # COPY streams at once
@@ -312,9 +314,9 @@ def load_results(parquet: str | Path | None = None,  # input parquet; default th
                  create_index: str = "date,cluster",  # comma-separated index columns
                  last_years: int = 0,  # keep the last N years; 0 all
                  downsample_pct: float = 0.0,  # keep M percent of each day; 0 all
-                 copy_threshold: int = 500_000,  # rows at or above which COPY is used
-                 copy_chunksize: int = 200_000,  # rows per COPY chunk
-                 to_sql_chunksize: int = 50_000,  # rows per to_sql chunk
+                 copy_threshold: int = COPY_THRESHOLD,  # rows at or above which COPY is used
+                 copy_chunksize: int = COPY_CHUNKSIZE,  # rows per COPY chunk
+                 to_sql_chunksize: int = TO_SQL_CHUNKSIZE,  # rows per to_sql chunk
                  seed: int = 0,  # downsample seed
                  data_dir="data",  # the run's data dir (or its Artifacts)
                  method: str = "adbc",  # adbc or copy
@@ -395,10 +397,10 @@ class LoadParams(StageParams):
     create_index: str = "date,cluster"  # comma-separated index columns
     last_years: int = 0                 # keep only the last N years; 0 keeps all
     downsample_pct: float = 0.0         # keep M percent of rows within each day; 0 keeps all
-    copy_threshold: int = 500000        # at or above this many rows use COPY, below it chunked to_sql
-    copy_chunksize: int = 200000        # rows per COPY chunk
+    copy_threshold: int = COPY_THRESHOLD  # at or above this many rows use COPY, below it chunked to_sql
+    copy_chunksize: int = COPY_CHUNKSIZE  # rows per COPY chunk
     copy_connections: int = 2           # COPY streams at once, each on its own connection
-    to_sql_chunksize: int = 50000       # rows per to_sql chunk
+    to_sql_chunksize: int = TO_SQL_CHUNKSIZE  # rows per to_sql chunk
     method: str = "adbc"                # COPY path: adbc (binary COPY) or copy (psycopg2 CSV COPY)
     daily: bool = True                  # also load regimes/daily.parquet into regime_daily
     random_state: int = 0               # seed of the per-day downsample

@@ -306,17 +306,17 @@ def build_features(data_dir: str | Path = "data",  # the run's data dir (or its 
     t0 = time.perf_counter()
     f = filters or SurfaceFilters()
     art = Artifacts.of(data_dir)
-    raw, out = art.raw, art.features_daily.parent
+    raw = art.raw
     if not art.secprd.exists(): raise FileNotFoundError(f"{art.secprd}: run the ingest stage first")
     under = underlying_frame(raw, rv_window)
     s = FeatureSummary()
     if options and (raw / "opprcd").exists():
-        s.option_rows = write_option_features(raw, under, out / "options.parquet")
-        s.paths["options"] = str(out / "options.parquet")
+        s.option_rows = write_option_features(raw, under, art.features_options)
+        s.paths["options"] = str(art.features_options)
         s.filters = filter_counts(pl.scan_parquet(raw / "opprcd" / "**" / "*.parquet", hive_partitioning=True), f)
     daily = daily_features(raw, under, f, surface_source)
-    with atomic_path(out / "daily.parquet") as tmp: daily.write_parquet(tmp, compression="zstd")
-    s.daily_rows, s.paths["daily"] = daily.height, str(out / "daily.parquet")
+    with atomic_path(art.features_daily) as tmp: daily.write_parquet(tmp, compression="zstd")
+    s.daily_rows, s.paths["daily"] = daily.height, str(art.features_daily)
     s.seconds = time.perf_counter() - t0
     log.info(f"features: {s.option_rows:,} option rows, {s.daily_rows:,} days in {s.seconds:.1f}s")
     return s

@@ -26,8 +26,8 @@ from .synth import simulate_market, write_exports
 __all__ = ['log', 'EXPORT_RE', 'NULL_TOKENS', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'IngestError', 'discover_exports',
            'canonicalize', 'prefetch', 'read_export', 'IngestSummary', 'RawWriter', 'resolve_secids', 'ingest_local',
            'ingest_synthetic', 'wrds_url', 'ingest_wrds', 'mirror_to_postgres', 'consolidate_years', 'combine_parquet',
-           'IngestParams', 'run_ingest', 'raw_ready', 'ensure_raw', 'raw_summary', 'atm_term_structure',
-           'fig_underlying_and_term']
+           'raw_summary', 'atm_term_structure', 'fig_underlying_and_term', 'IngestParams', 'run_ingest', 'raw_ready',
+           'ensure_raw']
 
 # %% ../nbs/01_ingest.ipynb #def64e1a
 log = get_logger("ingest")
@@ -450,6 +450,8 @@ def resolve_secids(names: pl.DataFrame,  # secnmd or securd rows (secid, ticker)
         raise IngestError(f"unknown ticker(s) {', '.join(unknown)} in {where} (known: {', '.join(sorted(mapping)) or 'none'})")
     return {t.upper(): mapping[t.upper()] for t in tickers}
 
+
+# %% ../nbs/01_ingest.ipynb #843e5364
 def ingest_local(path: str | Path,          # folder of WRDS export files
                  data_dir: str | Path = "data",  # run data dir; output goes to data_dir/raw
                  tickers: list | None = None,    # underlyings to keep (None = all)
@@ -694,59 +696,6 @@ def combine_parquet(inputs: list,                # parquet files or globs
         n = pq.ParquetFile(tmp).metadata.num_rows
     return n
 
-# %% ../nbs/01_ingest.ipynb #08ca5d6c
-@dataclass(repr=False)
-class IngestParams(StageParams):
-    "Parameters of the ingest stage (01)."
-    source: str = "synthetic"   # synthetic | local | wrds
-    local_path: str = ""        # folder of WRDS export files, for source local
-    wrds_uri: str = ""          # WRDS PostgreSQL URI; empty means the WRDS server with PGUSER/PGPASSWORD or ~/.pgpass
-    tickers: list = field(default_factory=lambda: ["SPY"])  # underlyings (OptionMetrics tickers); [] keeps every one (local)
-    start: str = "2019-01-02"   # first trading date, inclusive; "" keeps every date of the files (local)
-    end: str = "2019-12-31"     # last trading date, inclusive; "" keeps every date of the files (local)
-    n_contracts: int = 120      # synthetic: option contracts per day and underlying
-    seed: int = 0               # synthetic: simulator seed
-    secrets = ("wrds_uri",)
-
-# %% ../nbs/01_ingest.ipynb #77bccdaa
-def run_ingest(art: Artifacts,          # the run's artifact paths
-               params: IngestParams,    # the stage's parameters
-               ) -> IngestSummary:
-    "The ingest stage: the source named by `params` -> canonical parquet under `art.raw`, and its headline."
-    p = params
-    tickers = list(p.tickers) if p.tickers else None
-    if p.source == "synthetic":
-        s = ingest_synthetic(art, p.start or "2019-01-02", p.end or "2019-12-31", tickers, p.n_contracts, p.seed)
-    elif p.source == "local":
-        if not p.local_path: raise IngestError("source=local needs local_path (a folder of WRDS export files)")
-        s = ingest_local(resolve_path(p.local_path), art, tickers, p.start or None, p.end or None)
-    elif p.source == "wrds":
-        if not (p.start and p.end):   # IvyDB's whole history is hundreds of millions of rows: never pulled by default
-            raise IngestError("source=wrds needs start and end (e.g. --start 2019-01-02 --end 2019-12-31)")
-        s = ingest_wrds(art, tickers, p.start, p.end, uri=p.wrds_uri or None)
-    else: raise IngestError(f"source={p.source!r}: expected 'synthetic', 'local' or 'wrds'")
-    rs = raw_summary(art)
-    record_headline(art, "01_ingest", source=p.source, rows_opprcd=s.rows.get("opprcd", 0),
-                    days=int(rs["secprd"]["date"].n_unique()), seconds=round(s.seconds, 1),
-                    missing_iv_share=float(rs["per_year"]["missing_iv_share"].mean()) if "per_year" in rs else None)
-    return s
-
-# %% ../nbs/01_ingest.ipynb #dddb5581
-def raw_ready(art: Artifacts  # the run's artifact paths
-              ) -> bool:
-    "Whether `art.raw` holds an ingested market."
-    art = Artifacts.of(art)
-    return art.secprd.exists() and (art.opprcd.exists() or art.vsurfd.exists())
-
-def ensure_raw(art: Artifacts  # the run's artifact paths
-               ) -> None:
-    "Build `art.raw` with the smoke profile when it is missing (lets any notebook run on its own)."
-    art = Artifacts.of(art)
-    with file_lock(art.lock("ingest")):
-        if raw_ready(art): return
-        log.info(f"{art.raw} missing: building it with the smoke profile")
-        run_ingest(art, IngestParams.from_profile("smoke"))
-
 # %% ../nbs/01_ingest.ipynb #cb1d3c8f
 def raw_summary(data_dir: str | Path = "data") -> dict[str, pl.DataFrame]:
     "Tables describing data_dir/raw: per year rows, contracts per day, missing-IV share."
@@ -802,3 +751,56 @@ def fig_underlying_and_term(secprd: pl.DataFrame,  # raw secprd rows (date, seci
     fig.update_xaxes(title_text="date", row=2, col=1)
     fig.update_layout(height=600, title="Underlying and ATM IV term structure", legend_title="series")
     return fig
+
+# %% ../nbs/01_ingest.ipynb #08ca5d6c
+@dataclass(repr=False)
+class IngestParams(StageParams):
+    "Parameters of the ingest stage (01)."
+    source: str = "synthetic"   # synthetic | local | wrds
+    local_path: str = ""        # folder of WRDS export files, for source local
+    wrds_uri: str = ""          # WRDS PostgreSQL URI; empty means the WRDS server with PGUSER/PGPASSWORD or ~/.pgpass
+    tickers: list = field(default_factory=lambda: ["SPY"])  # underlyings (OptionMetrics tickers); [] keeps every one (local)
+    start: str = "2019-01-02"   # first trading date, inclusive; "" keeps every date of the files (local)
+    end: str = "2019-12-31"     # last trading date, inclusive; "" keeps every date of the files (local)
+    n_contracts: int = 120      # synthetic: option contracts per day and underlying
+    seed: int = 0               # synthetic: simulator seed
+    secrets = ("wrds_uri",)
+
+# %% ../nbs/01_ingest.ipynb #77bccdaa
+def run_ingest(art: Artifacts,          # the run's artifact paths
+               params: IngestParams,    # the stage's parameters
+               ) -> IngestSummary:
+    "The ingest stage: the source named by `params` -> canonical parquet under `art.raw`, and its headline."
+    p = params
+    tickers = list(p.tickers) if p.tickers else None
+    if p.source == "synthetic":
+        s = ingest_synthetic(art, p.start or "2019-01-02", p.end or "2019-12-31", tickers, p.n_contracts, p.seed)
+    elif p.source == "local":
+        if not p.local_path: raise IngestError("source=local needs local_path (a folder of WRDS export files)")
+        s = ingest_local(resolve_path(p.local_path), art, tickers, p.start or None, p.end or None)
+    elif p.source == "wrds":
+        if not (p.start and p.end):   # IvyDB's whole history is hundreds of millions of rows: never pulled by default
+            raise IngestError("source=wrds needs start and end (e.g. --start 2019-01-02 --end 2019-12-31)")
+        s = ingest_wrds(art, tickers, p.start, p.end, uri=p.wrds_uri or None)
+    else: raise IngestError(f"source={p.source!r}: expected 'synthetic', 'local' or 'wrds'")
+    rs = raw_summary(art)
+    record_headline(art, "01_ingest", source=p.source, rows_opprcd=s.rows.get("opprcd", 0),
+                    days=int(rs["secprd"]["date"].n_unique()), seconds=round(s.seconds, 1),
+                    missing_iv_share=float(rs["per_year"]["missing_iv_share"].mean()) if "per_year" in rs else None)
+    return s
+
+# %% ../nbs/01_ingest.ipynb #dddb5581
+def raw_ready(art: Artifacts  # the run's artifact paths
+              ) -> bool:
+    "Whether `art.raw` holds an ingested market."
+    art = Artifacts.of(art)
+    return art.secprd.exists() and (art.opprcd.exists() or art.vsurfd.exists())
+
+def ensure_raw(art: Artifacts  # the run's artifact paths
+               ) -> None:
+    "Build `art.raw` with the smoke profile when it is missing (lets any notebook run on its own)."
+    art = Artifacts.of(art)
+    with file_lock(art.lock("ingest")):
+        if raw_ready(art): return
+        log.info(f"{art.raw} missing: building it with the smoke profile")
+        run_ingest(art, IngestParams.from_profile("smoke"))

@@ -297,6 +297,7 @@ def build_recurrent(kind: str,  # lstm or gru
     return m
 
 def build_lstm(input_shape, horizon, **kw): return build_recurrent("lstm", input_shape, horizon, **kw)
+
 def build_gru(input_shape, horizon, **kw): return build_recurrent("gru", input_shape, horizon, **kw)
 
 def build_seq2seq(input_shape: tuple,  # (W, F)
@@ -320,7 +321,6 @@ def build_seq2seq(input_shape: tuple,  # (W, F)
     return m
 
 BUILDERS = {"lstm": build_lstm, "gru": build_gru, "seq2seq": build_seq2seq}
-
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #f2a051fb
 def _as_windows(X, n_steps: int | None) -> np.ndarray:
@@ -405,7 +405,6 @@ class KerasForecaster(RegressorMixin, BaseEstimator):
         pred = np.concatenate(out) if out else np.zeros((0, self.n_outputs_), np.float32)
         pred = self.target_scaler_.inverse_transform(pred).astype(np.float64)
         return pred[:, 0] if self._y_1d else pred
-
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #7688edb2
 def keras_grid(units: list,    # recurrent units tried

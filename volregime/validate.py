@@ -14,7 +14,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, spearmanr
 from sklearn.metrics import adjusted_rand_score
 
-from .core import (Artifacts, InputError, durations, get_logger, order_labels, resolve_path, seed_of,
+from .core import (Artifacts, InputError, durations, get_logger, order_labels, seed_of,
                             transition_matrix)
 
 # %% auto #0
@@ -108,11 +108,11 @@ def read_reference(path: str | Path) -> pl.DataFrame:
 
 def load_references(data_dir, reference_path: str | None = None) -> dict:
     "name -> (frame with date[, secid], value; True when higher = more stress)."
-    d = resolve_path(data_dir)
     out = {}
-    vix = reference_path or (d / "reference" / "vix.parquet" if (d / "reference" / "vix.parquet").exists() else None)
+    art = Artifacts.of(data_dir)
+    vix = reference_path or (art.vix if art.vix.exists() else None)
     if vix: out["vix"] = (read_reference(vix), True)
-    feats = pl.read_parquet(d / "features" / "daily.parquet")
+    feats = pl.read_parquet(art.features_daily)
     dd = feats.sort("secid", "date").with_columns(value=(pl.col("close") / pl.col("close").cum_max() - 1).over("secid"))
     out["drawdown"] = (dd.select("date", "secid", "value"), False)
     out["rv_21d"] = (feats.select("date", "secid", pl.col("rv_21d").alias("value")).drop_nulls(), True)
@@ -159,7 +159,7 @@ def truth_scores(est: np.ndarray, truth: np.ndarray) -> dict:
 
 def load_truth(data_dir) -> pl.DataFrame | None:
     "The synthetic market's true daily regimes, when present."
-    p = resolve_path(data_dir) / "truth" / "truth.parquet"
+    p = Artifacts.of(data_dir).truth
     return pl.read_parquet(p).select("date", "secid", "regime") if p.exists() else None
 
 # %% ../nbs/04a_validate.ipynb #c79e6947
