@@ -29,8 +29,8 @@ __all__ = ['SETTINGS_SPEC', 'DEFAULTS', 'SQL_IDENT', 'RECORDED_PACKAGES', 'Input
            'load_params_yaml', 'load_profile', 'parse_set', 'merge_params', 'Artifacts', 'resolve_secret',
            'StageParams', 'check_unknown', 'order_labels', 'seed_of', 'transition_matrix', 'durations', 'atomic_path',
            'file_lock', 'copy_once', 'open_parquet_writer', 'record_headline', 'read_headlines', 'quote_ident',
-           'normalize_uri', 'libpq_uri', 'pg_data_dir', 'embedded_server', 'resolve_postgres_uri', 'embedded_status',
-           'embedded_stop', 'package_versions', 'git_sha', 'regime_names', 'regime_label', 'setup_notebook']
+           'normalize_uri', 'libpq_uri', 'pg_data_dir', 'embedded_status', 'embedded_stop', 'embedded_server',
+           'resolve_postgres_uri', 'package_versions', 'git_sha', 'regime_names', 'regime_label', 'setup_notebook']
 
 # %% ../nbs/00_core.ipynb #0fd831af
 class InputError(ValueError):
@@ -50,6 +50,7 @@ def project_root(start: str | Path | None = None  # folder to search upward from
         if (d / "pyproject.toml").exists(): return d
     return p
 
+# %% ../nbs/00_core.ipynb #0713f644
 def resolve_path(path: str | Path,          # absolute, or relative to the project root
                  root: str | Path | None = None  # project root; found from cwd when None
                  ) -> Path:
@@ -102,6 +103,7 @@ def _coerce(name, value, typ, origin):
     except (TypeError, ValueError):
         raise InputError(f"setting {name!r} from {origin}: expected {typ.__name__}, got {value!r}") from None
 
+# %% ../nbs/00_core.ipynb #92f61be0
 def get_settings(cli: dict | None = None,        # values given on the command line (None = not given)
                  root: str | Path | None = None,  # project root; found from cwd when None
                  environ: dict | None = None,     # environment; os.environ when None
@@ -137,6 +139,7 @@ def mask_secrets(text: str) -> str:
     text = _URI_PW.sub(lambda m: m["pre"] + "***" + m["post"], text)
     return _KV_PW.sub(lambda m: m["pre"] + "***", text)
 
+# %% ../nbs/00_core.ipynb #40dc1046
 class MaskingFilter(logging.Filter):
     "A logging filter that masks secrets in the formatted message."
     def filter(self, record):
@@ -155,12 +158,14 @@ class _StderrHandler(logging.StreamHandler):
         super().emit(record)
     @property
     def stream(self):
+        import logging, sys   # at interpreter exit a notebook's globals may be gone when logging flushes
         out = sys.stdout
         if self.level_now < logging.WARNING and type(out).__name__ == "OutStream": return out   # ipykernel's
         return sys.stderr
     @stream.setter
     def stream(self, value): pass
 
+# %% ../nbs/00_core.ipynb #e1637872
 def get_logger(name: str = "volregime",  # logger name; children of "volregime" share its handler
                level: int | str = logging.INFO) -> logging.Logger:
     "The project logger: one stderr handler, a timestamped format, secrets masked."
@@ -192,10 +197,12 @@ class _ParamLoader(yaml.SafeLoader):
 _ParamLoader.yaml_implicit_resolvers = {ch: [(tag, rx) for tag, rx in rs if tag != "tag:yaml.org,2002:timestamp"]
                                         for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
+# %% ../nbs/00_core.ipynb #63ad828e
 def load_params_yaml(text: str):
     "Parameters from YAML text (profiles, --config files, --set values), dates kept as ISO strings."
     return yaml.load(text, Loader=_ParamLoader)
 
+# %% ../nbs/00_core.ipynb #900be532
 def load_profile(name: str, root: str | Path | None = None) -> dict:
     "The parameters of a profile (flat mapping)."
     p = profile_path(name, root)
@@ -207,6 +214,7 @@ def load_profile(name: str, root: str | Path | None = None) -> dict:
         raise InputError(f"{p}: expected a mapping of parameter: value, got {type(data).__name__}")
     return data
 
+# %% ../nbs/00_core.ipynb #051d11b2
 def parse_set(item: str  # "key=value"; value parsed as YAML
               ) -> tuple[str, object]:
     "One `--set key=value` override as (key, typed value)."
@@ -218,6 +226,7 @@ def parse_set(item: str  # "key=value"; value parsed as YAML
     except yaml.YAMLError: val = v
     return k, val
 
+# %% ../nbs/00_core.ipynb #25318064
 def merge_params(profile: str = "smoke",       # profile name or YAML path
                  config: str | Path | None = None,  # optional YAML file overlaid on the profile
                  sets: list[str] | None = None,     # "key=value" overrides, applied last
@@ -373,6 +382,7 @@ class StageParams:
         vals = ", ".join(f"{k}={mask_secrets(v) if isinstance(v, str) else v!r}" for k, v in self.to_dict().items())
         return f"{type(self).__name__}({vals})"
 
+# %% ../nbs/00_core.ipynb #89f92f9f
 def check_unknown(params: dict,      # a merged parameter mapping (profile, config, --set)
                   classes: list,     # the StageParams classes of every stage
                   extra: tuple = (), # other accepted keys (data_dir)
@@ -452,6 +462,7 @@ def atomic_path(path: str | Path  # final file or folder path
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
 
+# %% ../nbs/00_core.ipynb #c14f95ac
 @contextlib.contextmanager
 def file_lock(path: str | Path  # lock file to create
               ):
@@ -463,6 +474,7 @@ def file_lock(path: str | Path  # lock file to create
         try: yield
         finally: fcntl.flock(fh, fcntl.LOCK_UN)
 
+# %% ../nbs/00_core.ipynb #15c66570
 def copy_once(src: str | Path,  # file to copy
               dst: str | Path,  # where the copy goes
               ) -> Path:
@@ -494,6 +506,7 @@ def record_headline(data_dir: str | Path,  # the run's data dir
     with atomic_path(p) as tmp: tmp.write_text(json.dumps(cur, indent=1, default=str))
     return cur
 
+# %% ../nbs/00_core.ipynb #f8cdc4a1
 def read_headlines(data_dir: str | Path) -> dict:
     "All stages' headline numbers, by stage."
     d = Artifacts.of(data_dir).headlines
@@ -508,6 +521,7 @@ def quote_ident(name: str, what: str = "identifier") -> str:
         raise InputError(f"{what} {name!r} is not a valid SQL identifier (letters, digits and _, at most 63, not starting with a digit)")
     return f'"{name}"'
 
+# %% ../nbs/00_core.ipynb #c62779dc
 def normalize_uri(uri: str  # postgres://, postgresql://, postgresql+driver:// or a libpq socket URI
                   ) -> str:
     "The URI with the `postgresql+psycopg2` scheme SQLAlchemy needs."
@@ -516,10 +530,12 @@ def normalize_uri(uri: str  # postgres://, postgresql://, postgresql+driver:// o
     if not m: raise InputError(f"postgres URI {mask_secrets(uri)!r}: expected postgresql://user:password@host:port/db")
     return "postgresql+psycopg2://" + uri[m.end():]
 
+# %% ../nbs/00_core.ipynb #b1f3a103
 def libpq_uri(uri: str) -> str:
     "The URI without a SQLAlchemy driver suffix (for psql, ADBC and psycopg2.connect)."
     return re.sub(r"^postgresql\+[a-z0-9_]+://", "postgresql://", normalize_uri(uri))
 
+# %% ../nbs/00_core.ipynb #46d4c288
 def pg_data_dir(settings: Settings | None = None) -> Path:
     "Where the embedded PostgreSQL keeps its data."
     settings = settings or get_settings()
@@ -533,23 +549,7 @@ def _pgserver():
     import pgserver
     return pgserver
 
-def embedded_server(settings: Settings | None = None):
-    "Start (or reuse) the embedded PostgreSQL and return the pgserver handle."
-    d = pg_data_dir(settings)
-    d.mkdir(parents=True, exist_ok=True)
-    return _pgserver().get_server(str(d), cleanup_mode=None)
-
-def resolve_postgres_uri(uri: str | None = None,          # explicit URI (CLI flag); wins when given
-                         settings: Settings | None = None,
-                         start_embedded: bool = True,     # start the embedded server when no URI is set
-                         ) -> str:
-    "The SQLAlchemy URI to use: flag > POSTGRES_URI > settings.ini > the embedded server."
-    settings = settings or get_settings()
-    uri = uri or settings.postgres_uri
-    if uri: return normalize_uri(uri)
-    if not start_embedded: raise RuntimeError("no POSTGRES_URI set and the embedded server was not allowed to start")
-    return normalize_uri(embedded_server(settings).get_uri())
-
+# %% ../nbs/00_core.ipynb #6bb8ef29
 def embedded_status(settings: Settings | None = None) -> dict:
     "Whether the embedded server's data dir exists and a postmaster is running there."
     d = pg_data_dir(settings)
@@ -562,6 +562,7 @@ def embedded_status(settings: Settings | None = None) -> dict:
         except (ValueError, ProcessLookupError, PermissionError, IndexError): running = False
     return {"data_dir": str(d), "initialised": (d / "PG_VERSION").exists(), "running": running}
 
+# %% ../nbs/00_core.ipynb #edb0ea2a
 def embedded_stop(settings: Settings | None = None) -> bool:
     "Stop the embedded server if it runs; True when one was stopped."
     d = pg_data_dir(settings)
@@ -572,6 +573,25 @@ def embedded_stop(settings: Settings | None = None) -> bool:
     if os.geteuid() == 0: cmd = ["su", "pgserver", "-s", "/bin/sh", "-c", " ".join(cmd)]
     subprocess.run(cmd, check=False, capture_output=True)
     return not embedded_status(settings)["running"]
+
+# %% ../nbs/00_core.ipynb #85964c81
+def embedded_server(settings: Settings | None = None):
+    "Start (or reuse) the embedded PostgreSQL and return the pgserver handle."
+    d = pg_data_dir(settings)
+    d.mkdir(parents=True, exist_ok=True)
+    return _pgserver().get_server(str(d), cleanup_mode=None)
+
+# %% ../nbs/00_core.ipynb #2da38112
+def resolve_postgres_uri(uri: str | None = None,          # explicit URI (CLI flag); wins when given
+                         settings: Settings | None = None,
+                         start_embedded: bool = True,     # start the embedded server when no URI is set
+                         ) -> str:
+    "The SQLAlchemy URI to use: flag > POSTGRES_URI > settings.ini > the embedded server."
+    settings = settings or get_settings()
+    uri = uri or settings.postgres_uri
+    if uri: return normalize_uri(uri)
+    if not start_embedded: raise RuntimeError("no POSTGRES_URI set and the embedded server was not allowed to start")
+    return normalize_uri(embedded_server(settings).get_uri())
 
 # %% ../nbs/00_core.ipynb #4f6cafe6
 RECORDED_PACKAGES = ("volregime", "numpy", "polars", "pyarrow", "pandas", "scipy", "scikit-learn", "plotly",
@@ -587,6 +607,7 @@ def package_versions(names=RECORDED_PACKAGES) -> dict:
         except PackageNotFoundError: pass
     return out
 
+# %% ../nbs/00_core.ipynb #343b541c
 def git_sha(root: str | Path | None = None) -> str | None:
     "The current commit of the project (with '-dirty' when the tree has changes), or None."
     root = Path(root) if root else project_root()
@@ -604,6 +625,7 @@ def regime_names(k: int) -> list[str]:
     if k in base: return base[k]
     return ["calm", "normal"] + [f"elevated {i}" for i in range(1, k - 2)] + ["stressed"]
 
+# %% ../nbs/00_core.ipynb #10d7daca
 def regime_label(i: int, k: int) -> str:
     "'0 calm'-style label."
     return f"{i} {regime_names(k)[i]}"

@@ -74,6 +74,7 @@ def volume_ma5(optionid: np.ndarray,  # contract of each row, rows grouped by co
     out = np.empty(len(v)); out[order] = total / count
     return out
 
+# %% ../nbs/02_features.ipynb #df64f04b
 def option_features(opprcd: pl.LazyFrame,  # canonical opprcd rows (lazy)
                     under: pl.DataFrame,   # underlying_frame(...)
                     ) -> pl.DataFrame:
@@ -89,6 +90,7 @@ def option_features(opprcd: pl.LazyFrame,  # canonical opprcd rows (lazy)
     ma = volume_ma5(df["optionid"].to_numpy(), df["tday"].fill_null(-10**9).to_numpy(), df["volume"].fill_null(0).to_numpy())
     return df.with_columns(volume_ma5=pl.Series(ma)).select(OPTION_COLUMNS)
 
+# %% ../nbs/02_features.ipynb #626bff59
 def write_option_features(raw_dir: str | Path,  # data_dir/raw
                           under: pl.DataFrame,  # underlying_frame rows
                           out: str | Path,  # features/options.parquet to write
@@ -129,6 +131,7 @@ class SurfaceFilters:
     min_abs_delta: float = 0.05
     max_abs_delta: float = 0.95
 
+# %% ../nbs/02_features.ipynb #a2fceedf
 def filter_counts(opprcd: pl.LazyFrame, f: SurfaceFilters) -> pl.DataFrame:
     "Rows dropped by each filter, applied in order."
     steps = [("zero best bid", pl.col("best_bid") > 0 if f.drop_zero_bid else pl.lit(True)),
@@ -144,6 +147,7 @@ def filter_counts(opprcd: pl.LazyFrame, f: SurfaceFilters) -> pl.DataFrame:
     row = opprcd.select(exprs).collect().row(0, named=True)
     return pl.DataFrame({"filter": list(row), "rows": [int(v) for v in row.values()]})
 
+# %% ../nbs/02_features.ipynb #bc576eba
 def apply_filters(opprcd: pl.LazyFrame, f: SurfaceFilters) -> pl.LazyFrame:
     q = opprcd.filter(pl.col("impl_volatility").is_not_null(),
                       (pl.col("exdate") - pl.col("date")).dt.total_days() >= f.min_dte,
@@ -154,6 +158,7 @@ def _lin(x1, y1, x2, y2, x):
     "Linear interpolation between (x1, y1) and (x2, y2) at x (polars expressions)."
     return y1 + (y2 - y1) * (x - x1) / (x2 - x1)
 
+# %% ../nbs/02_features.ipynb #0589d1e7
 def per_expiry(opprcd: pl.LazyFrame,   # filtered option rows
                spot: pl.LazyFrame,     # secid, date, close_raw (forward fallback)
                ) -> pl.LazyFrame:
@@ -182,6 +187,7 @@ def per_expiry(opprcd: pl.LazyFrame,   # filtered option rows
         call25_iv=_lin(pl.col("cd1"), pl.col("cv1"), pl.col("cd2"), pl.col("cv2"), 0.25),
     ).select("secid", "date", "exdate", "dte", "atm_iv", "put25_iv", "call25_iv")
 
+# %% ../nbs/02_features.ipynb #d57c5681
 def constant_maturity(exp: pl.LazyFrame,  # per_expiry(...) rows
                       col: str,           # atm_iv, put25_iv or call25_iv
                       days: int,          # target calendar days
@@ -219,6 +225,7 @@ def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
                           term_slope=pl.col("atm_iv_91d") - pl.col("atm_iv_30d"))
             .select("secid", "date", "atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", "n_expiries"))
 
+# %% ../nbs/02_features.ipynb #246ed14c
 def option_activity(raw_dir: str | Path) -> pl.LazyFrame:
     "Per (secid, date): option_volume, put_call_volume_ratio, quotes and IV availability (before filters)."
     op = pl.scan_parquet(Path(raw_dir) / "opprcd" / "**" / "*.parquet", hive_partitioning=True)
@@ -296,6 +303,7 @@ class FeatureSummary:
     paths: dict = field(default_factory=dict)
     truth_corr: float | None = None   # corr(atm_iv_30d, true 30-day ATM IV) on the synthetic market
 
+# %% ../nbs/02_features.ipynb #7d865c08
 def build_features(data_dir: str | Path = "data",  # the run's data dir (or its Artifacts)
                    filters: SurfaceFilters | None = None,  # surface filters; default SurfaceFilters()
                    surface_source: str = "auto",  # auto | opprcd | vsurfd
@@ -346,6 +354,7 @@ def truth_tracking(art: Artifacts,          # the run's artifact paths
     t = pl.read_parquet(art.truth).rename({"atm_iv_30d": "true_atm_iv_30d"}).join(daily, on=["date", "secid"]).drop_nulls(["atm_iv_30d"])
     return float(np.corrcoef(t["atm_iv_30d"], t["true_atm_iv_30d"])[0, 1]) if t.height > 2 else None
 
+# %% ../nbs/02_features.ipynb #4530c25a
 def run_features(art: Artifacts,           # the run's artifact paths
                  params: FeatureParams,    # the stage's parameters
                  ) -> FeatureSummary:
@@ -358,11 +367,13 @@ def run_features(art: Artifacts,           # the run's artifact paths
                     seconds=round(s.seconds, 1))
     return s
 
+# %% ../nbs/02_features.ipynb #e99d916c
 def features_ready(art: Artifacts  # the run's artifact paths
                    ) -> bool:
     "Whether the daily features exist."
     return Artifacts.of(art).features_daily.exists()
 
+# %% ../nbs/02_features.ipynb #1e1de3c2
 def ensure_features(art: Artifacts  # the run's artifact paths
                     ) -> None:
     "Build the features (and the raw data) with the smoke profile when missing."
@@ -391,6 +402,7 @@ def fig_surface_timeline(daily: pl.DataFrame, secid: int | None = None):
     fig.update_layout(height=220 * len(rows), title=f"Daily volatility surface, secid {secid}", legend_title="series")
     return fig
 
+# %% ../nbs/02_features.ipynb #fcbef28c
 def fig_feature_distributions(daily: pl.DataFrame, cols=("atm_iv_30d", "skew_25d", "curvature_25d", "term_slope", "rv_21d")):
     "Box plots of daily features by year."
     import plotly.graph_objects as go
@@ -404,6 +416,7 @@ def fig_feature_distributions(daily: pl.DataFrame, cols=("atm_iv_30d", "skew_25d
     fig.update_layout(height=380, title="Daily feature distributions per year", showlegend=False)
     return fig
 
+# %% ../nbs/02_features.ipynb #cb9b5d99
 def fig_correlation(daily: pl.DataFrame, cols=("atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", "rv_21d", "ret_1d", "put_call_volume_ratio")):
     "Correlation heatmap of the daily features."
     import plotly.graph_objects as go

@@ -39,6 +39,7 @@ LOG1P_COLUMNS = ("volume", "open_interest", "volume_ma5", "option_volume")
 class ScanInputError(InputError):
     "Bad input to the scan: the message names the parameter or column."
 
+# %% ../nbs/03_unsupervised_scan.ipynb #0087dedc
 def feature_matrix(df: pl.DataFrame,         # rows to cluster
                    columns: list,             # feature columns
                    nan_policy: str = "drop",  # drop rows with NaN/inf (logged) or raise
@@ -62,6 +63,7 @@ def feature_matrix(df: pl.DataFrame,         # rows to cluster
     if const: raise ScanInputError(f"constant column(s) {const}: zero variance, nothing to standardise; remove them from the feature list")
     return X, ok
 
+# %% ../nbs/03_unsupervised_scan.ipynb #9dbf95e9
 class ZPCA(BaseEstimator, TransformerMixin):
     "z-scores then PCA keeping `variance` of the variance; components named pca_component_1..n."
     def __init__(self, variance: float = 0.95, random_state=None):
@@ -150,6 +152,7 @@ def sliced_wasserstein(a: np.ndarray,  # (n_a, d) sample
     pa, pb = a @ theta.T, b @ theta.T
     return float(np.mean(np.abs(np.quantile(pa, q, axis=0) - np.quantile(pb, q, axis=0))))
 
+# %% ../nbs/03_unsupervised_scan.ipynb #f3435c6e
 def sliced_dispersion(a: np.ndarray,  # (n, d) sample
                       n_projections: int = 64,  # random directions
                       random_state=None,  # seed or RandomState
@@ -160,6 +163,7 @@ def sliced_dispersion(a: np.ndarray,  # (n, d) sample
     p = a @ theta.T
     return float(np.mean(np.abs(p - np.median(p, axis=0))))
 
+# %% ../nbs/03_unsupervised_scan.ipynb #9e674d4d
 def wasserstein_scores(X: np.ndarray,  # (n, d) matrix
                        labels: np.ndarray,  # cluster of each row
                        max_points: int = 2000,  # rows per cluster compared at most
@@ -214,6 +218,7 @@ def _norm(v: np.ndarray) -> np.ndarray:
     lo, hi = np.nanmin(v), np.nanmax(v)
     return np.zeros_like(v) if not np.isfinite(hi - lo) or hi == lo else (v - lo) / (hi - lo)
 
+# %% ../nbs/03_unsupervised_scan.ipynb #43df3c47
 def select_k(table: pl.DataFrame,  # the scan's metrics per k
              alpha: float = 0.5,  # weight of stability
              beta: float = 0.25,  # weight of separation
@@ -237,6 +242,7 @@ def select_k(table: pl.DataFrame,  # the scan's metrics per k
     ranked = pool.sort("score", descending=True)["k"].to_list()
     return table, int(ranked[0]), (int(ranked[1]) if len(ranked) > 1 else None)
 
+# %% ../nbs/03_unsupervised_scan.ipynb #3e5be7f7
 def scan_k(X: np.ndarray,  # PCA matrix
            order_values: np.ndarray,  # per-row ordering variable (implied volatility)
            k_min: int = 2,  # smallest k
@@ -367,6 +373,7 @@ class GranularityFit:
         pipe = Pipeline([("zpca", self.zpca), ("kmeans", self.scan.models[self.scan.k_star])])
         return RegimeModel(self.granularity, list(self.columns), self.order_col, self.scan.k_star, self.scan.runner_up, pipe)
 
+# %% ../nbs/03_unsupervised_scan.ipynb #d1573697
 def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features, ordering column)
                     columns: list,             # feature columns
                     order_col: str,            # column whose cluster means order the labels
@@ -458,6 +465,7 @@ def _ari_vs_truth(art: Artifacts, daily: pl.DataFrame) -> dict:
     return {"ari_vs_truth": float(adjusted_rand_score(tr["regime"], tr["regime_est"])),
             "true_mean_duration": float(durations(tr["regime"].to_numpy())["length"].mean())}
 
+# %% ../nbs/03_unsupervised_scan.ipynb #82554996
 def run_scan(art: Artifacts,       # the run's artifact paths
              params: ScanParams,   # the stage's parameters
              ) -> ScanStageResult:
@@ -500,6 +508,7 @@ def regimes_ready(art: Artifacts  # the run's artifact paths
     "Whether stage 03's daily regimes exist."
     return Artifacts.of(art).regimes_daily.exists()
 
+# %% ../nbs/03_unsupervised_scan.ipynb #5f9c48ac
 def ensure_regimes(art: Artifacts  # the run's artifact paths
                    ) -> None:
     "Build features and regimes with the smoke profile when missing."
@@ -530,6 +539,7 @@ def fig_scan(table: pl.DataFrame,  # the scan's metrics per k
     fig.update_layout(height=560, title=f"K-means scan ({granularity} granularity): k* = {k_star} (dotted)")
     return fig
 
+# %% ../nbs/03_unsupervised_scan.ipynb #9bfb7236
 def fig_pca_scatter(Z: np.ndarray,  # PCA coordinates
                     labels: np.ndarray,  # regime of each row
                     k: int,  # number of regimes
@@ -550,6 +560,7 @@ def fig_pca_scatter(Z: np.ndarray,  # PCA coordinates
                       legend_title="regime", height=480)
     return fig
 
+# %% ../nbs/03_unsupervised_scan.ipynb #c272b275
 def cluster_profile(rows: pl.DataFrame,  # the clustered rows
                     labels: np.ndarray,  # regime of each row
                     columns: list,  # feature columns to average
@@ -560,6 +571,7 @@ def cluster_profile(rows: pl.DataFrame,  # the clustered rows
     prof = d.group_by("cluster").agg(pl.len().alias("size"), *[pl.col(c).mean() for c in columns]).sort("cluster")
     return prof.with_columns(regime=pl.Series([regime_label(i, k) for i in prof["cluster"]]), share=pl.col("size") / pl.col("size").sum())
 
+# %% ../nbs/03_unsupervised_scan.ipynb #ff7f25ba
 def fig_timeline(daily_reg: pl.DataFrame,  # regimes/daily.parquet rows
                  feats: pl.DataFrame,  # features/daily.parquet rows
                  secid: int,  # underlying shown

@@ -60,6 +60,7 @@ def hmm_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
         filt[t] = np.argmax(alpha)
     return filt, smoothed.astype(np.int64), m
 
+# %% ../nbs/04a_validate.ipynb #dd5a8fa6
 def jump_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
                  k: int,  # states
                  penalty: float = 50.0,  # jump penalty
@@ -91,6 +92,7 @@ def persistence(labels: np.ndarray,  # daily labels of one method, in date order
 class ValidationInputError(InputError):
     "Bad input to validation: the message says what and where."
 
+# %% ../nbs/04a_validate.ipynb #9c2ed7ec
 def read_reference(path: str | Path) -> pl.DataFrame:
     "A user's reference series (csv, csv.gz or parquet with columns date and value, any case)."
     p = Path(path)
@@ -100,12 +102,16 @@ def read_reference(path: str | Path) -> pl.DataFrame:
     missing = [c for c in ("date", "value") if c not in df.columns]
     if missing: raise ValidationInputError(f"reference {p.name}: missing column(s) {missing} (found {df.columns}); expected date,value")
     if df["date"].dtype != pl.Date:
-        parsed = df["date"].cast(pl.String).str.to_date(strict=False)
+        txt = df["date"].cast(pl.String).str.strip_chars()
+        t = pl.col("date")
+        parsed = pl.DataFrame({"date": txt}).select(pl.coalesce(t.str.to_date(strict=False),               # ISO
+                                                                t.str.to_date("%Y%m%d", strict=False)))["date"]   # or YYYYMMDD
         if parsed.null_count() > df["date"].null_count():
             raise ValidationInputError(f"reference {p.name}: unparsable date {df['date'].filter(parsed.is_null())[0]!r}")
         df = df.with_columns(date=parsed)
     return df.select("date", pl.col("value").cast(pl.Float64)).drop_nulls().unique("date").sort("date")
 
+# %% ../nbs/04a_validate.ipynb #90207391
 def load_references(data_dir, reference_path: str | None = None) -> dict:
     "name -> (frame with date[, secid], value; True when higher = more stress)."
     out = {}
@@ -118,6 +124,7 @@ def load_references(data_dir, reference_path: str | None = None) -> dict:
     out["rv_21d"] = (feats.select("date", "secid", pl.col("rv_21d").alias("value")).drop_nulls(), True)
     return out
 
+# %% ../nbs/04a_validate.ipynb #2820a296
 def align(labels: pl.DataFrame,  # date, secid, regime
           ref: pl.DataFrame,  # date, value
           name: str,  # the reference's name, for messages
@@ -134,6 +141,7 @@ def align(labels: pl.DataFrame,  # date, secid, regime
         log.warning(f"reference {name!r} covers {info['overlap_share']:.0%} of regime days ({info['overlap_days']} of {info['label_days']})")
     return j, info
 
+# %% ../nbs/04a_validate.ipynb #c3befaa8
 def agreement(regime: np.ndarray,  # regime of each day
               value: np.ndarray,  # the reference's value that day
               higher_is_stress: bool = True,  # whether high values mean stress
@@ -150,6 +158,7 @@ def agreement(regime: np.ndarray,  # regime of each day
     out["top_decile_share"] = float((regime[top] == regime.max()).mean())
     return out
 
+# %% ../nbs/04a_validate.ipynb #a01f1d7d
 def truth_scores(est: np.ndarray, truth: np.ndarray) -> dict:
     "ARI and accuracy after optimal one-to-one label matching (Hungarian)."
     est, truth = np.asarray(est), np.asarray(truth)
@@ -157,6 +166,7 @@ def truth_scores(est: np.ndarray, truth: np.ndarray) -> dict:
     r, c = linear_sum_assignment(-m)
     return {"ari_truth": float(adjusted_rand_score(truth, est)), "accuracy_truth": float(m[r, c].sum() / len(est))}
 
+# %% ../nbs/04a_validate.ipynb #740b2577
 def load_truth(data_dir) -> pl.DataFrame | None:
     "The synthetic market's true daily regimes, when present."
     p = Artifacts.of(data_dir).truth
@@ -192,6 +202,7 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
             frames.append(rows.select("date", "secid").with_columns(method=pl.lit(name), causal=pl.lit(causal), regime=pl.Series(lab)))
     return pl.concat(frames).sort("method", "causal", "secid", "date")
 
+# %% ../nbs/04a_validate.ipynb #c287ef26
 def validate_methods(methods: pl.DataFrame,  # every method's daily labels
                      refs: dict,  # name -> (reference, higher_is_stress)
                      truth: pl.DataFrame | None = None,  # true daily regimes, when known
@@ -216,6 +227,7 @@ def validate_methods(methods: pl.DataFrame,  # every method's daily labels
                 for key, val in truth_scores(j["regime"].to_numpy(), j["regime_true"].to_numpy()).items(): add(m, c, key, val)
     return pl.DataFrame(rows, schema={"method": pl.String, "causal": pl.Boolean, "metric": pl.String, "value": pl.Float64, "note": pl.String})
 
+# %% ../nbs/04a_validate.ipynb #2729046b
 def comparison_table(val: pl.DataFrame) -> tuple[pl.DataFrame, str]:
     "One row per method and label kind, best first, and a sentence saying which wins and why."
     wide = val.filter(pl.col("value").is_not_null()).pivot(on="metric", index=["method", "causal"], values="value")

@@ -58,6 +58,7 @@ def weighted_ward(centroids: np.ndarray,  # (m, d) cluster centres
 class WardInputError(InputError):
     "Bad input to the Ward stage."
 
+# %% ../nbs/04_ward_validation.ipynb #5b5e957d
 class WardTree:
     "A Ward tree of rows: exact (fastcluster) up to `sample_size` rows, else on size-weighted micro-clusters."
     def __init__(self,
@@ -159,6 +160,7 @@ def threshold_grid(tree: WardTree,  # a fitted WardTree
     log.warning(f"threshold range [{tmin}, {tmax}] cuts nothing useful; rescaled onto the tree's heights [{lo:.3g}, {hi:.3g}]")
     return lo + (grid - tmin) / (tmax - tmin) * (hi - lo), True
 
+# %% ../nbs/04_ward_validation.ipynb #5636c4d5
 def ward_scan(X: np.ndarray,  # the matrix the tree was fitted on
               tree: WardTree,  # a fitted WardTree
               kmeans_labels: np.ndarray,  # K-means labels of the same rows
@@ -188,6 +190,7 @@ def contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     m = np.zeros((ka, kb), int); np.add.at(m, (a, b), 1)
     return m
 
+# %% ../nbs/04_ward_validation.ipynb #e13c35df
 def nestedness(kmeans_labels: np.ndarray, ward_labels: np.ndarray) -> float:
     "Size-weighted share of each K-means cluster inside its most common Ward cluster."
     m = contingency(kmeans_labels, ward_labels)
@@ -228,6 +231,7 @@ class WardStageResult:
     verdict: str               # which method wins and why
     headline: dict             # the numbers recorded for the report index
 
+# %% ../nbs/04_ward_validation.ipynb #678a7a36
 def ward_matrix(art: Artifacts,    # the run's artifact paths
                 granularity: str,  # option or day
                 ) -> tuple[str, np.ndarray, np.ndarray]:
@@ -245,6 +249,7 @@ def ward_matrix(art: Artifacts,    # the run's artifact paths
     Z, _ = model.matrix(pl.read_parquet(art.features_daily))
     return granularity, Z, model.kmeans.labels_
 
+# %% ../nbs/04_ward_validation.ipynb #e4331aae
 def run_ward(art: Artifacts,      # the run's artifact paths
              params: WardParams,  # the stage's parameters
              ) -> WardStageResult:
@@ -295,6 +300,7 @@ def fig_dendrogram(tree: WardTree,  # a fitted WardTree
                       yaxis_title="Ward merge height (distance)", height=420)
     return fig
 
+# %% ../nbs/04_ward_validation.ipynb #acf52ff0
 def fig_ward_scan(table: pl.DataFrame):
     "Threshold scan metrics."
     import plotly.graph_objects as go
@@ -308,6 +314,7 @@ def fig_ward_scan(table: pl.DataFrame):
     fig.update_layout(height=360, title="Ward distance-threshold scan")
     return fig
 
+# %% ../nbs/04_ward_validation.ipynb #b9b48101
 def fig_contingency(m: np.ndarray,  # K-means x Ward counts
                     k_kmeans: int,  # K-means regimes (row names)
                     title: str,  # figure title
