@@ -146,8 +146,8 @@ def test_a_bug_keeps_its_traceback():
     import subprocess
     import sys
     code = ("import sys, volregime.cli as c\n"
-            "def cmd_db(a): return {}['missing key']   # a programming bug in a subcommand\n"
-            "c.cmd_db = cmd_db\n"
+            "def _cmd_db(a): return {}['missing key']   # a programming bug in a subcommand\n"
+            "c._cmd_db = _cmd_db\n"
             "sys.exit(c.main(['db', 'status']))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 1 and "Traceback" in r.stderr and "KeyError: 'missing key'" in r.stderr

@@ -17,8 +17,7 @@ from .core import (Artifacts, InputError, embedded_server, embedded_status, embe
                             mask_secrets, resolve_postgres_uri)
 
 # %% auto #0
-__all__ = ['field_docs', 'param_flags', 'params_from_args', 'user_path', 'cmd_run', 'cmd_synth', 'cmd_ingest', 'cmd_combine',
-           'cmd_db', 'cmd_load', 'cmd_dashboard', 'build_parser', 'main']
+__all__ = ['field_docs', 'param_flags', 'params_from_args', 'user_path', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #0ffcba18
 _FIELD_DOC = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+?)\s*$")
@@ -61,6 +60,7 @@ def param_flags(parser: argparse.ArgumentParser,  # the subcommand's parser
             conv = {"int": int, "float": float, "list": _csv_list}.get(typ, str)
             parser.add_argument(*flags, dest=f.name, type=conv, default=None, help=help_)
 
+# %% ../nbs/09_cli.ipynb #93f9b10a
 def params_from_args(cls,                 # a StageParams dataclass
                      args: argparse.Namespace,  # parsed flags (None = not given)
                      base: dict | None = None,  # values under the flags (profile, settings)
@@ -77,7 +77,7 @@ def user_path(p: str | None  # a path as typed, or None
     return str(Path(p).expanduser().resolve()) if p else p
 
 # %% ../nbs/09_cli.ipynb #17cde13b
-def cmd_run(a) -> int:
+def _cmd_run(a) -> int:
     "`volregime run`: the pipeline."
     from volregime.pipeline import StageFailed, run_pipeline
     settings = get_settings({"data_dir": None, "postgres_uri": a.postgres_uri})
@@ -93,7 +93,7 @@ def cmd_run(a) -> int:
     print(f"run {res.run_id}: ok in {res.record['seconds']:.0f}s; report {res.report_dir / 'index.html'}")
     return 0
 
-def cmd_synth(a) -> int:
+def _cmd_synth(a) -> int:
     "`volregime synth`: the synthetic market as WRDS export files (and optionally a WRDS-like database)."
     from volregime.synth import simulate_market, write_exports
     out = user_path(a.out)
@@ -107,7 +107,7 @@ def cmd_synth(a) -> int:
         print(f"mirrored {sum(n.values()):,} rows into {len(n)} tables at {mask_secrets(uri)}")
     return 0
 
-def cmd_ingest(a) -> int:
+def _cmd_ingest(a) -> int:
     "`volregime ingest`: the ingest stage alone (for local exports every date of the files unless --start/--end)."
     from volregime.ingest import IngestParams, consolidate_years, run_ingest
     source = a.source or "synthetic"
@@ -124,14 +124,14 @@ def cmd_ingest(a) -> int:
         print(f"consolidated {n:,} option rows into {user_path(a.consolidate)}")
     return 0
 
-def cmd_combine(a) -> int:
+def _cmd_combine(a) -> int:
     "`volregime combine`: concatenate (and sample) parquet files."
     from volregime.ingest import combine_parquet
     n = combine_parquet([user_path(i) for i in a.inputs], user_path(a.out), a.sample_frac, a.seed)
     print(f"wrote {n:,} rows to {user_path(a.out)}")
     return 0
 
-def cmd_db(a) -> int:
+def _cmd_db(a) -> int:
     "`volregime db start|stop|status|uri`: the embedded PostgreSQL."
     settings = get_settings({"postgres_uri": a.postgres_uri})
     if a.action == "status":
@@ -147,7 +147,7 @@ def cmd_db(a) -> int:
     uri = resolve_postgres_uri(None, settings)
     print(uri if a.show_password else mask_secrets(uri)); return 0
 
-def cmd_load(a) -> int:
+def _cmd_load(a) -> int:
     "`volregime load`: the load stage with the original uploader's flags."
     from volregime.db import LoadParams, run_load
     settings = get_settings({"postgres_uri": a.postgres_uri, "schema": a.schema, "table_name": a.table})
@@ -162,7 +162,7 @@ def cmd_load(a) -> int:
     if res.daily: print(f"{res.daily.table}: {res.daily.rows:,} rows")
     return 0
 
-def cmd_dashboard(a) -> int:
+def _cmd_dashboard(a) -> int:
     "`volregime dashboard`: Voilà serving the app notebook."
     import os
     import subprocess
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--run-id", help="name of the run (default: UTC timestamp and profile)")
     r.add_argument("--postgres-uri", help="PostgreSQL server for the load stage (default: POSTGRES_URI or the embedded one)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r.set_defaults(func=cmd_run)
+    r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("synth", help="write a synthetic market as WRDS export files",
                        description="Simulate the regime-switching market and write WRDS export files "
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-contracts", type=int, default=IngestParams().n_contracts, help="option contracts per day and underlying")
     s.add_argument("--seed", type=int, default=0, help="simulator seed")
     s.add_argument("--to-postgres", metavar="URI", help="also mirror the files into optionm/crsp/wrdsapps schemas on this server ('embedded' for the embedded one)")
-    s.set_defaults(func=cmd_synth)
+    s.set_defaults(func=_cmd_synth)
 
     i = sub.add_parser("ingest", help="run the ingest stage alone",
                        description="Ingest option and underlying prices into <data-dir>/raw as canonical parquet. "
@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     param_flags(i, IngestParams, aliases={"local_path": ("--path",)})
     i.add_argument("--data-dir", "--data", dest="data_dir", help="data dir (default: settings data_dir)")
     i.add_argument("--consolidate", metavar="FILE", help="also merge the per-year option files into this one parquet history")
-    i.set_defaults(func=cmd_ingest)
+    i.set_defaults(func=_cmd_ingest)
 
     c = sub.add_parser("combine", help="concatenate (and optionally sample) parquet files",
                        description="Concatenate parquet files or globs into one file, optionally sampling a share of rows.")
@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, help="output parquet file")
     c.add_argument("--sample-frac", type=float, help="keep this share of rows (0 < f <= 1)")
     c.add_argument("--seed", type=int, default=0, help="sampling seed")
-    c.set_defaults(func=cmd_combine)
+    c.set_defaults(func=_cmd_combine)
 
     ld = sub.add_parser("load", help="load regime results into PostgreSQL (the original uploader's flags)",
                         description="Stream the whitelisted columns of a parquet file into PostgreSQL: COPY above the threshold, "
@@ -231,21 +231,21 @@ def build_parser() -> argparse.ArgumentParser:
     param_flags(ld, LoadParams, aliases={"random_state": ("--seed",)})
     ld.add_argument("--data-dir", "--data", dest="data_dir", help="data dir holding the stage outputs (default: settings data_dir)")
     ld.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ld.set_defaults(func=cmd_load)
+    ld.set_defaults(func=_cmd_load)
 
     ds = sub.add_parser("dashboard", help="serve the Voila dashboard",
                         description="Serve nbs/app/dashboard.ipynb with Voila (sources stripped, a preheated kernel, idle kernels culled). "
                                     "Reads POSTGRES_URI, SCHEMA, TABLE_NAME, LABEL_COL, API_ROWS_CAP (environment, .env or settings.ini).")
     ds.add_argument("--port", type=int, default=8866, help="port to listen on")
     ds.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 on a shared server)")
-    ds.set_defaults(func=cmd_dashboard)
+    ds.set_defaults(func=_cmd_dashboard)
 
     d = sub.add_parser("db", help="the embedded PostgreSQL: start, stop, status, uri",
                        description="Manage the embedded PostgreSQL (data under <data_dir>/pg), or show the configured server.")
     d.add_argument("action", choices=["start", "stop", "status", "uri"], help="what to do")
     d.add_argument("--postgres-uri", help="a server to use instead of the embedded one")
     d.add_argument("--show-password", action="store_true", help="uri: print the password unmasked")
-    d.set_defaults(func=cmd_db)
+    d.set_defaults(func=_cmd_db)
     return p
 
 # %% ../nbs/09_cli.ipynb #58e892ed

@@ -35,6 +35,7 @@ OPTIONAL = ("secid", "optionid", "regime")
 class LoadError(InputError):
     "Bad input to the loader: the message names the file, column or identifier."
 
+# %% ../nbs/06_postgres_load.ipynb #0a7263c2
 def check_ident(name: str, what: str = "identifier") -> str:
     "`name` when it is a safe SQL identifier (checked by `quote_ident`), else a LoadError naming it."
     try: quote_ident(name, what)
@@ -43,6 +44,7 @@ def check_ident(name: str, what: str = "identifier") -> str:
 
 q = quote_ident   # the loader quotes every identifier it writes into SQL
 
+# %% ../nbs/06_postgres_load.ipynb #11892a43
 def select_columns(names: list, path: str = "<parquet>") -> dict:
     "Map of source column -> lower-case target column for the whitelisted columns present."
     lower = {}
@@ -84,6 +86,7 @@ def plan_rows(path: str | Path,  # input parquet
     info["rows"] = len(rows)
     return rows, info
 
+# %% ../nbs/06_postgres_load.ipynb #1c03779e
 def stream_batches(path: str | Path,  # input parquet
                    colmap: dict,  # source column -> target column
                    keep: np.ndarray | None,  # row mask, or None for all
@@ -118,6 +121,7 @@ def ddl(schema: str,  # target schema
         cols.append(f"{q(f.name)} {t}")
     return f"CREATE TABLE {q(schema)}.{q(table)} ({', '.join(cols)})"
 
+# %% ../nbs/06_postgres_load.ipynb #bf071b71
 @dataclass
 class LoadSummary:
     "What one load did."
@@ -149,6 +153,7 @@ class _Fail:
     "Failure injection for tests: raise after this many rows were written."
     after_rows: int | None = None
 
+# %% ../nbs/06_postgres_load.ipynb #a5fc0ac0
 def write_table(uri: str,  # SQLAlchemy URI
                 schema: str,  # target schema
                 table: str,  # target table
@@ -306,6 +311,7 @@ def default_parquet(data_dir="data") -> Path:
     with atomic_path(out) as tmp: q_.sink_parquet(tmp, compression="zstd")
     return out
 
+# %% ../nbs/06_postgres_load.ipynb #5bdf699d
 def load_results(parquet: str | Path | None = None,  # input parquet; default the stage-03 labels joined with option features
                  postgres_uri: str | None = None,  # server; default POSTGRES_URI or the embedded one
                  table: str = "sampled_regimes",  # target table
@@ -345,6 +351,7 @@ def load_results(parquet: str | Path | None = None,  # input parquet; default th
     log.info(f"{s.table}: {s.rows:,} rows via {s.method} in {s.seconds:.1f}s ({s.rows_per_s:,.0f} rows/s)")
     return s
 
+# %% ../nbs/06_postgres_load.ipynb #0b275b32
 def with_underlying(daily: pl.DataFrame, data_dir="data") -> pl.DataFrame:
     "Daily rows (date, secid, ...) with the underlying's close and 30-day ATM IV from features/daily.parquet, when missing."
     f = Artifacts.of(data_dir).features_daily
@@ -354,6 +361,7 @@ def with_underlying(daily: pl.DataFrame, data_dir="data") -> pl.DataFrame:
     if not extra: return daily
     return daily.join(pl.read_parquet(f, columns=["date", "secid", *extra]), on=["date", "secid"], how="left")
 
+# %% ../nbs/06_postgres_load.ipynb #39914d02
 def load_daily(data_dir="data",  # the run's data dir (or its Artifacts)
                postgres_uri: str | None = None,  # server; default POSTGRES_URI or the embedded one
                schema: str = "public",  # target schema
@@ -368,6 +376,7 @@ def load_daily(data_dir="data",  # the run's data dir (or its Artifacts)
     return write_table(uri, schema, table, iter(t.to_batches()), t.num_rows, "replace", ["date"], None,
                        copy_threshold=10**12, progress=False)
 
+# %% ../nbs/06_postgres_load.ipynb #85ad9ea5
 def table_report(postgres_uri: str | None,  # server; default POSTGRES_URI or the embedded one
                  schema: str,  # schema
                  table: str,  # table
@@ -415,6 +424,7 @@ class LoadStageResult:
     report: dict | None                # rows per year and cluster, sample rows, read back
     headline: dict                     # the numbers recorded for the report index
 
+# %% ../nbs/06_postgres_load.ipynb #c95d698f
 def run_load(art: Artifacts,        # the run's artifact paths
              params: LoadParams,    # the stage's parameters
              progress: bool = False,  # a progress bar over the COPY

@@ -36,16 +36,19 @@ def stage_params() -> dict:
     return {"01_ingest": IngestParams, "02_features": FeatureParams, "03_unsupervised_scan": ScanParams,
             "04_ward_validation": WardParams, "05_lstm_nested_cv": ForecastParams, "06_postgres_load": LoadParams}
 
+# %% ../nbs/08_pipeline.ipynb #56ce5c96
 def secret_params() -> tuple:
     "The parameters that may hold passwords (every stage's `secrets`): never injected into a notebook as text."
     return tuple(sorted({k for c in stage_params().values() for k in c.secrets}))
 
+# %% ../nbs/08_pipeline.ipynb #57767f22
 def stage_notebooks(nbs_dir: str | Path | None = None  # the notebooks folder; default <root>/nbs
                     ) -> list[Path]:
     "The runnable stage notebooks, in order."
     d = Path(nbs_dir) if nbs_dir else get_settings().root / "nbs"
     return sorted(p for p in d.glob("*.ipynb") if STAGE_RE.match(p.name))
 
+# %% ../nbs/08_pipeline.ipynb #e6b126f3
 def select_stages(stages: str | list | None,  # "01,02" or ["01", "02"] or None for all
                   available: list[Path]) -> list[Path]:
     "The stage notebooks named by number; an unknown number is an error listing the known ones."
@@ -56,6 +59,7 @@ def select_stages(stages: str | list | None,  # "01,02" or ["01", "02"] or None 
     if unknown: raise InputError(f"--stages: unknown stage(s) {', '.join(unknown)} (known: {', '.join(sorted(by_num))})")
     return [by_num[s] for s in sorted(set(want))]
 
+# %% ../nbs/08_pipeline.ipynb #8938cafa
 def declared_parameters(nb: Path) -> dict:
     "The parameters a notebook's `parameters` cell declares (name -> papermill info)."
     import papermill as pm
@@ -139,6 +143,7 @@ def _fmt(v) -> str:
     if isinstance(v, (list, tuple)): return ", ".join(_fmt(x) for x in v)
     return str(v)
 
+# %% ../nbs/08_pipeline.ipynb #eba3a0a6
 def write_index(run: dict,            # the run record (run.json content)
                 out_path: str | Path  # reports/<run_id>/index.html
                 ) -> Path:
@@ -171,6 +176,7 @@ started {e(run['started'])} &middot; git {e(str(run['git_sha']))}</p>
 class StageFailed(RuntimeError):
     "A stage notebook raised: the run stopped there."
 
+# %% ../nbs/08_pipeline.ipynb #55f70d59
 @dataclass
 class RunResult:
     "Where a run left its things, and its record."
@@ -186,6 +192,7 @@ def _link_latest(target: Path, link: Path) -> None:
     tmp.symlink_to(target.name)
     os.replace(tmp, link)
 
+# %% ../nbs/08_pipeline.ipynb #b368659f
 def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML path; default from settings
                  config: str | None = None,  # YAML overlaid on the profile
                  sets: list | None = None,  # "key=value" overrides
