@@ -153,6 +153,7 @@ def test_every_parameter_of_every_stage_is_visible_to_papermill():
         assert written == set(declared_parameters(nb)), f"{nb.name}: papermill cannot parse {written - set(declared_parameters(nb))}"
 
 
+@pytest.mark.slow
 def test_ctrl_c_records_the_run_as_interrupted(tmp_path):
     "Ctrl-C (SIGINT to the terminal's process group) mid-stage: exit 130, run.json and the index say where it stopped."
     import os

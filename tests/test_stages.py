@@ -173,6 +173,7 @@ def test_keras_forecaster_passes_check_estimator():
     check_estimator(KerasForecaster("gru", units=4, epochs=2, patience=1, random_state=0), expected_failed_checks=waived)
 
 
+@pytest.mark.slow
 def test_every_model_family_is_tuned_by_the_same_grid_search():
     "sklearn baselines and the Keras families go through one GridSearchCV over TimeSeriesSplit(gap=H), refit on all rows."
     import datetime as dt

@@ -5,12 +5,7 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh
 export PATH="$PWD/.venv/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=3 PYTHONDONTWRITEBYTECODE=1
 
-# Tests and notebooks write only under a temporary folder, never under the project's data/, runs/ or reports/.
-SANDBOX=$(mktemp -d -t volregime-tests-XXXXXX)
-export VOLREGIME_DATA_DIR="$SANDBOX/data" VOLREGIME_RUNS_DIR="$SANDBOX/runs" VOLREGIME_REPORTS_DIR="$SANDBOX/reports" \
-       VOLREGIME_TEST_SANDBOX="$SANDBOX/pytest"
-mkdir -p "$VOLREGIME_TEST_SANDBOX"
-trap 'volregime db stop >/dev/null 2>&1 || true; rm -rf "$SANDBOX"' EXIT
+source tools/sandbox.sh   # tests and notebooks write only under a temporary folder
 
 echo "== nbdev-export / nbdev-clean / README must not change tracked files"
 before=$(git status --porcelain)
