@@ -28,9 +28,10 @@ __all__ = ['SETTINGS_SPEC', 'DEFAULTS', 'SQL_IDENT', 'RECORDED_PACKAGES', 'Input
            'Settings', 'get_settings', 'mask_secrets', 'MaskingFilter', 'get_logger', 'profile_path',
            'load_params_yaml', 'load_profile', 'parse_set', 'merge_params', 'Artifacts', 'resolve_secret',
            'StageParams', 'check_unknown', 'order_labels', 'seed_of', 'transition_matrix', 'durations', 'atomic_path',
-           'file_lock', 'copy_once', 'open_parquet_writer', 'record_headline', 'read_headlines', 'quote_ident',
-           'normalize_uri', 'libpq_uri', 'pg_data_dir', 'embedded_status', 'embedded_stop', 'embedded_server',
-           'resolve_postgres_uri', 'package_versions', 'git_sha', 'regime_names', 'regime_label', 'setup_notebook']
+           'file_lock', 'build_once', 'copy_once', 'open_parquet_writer', 'record_headline', 'read_headlines',
+           'quote_ident', 'normalize_uri', 'libpq_uri', 'pg_data_dir', 'embedded_status', 'embedded_stop',
+           'embedded_server', 'resolve_postgres_uri', 'package_versions', 'git_sha', 'regime_names', 'regime_label',
+           'setup_notebook']
 
 # %% ../nbs/00_core.ipynb #0fd831af
 class InputError(ValueError):
@@ -473,6 +474,17 @@ def file_lock(path: str | Path  # lock file to create
         fcntl.flock(fh, fcntl.LOCK_EX)
         try: yield
         finally: fcntl.flock(fh, fcntl.LOCK_UN)
+
+# %% ../nbs/00_core.ipynb #28262a31
+def build_once(lock: str | Path,  # the lock file guarding the build
+               ready,             # () -> bool: whether the artifacts are already there
+               build,             # () -> None: builds them
+               ) -> bool:
+    "Run `build` under an inter-process lock unless `ready()` holds (looked at again under the lock); True when it built."
+    with file_lock(lock):
+        if ready(): return False
+        build()
+        return True
 
 # %% ../nbs/00_core.ipynb #15c66570
 def copy_once(src: str | Path,  # file to copy

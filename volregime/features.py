@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .core import Artifacts, InputError, StageParams, atomic_path, file_lock, get_logger, open_parquet_writer, record_headline
+from .core import Artifacts, InputError, StageParams, atomic_path, build_once, get_logger, open_parquet_writer, record_headline
 
 # %% auto #0
 __all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SURFACE_COLS', 'DAILY_COLUMNS', 'underlying_frame', 'volume_ma5',
@@ -302,6 +302,7 @@ class FeatureSummary:
     seconds: float = 0.0
     paths: dict = field(default_factory=dict)
     truth_corr: float | None = None   # corr(atm_iv_30d, true 30-day ATM IV) on the synthetic market
+    daily: pl.DataFrame | None = None  # the daily features written
 
 # %% ../nbs/02_features.ipynb #7d865c08
 def build_features(data_dir: str | Path = "data",  # the run's data dir (or its Artifacts)
@@ -324,7 +325,7 @@ def build_features(data_dir: str | Path = "data",  # the run's data dir (or its 
         s.filters = filter_counts(pl.scan_parquet(raw / "opprcd" / "**" / "*.parquet", hive_partitioning=True), f)
     daily = daily_features(raw, under, f, surface_source)
     with atomic_path(art.features_daily) as tmp: daily.write_parquet(tmp, compression="zstd")
-    s.daily_rows, s.paths["daily"] = daily.height, str(art.features_daily)
+    s.daily, s.daily_rows, s.paths["daily"] = daily, daily.height, str(art.features_daily)
     s.seconds = time.perf_counter() - t0
     log.info(f"features: {s.option_rows:,} option rows, {s.daily_rows:,} days in {s.seconds:.1f}s")
     return s
@@ -360,7 +361,7 @@ def run_features(art: Artifacts,           # the run's artifact paths
                  ) -> FeatureSummary:
     "The features stage: `art.raw` -> `art.features_options`, `art.features_daily`, and its headline."
     s = build_features(art, params.filters, params.surface_source, params.rv_window)
-    daily = pl.read_parquet(art.features_daily)
+    daily = s.daily
     s.truth_corr = truth_tracking(art, daily)
     record_headline(art, "02_features", option_rows=s.option_rows, days=s.daily_rows,
                     atm_iv_30d_null_days=int(daily["atm_iv_30d"].null_count()), corr_atm_iv_vs_truth=s.truth_corr,
@@ -380,8 +381,7 @@ def ensure_features(art: Artifacts  # the run's artifact paths
     from volregime.ingest import ensure_raw
     art = Artifacts.of(art)
     ensure_raw(art)
-    with file_lock(art.lock("features")):
-        if not features_ready(art): run_features(art, FeatureParams.from_profile("smoke"))
+    build_once(art.lock("features"), lambda: features_ready(art), lambda: run_features(art, FeatureParams.from_profile("smoke")))
 
 # %% ../nbs/02_features.ipynb #ea9ad27c
 def fig_surface_timeline(daily: pl.DataFrame, secid: int | None = None):

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from .core import (Artifacts, InputError, StageParams, atomic_path, file_lock, get_logger, mask_secrets, normalize_uri,
+from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, get_logger, mask_secrets, normalize_uri,
                             open_parquet_writer, record_headline, resolve_path)
 from .schemas import KEYS, REQUIRED, SCHEMAS, SENTINEL, SENTINEL_COLUMNS, YEARLY_TABLES
 from .synth import simulate_market, write_exports
@@ -240,6 +240,7 @@ class IngestSummary:
     duplicates: dict = field(default_factory=dict)   # table -> duplicate rows dropped
     seconds: float = 0.0
     raw_dir: str = ""
+    tables: dict = field(default_factory=dict)       # raw_summary of what was written (the stage's report tables)
 
 def _first_distinct(df: pl.DataFrame, keys: list) -> pl.DataFrame:
     "The first row of every key, in order (6x df.unique(maintain_order=True)'s speed)."
@@ -774,7 +775,7 @@ def run_ingest(art: Artifacts,          # the run's artifact paths
     p = params
     tickers = list(p.tickers) if p.tickers else None
     if p.source == "synthetic":
-        s = ingest_synthetic(art, p.start or "2019-01-02", p.end or "2019-12-31", tickers, p.n_contracts, p.seed)
+        s = ingest_synthetic(art, p.start or IngestParams.start, p.end or IngestParams.end, tickers, p.n_contracts, p.seed)
     elif p.source == "local":
         if not p.local_path: raise IngestError("source=local needs local_path (a folder of WRDS export files)")
         s = ingest_local(resolve_path(p.local_path), art, tickers, p.start or None, p.end or None)
@@ -783,7 +784,7 @@ def run_ingest(art: Artifacts,          # the run's artifact paths
             raise IngestError("source=wrds needs start and end (e.g. --start 2019-01-02 --end 2019-12-31)")
         s = ingest_wrds(art, tickers, p.start, p.end, uri=p.wrds_uri or None)
     else: raise IngestError(f"source={p.source!r}: expected 'synthetic', 'local' or 'wrds'")
-    rs = raw_summary(art)
+    rs = s.tables = raw_summary(art)
     record_headline(art, "01_ingest", source=p.source, rows_opprcd=s.rows.get("opprcd", 0),
                     days=int(rs["secprd"]["date"].n_unique()), seconds=round(s.seconds, 1),
                     missing_iv_share=float(rs["per_year"]["missing_iv_share"].mean()) if "per_year" in rs else None)
@@ -800,7 +801,7 @@ def ensure_raw(art: Artifacts  # the run's artifact paths
                ) -> None:
     "Build `art.raw` with the smoke profile when it is missing (lets any notebook run on its own)."
     art = Artifacts.of(art)
-    with file_lock(art.lock("ingest")):
-        if raw_ready(art): return
+    def build():
         log.info(f"{art.raw} missing: building it with the smoke profile")
         run_ingest(art, IngestParams.from_profile("smoke"))
+    build_once(art.lock("ingest"), lambda: raw_ready(art), build)

@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .core import (Artifacts, InputError, StageParams, atomic_path, durations, file_lock, get_logger, order_labels,
+from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, durations, get_logger, order_labels,
                             record_headline, regime_label, transition_matrix)
 
 # %% auto #0
@@ -515,8 +515,7 @@ def ensure_regimes(art: Artifacts  # the run's artifact paths
     from volregime.features import ensure_features
     art = Artifacts.of(art)
     ensure_features(art)
-    with file_lock(art.lock("scan")):
-        if not regimes_ready(art): run_scan(art, ScanParams.from_profile("smoke"))
+    build_once(art.lock("scan"), lambda: regimes_ready(art), lambda: run_scan(art, ScanParams.from_profile("smoke")))
 
 # %% ../nbs/03_unsupervised_scan.ipynb #51c72fed
 def fig_scan(table: pl.DataFrame,  # the scan's metrics per k
