@@ -190,3 +190,20 @@ def test_every_model_family_is_tuned_by_the_same_grid_search():
     est, best = tune(KerasForecaster("lstm", epochs=2, patience=1, gap=5), {"units": [4, 8], "window": [5, 10]}, s.X, s.y, splits)
     assert set(best) == {"units", "window"} and est.get_params()["units"] == best["units"]
     assert est.feature_scaler_.n_samples_seen_ > (len(s.X) - 60) * best["window"]   # refit on (nearly) all rows, not a split
+
+
+@pytest.mark.parametrize("name,content", [("opprcd2019.parquet", b"PAR1 truncated"), ("opprcd2019.csv.gz", b"not gzip at all")])
+def test_a_corrupt_export_file_is_one_line_naming_it_and_loses_nothing(tmp_path, exports, name, content):
+    "Only input errors are one line: a corrupt file must be one, not a traceback, and earlier output stays byte-identical."
+    import shutil
+    fmt = "parquet" if name.endswith(".parquet") else "csv.gz"
+    good = volregime_cli("ingest", "--source", "local", "--local-path", str(exports[fmt]), "--data-dir", str(tmp_path / "d"))
+    assert good.returncode == 0, good.stderr
+    before = {p: p.read_bytes() for p in (tmp_path / "d" / "raw").rglob("*.parquet")}
+    bad = tmp_path / "bad"
+    shutil.copytree(exports[fmt], bad)
+    (bad / name).write_bytes(content)
+    r = volregime_cli("ingest", "--source", "local", "--local-path", str(bad), "--data-dir", str(tmp_path / "d"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and f"{bad / name}: unreadable or corrupt file" in r.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "d" / "raw").rglob("*.parquet")} == before

@@ -15,6 +15,7 @@ from typing import Iterator
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, get_logger, mask_secrets, normalize_uri,
@@ -215,21 +216,26 @@ def read_export(path: str | Path,         # an export file (parquet, csv, csv.gz
                 table: str,               # canonical table name
                 batch_rows: int = 500_000,
                 ) -> Iterator[pl.DataFrame]:
-    "Canonical batches of one export file, streamed."
+    "Canonical batches of one export file, streamed; a corrupt file (gzip, parquet, bytes) is an IngestError naming it."
     path = Path(path)
     if not path.exists(): raise IngestError(f"{path}: file not found")
-    if path.suffix.lower() == ".parquet":
-        pf = pq.ParquetFile(path)
-        names = pf.schema_arrow.names
-        missing = [c for c in REQUIRED[table] if c not in {n.lower() for n in names}]
-        if missing: raise IngestError(f"{path.name}: missing required column(s) {', '.join(missing)} for {table} (found: {', '.join(names)})")
-        batches = pf.iter_batches(batch_size=batch_rows)
-    else:
-        batches = _csv_batches(path, table, batch_rows)
-    for b in batches:
-        df = b if isinstance(b, pl.DataFrame) else pl.from_arrow(b)
-        if isinstance(df, pl.Series): df = df.to_frame()
-        yield canonicalize(df, table, path.name)
+    try:
+        if path.suffix.lower() == ".parquet":
+            pf = pq.ParquetFile(path)
+            names = pf.schema_arrow.names
+            missing = [c for c in REQUIRED[table] if c not in {n.lower() for n in names}]
+            if missing: raise IngestError(f"{path.name}: missing required column(s) {', '.join(missing)} for {table} (found: {', '.join(names)})")
+            batches = pf.iter_batches(batch_size=batch_rows)
+        else:
+            batches = _csv_batches(path, table, batch_rows)
+        for b in batches:
+            df = b if isinstance(b, pl.DataFrame) else pl.from_arrow(b)
+            if isinstance(df, pl.Series): df = df.to_frame()
+            yield canonicalize(df, table, path.name)
+    except IngestError: raise
+    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError, pl.exceptions.PolarsError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise IngestError(f"{path}: unreadable or corrupt file ({why})") from None
 
 # %% ../nbs/01_ingest.ipynb #defa1df7
 @dataclass
