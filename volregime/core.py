@@ -199,9 +199,13 @@ _ParamLoader.yaml_implicit_resolvers = {ch: [(tag, rx) for tag, rx in rs if tag 
                                         for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 # %% ../nbs/00_core.ipynb #63ad828e
-def load_params_yaml(text: str):
+def load_params_yaml(text: str,              # YAML text
+                     where: str = "parameters",  # the file or flag it came from, for the error message
+                     ):
     "Parameters from YAML text (profiles, --config files, --set values), dates kept as ISO strings."
-    return yaml.load(text, Loader=_ParamLoader)
+    try: return yaml.load(text, Loader=_ParamLoader)
+    except yaml.YAMLError as e:
+        raise InputError(f"{where}: not valid YAML ({' '.join(str(e).split())})") from None
 
 # %% ../nbs/00_core.ipynb #900be532
 def load_profile(name: str, root: str | Path | None = None) -> dict:
@@ -210,7 +214,7 @@ def load_profile(name: str, root: str | Path | None = None) -> dict:
     if not p.exists():
         known = sorted(q.stem for q in p.parent.glob("*.yaml")) if p.parent.exists() else []
         raise FileNotFoundError(f"profile {name!r}: {p} does not exist (known profiles: {', '.join(known) or 'none'})")
-    data = load_params_yaml(p.read_text()) or {}
+    data = load_params_yaml(p.read_text(), str(p)) or {}
     if not isinstance(data, dict):
         raise InputError(f"{p}: expected a mapping of parameter: value, got {type(data).__name__}")
     return data
@@ -224,7 +228,7 @@ def parse_set(item: str  # "key=value"; value parsed as YAML
     k = k.strip()
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k): raise InputError(f"--set {item!r}: {k!r} is not a parameter name")
     try: val = load_params_yaml(v) if v.strip() != "" else ""
-    except yaml.YAMLError: val = v
+    except InputError: val = v   # not YAML: the text as typed
     return k, val
 
 # %% ../nbs/00_core.ipynb #25318064
@@ -237,7 +241,7 @@ def merge_params(profile: str = "smoke",       # profile name or YAML path
     if config:
         cp = resolve_path(config, root)
         if not cp.exists(): raise FileNotFoundError(f"--config {config}: file not found")
-        extra = load_params_yaml(cp.read_text()) or {}
+        extra = load_params_yaml(cp.read_text(), f"--config {config}") or {}
         if not isinstance(extra, dict): raise InputError(f"--config {config}: expected a mapping")
         params.update(extra)
     for item in sets or []:
@@ -475,7 +479,7 @@ def file_lock(path: str | Path  # lock file to create
         try: yield
         finally: fcntl.flock(fh, fcntl.LOCK_UN)
 
-# %% ../nbs/00_core.ipynb #28262a31
+# %% ../nbs/00_core.ipynb #3ae5f4fb
 def build_once(lock: str | Path,  # the lock file guarding the build
                ready,             # () -> bool: whether the artifacts are already there
                build,             # () -> None: builds them

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtr, ndtri
 
-from .core import atomic_path, get_logger
+from .core import InputError, atomic_path, get_logger
 from .schemas import SCHEMAS, SENTINEL
 
 # %% auto #0
@@ -55,7 +55,7 @@ class MarketSpec:
 def trading_days(start: str, end: str) -> np.ndarray:
     "Weekdays from start to end inclusive, as numpy datetime64[D]."
     s, e = np.datetime64(start, "D"), np.datetime64(end, "D") + 1
-    if e <= s: raise ValueError(f"end {end} is before start {start}")
+    if e <= s: raise InputError(f"end {end} is before start {start}")
     return np.arange(s, e)[np.is_busday(np.arange(s, e))]
 
 def simulate_regimes(n: int,                  # trading days
@@ -64,7 +64,7 @@ def simulate_regimes(n: int,                  # trading days
                      start_state: int = 0) -> np.ndarray:
     "A Markov chain path of regime labels."
     P = np.asarray(transition, float)
-    if not np.allclose(P.sum(1), 1): raise ValueError("transition rows must sum to 1")
+    if not np.allclose(P.sum(1), 1): raise InputError("transition rows must sum to 1")
     cum = P.cumsum(1)
     u = rng.random(n)
     out = np.empty(n, np.int64)
@@ -160,11 +160,11 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
     "Simulate a regime-switching options market in WRDS layouts."
     spec = spec or MarketSpec()
     if isinstance(tickers, str): tickers = [tickers]
-    if n_contracts < 20: raise ValueError(f"n_contracts={n_contracts}: need at least 20 contracts per day")
+    if n_contracts < 20: raise InputError(f"n_contracts={n_contracts}: need at least 20 contracts per day")
     rng = np.random.default_rng(seed)
     dates = trading_days(start, end)
     n = len(dates)
-    if n < 2: raise ValueError(f"{start}..{end}: fewer than two trading days")
+    if n < 2: raise InputError(f"{start}..{end}: fewer than two trading days")
     regime = simulate_regimes(n, spec.transition, rng)
     lv, lr = np.array(spec.vol_level), np.array(spec.long_run_iv)
     sk, cu = np.array(spec.skew), np.array(spec.curvature)
@@ -337,7 +337,7 @@ def write_exports(market: SyntheticMarket,  # a simulated market
                   fmt: str = "parquet",      # "parquet" or "csv.gz"
                   ) -> list[Path]:
     "Write the market as WRDS export files (opprcdYYYY, vsurfdYYYY, secprd, dsf, ...) plus truth and vix."
-    if fmt not in ("parquet", "csv.gz"): raise ValueError(f"format {fmt!r}: expected 'parquet' or 'csv.gz'")
+    if fmt not in ("parquet", "csv.gz"): raise InputError(f"format {fmt!r}: expected 'parquet' or 'csv.gz'")
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     written = []
     for table in ("opprcd", "vsurfd"):
