@@ -26,7 +26,7 @@ from .synth import simulate_market, write_exports
 # %% auto #0
 __all__ = ['log', 'EXPORT_RE', 'NULL_TOKENS', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'IngestError', 'discover_exports',
            'canonicalize', 'prefetch', 'read_export', 'IngestSummary', 'RawWriter', 'resolve_secids', 'ingest_local',
-           'ingest_synthetic', 'wrds_url', 'ingest_wrds', 'mirror_to_postgres', 'consolidate_years', 'combine_parquet',
+           'ingest_synthetic', 'wrds_url', 'mirror_to_postgres', 'ingest_wrds', 'consolidate_years', 'combine_parquet',
            'raw_summary', 'atm_term_structure', 'fig_underlying_and_term', 'IngestParams', 'run_ingest', 'raw_ready',
            'ensure_raw']
 
@@ -36,6 +36,7 @@ log = get_logger("ingest")
 class IngestError(InputError):
     "Bad input to ingest: the message names the file, column or value."
 
+# %% ../nbs/01_ingest.ipynb #9676ec37
 EXPORT_RE = re.compile(r"^(?P<table>opprcd|vsurfd|secprd|securd|secnmd|dsf|opcrsphist)(?P<year>\d{4})?\.(?P<fmt>parquet|csv|csv\.gz)$", re.I)
 
 def discover_exports(path: str | Path  # folder of WRDS export files
@@ -49,6 +50,7 @@ def discover_exports(path: str | Path  # folder of WRDS export files
         if m: out.setdefault(m["table"].lower(), []).append((int(m["year"]) if m["year"] else None, p))
     return out
 
+# %% ../nbs/01_ingest.ipynb #35ecc7ef
 _SAS_MONTHS = {m: i for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1)}
 
 def _parse_dates(s: pl.Series, fname: str) -> pl.Series:
@@ -172,6 +174,7 @@ def prefetch(items, depth: int = 1) -> Iterator:
     finally:   # the consumer stopped early (an error, a break): let the producer finish
         stop.set(); th.join()
 
+# %% ../nbs/01_ingest.ipynb #32c2cce1
 NULL_TOKENS = ["", "NA", "."]   # CSV fields read as missing (SAS writes a missing number as ".")
 
 _POLARS_ERR = re.compile(r"could not parse `([^`]*)` as dtype `([^`]*)` at column '([^']*)'")
@@ -248,6 +251,7 @@ class IngestSummary:
     raw_dir: str = ""
     tables: dict = field(default_factory=dict)       # raw_summary of what was written (the stage's report tables)
 
+# %% ../nbs/01_ingest.ipynb #46ababf0
 def _first_distinct(df: pl.DataFrame, keys: list) -> pl.DataFrame:
     "The first row of every key, in order (6x df.unique(maintain_order=True)'s speed)."
     return df.filter(pl.struct(keys).is_first_distinct())
@@ -567,6 +571,32 @@ def wrds_url(uri: str | None = None  # explicit URI; default the WRDS server wit
     cred = f"{user}:{pw}@" if (user and pw) else (f"{user}@" if user else "")
     return f"postgresql+psycopg2://{cred}{WRDS_HOST}:{WRDS_PORT}/{WRDS_DB}?sslmode=require"
 
+# %% ../nbs/01_ingest.ipynb #b4f0be49
+def mirror_to_postgres(export_dir: str | Path,  # WRDS export files (e.g. from `volregime synth`)
+                       uri: str,                # target server
+                       ) -> dict[str, int]:
+    "Create optionm/crsp/wrdsapps tables on a PostgreSQL server from export files; rows per table."
+    import io
+    import psycopg2
+    from volregime.core import libpq_uri
+    files = discover_exports(export_dir)
+    pgtype = {pl.Int64: "bigint", pl.Float64: "double precision", pl.String: "text", pl.Date: "date"}
+    out = {}
+    with psycopg2.connect(libpq_uri(uri)) as conn, conn.cursor() as cur:
+        for sch in ("optionm", "crsp", "wrdsapps"): cur.execute(f"create schema if not exists {sch}")
+        for table, items in files.items():
+            sch = {"dsf": "crsp", "opcrsphist": "wrdsapps"}.get(table, "optionm")
+            for year, p in items:
+                name = f"{sch}.{table}{year or ''}"
+                df = pl.concat(list(read_export(p, table)))
+                cols = ", ".join(f"{c} {pgtype[d]}" for c, d in SCHEMAS[table].items())
+                cur.execute(f"drop table if exists {name}; create table {name} ({cols})")
+                buf = io.BytesIO(); df.write_csv(buf, include_header=False, null_value=""); buf.seek(0)
+                cur.copy_expert(f"copy {name} from stdin with (format csv, null '')", buf)
+                out[name] = len(df)
+    return out
+
+# %% ../nbs/01_ingest.ipynb #336eecda
 def _stream_sql(conn, sql: str, params: dict, table: str, chunk_rows: int, label: str,
                 extra: tuple = ()) -> Iterator[pl.DataFrame]:
     "Canonical batches of a query, fetched through a server-side cursor; `extra` columns ride along as Int64."
@@ -645,31 +675,6 @@ def ingest_wrds(data_dir: str | Path = "data",
     log.info(f"ingest wrds: {summary.rows} in {summary.seconds:.1f}s -> {raw}")
     return summary
 
-# %% ../nbs/01_ingest.ipynb #b4f0be49
-def mirror_to_postgres(export_dir: str | Path,  # WRDS export files (e.g. from `volregime synth`)
-                       uri: str,                # target server
-                       ) -> dict[str, int]:
-    "Create optionm/crsp/wrdsapps tables on a PostgreSQL server from export files; rows per table."
-    import io
-    import psycopg2
-    from volregime.core import libpq_uri
-    files = discover_exports(export_dir)
-    pgtype = {pl.Int64: "bigint", pl.Float64: "double precision", pl.String: "text", pl.Date: "date"}
-    out = {}
-    with psycopg2.connect(libpq_uri(uri)) as conn, conn.cursor() as cur:
-        for sch in ("optionm", "crsp", "wrdsapps"): cur.execute(f"create schema if not exists {sch}")
-        for table, items in files.items():
-            sch = {"dsf": "crsp", "opcrsphist": "wrdsapps"}.get(table, "optionm")
-            for year, p in items:
-                name = f"{sch}.{table}{year or ''}"
-                df = pl.concat(list(read_export(p, table)))
-                cols = ", ".join(f"{c} {pgtype[d]}" for c, d in SCHEMAS[table].items())
-                cur.execute(f"drop table if exists {name}; create table {name} ({cols})")
-                buf = io.BytesIO(); df.write_csv(buf, include_header=False, null_value=""); buf.seek(0)
-                cur.copy_expert(f"copy {name} from stdin with (format csv, null '')", buf)
-                out[name] = len(df)
-    return out
-
 # %% ../nbs/01_ingest.ipynb #53769860
 def consolidate_years(raw_dir: str | Path,  # data_dir/raw
                       out: str | Path,      # the single-history parquet file to write
@@ -684,6 +689,7 @@ def consolidate_years(raw_dir: str | Path,  # data_dir/raw
         n = pq.ParquetFile(tmp).metadata.num_rows
     return n
 
+# %% ../nbs/01_ingest.ipynb #1e6fd700
 def combine_parquet(inputs: list,                # parquet files or globs
                     out: str | Path,             # output file
                     sample_frac: float | None = None,  # keep this share of rows (seeded), None = all
@@ -721,6 +727,7 @@ def raw_summary(data_dir: str | Path = "data") -> dict[str, pl.DataFrame]:
     out["secprd"] = pl.read_parquet(r / "secprd.parquet")
     return out
 
+# %% ../nbs/01_ingest.ipynb #2c972c07
 def atm_term_structure(data_dir: str | Path = "data",
                        buckets: tuple = (30, 60, 91, 182, 365),  # days-to-expiry bucket centres
                        ) -> pl.DataFrame:
@@ -737,6 +744,7 @@ def atm_term_structure(data_dir: str | Path = "data",
                       .agg(pl.col("impl_volatility").first().alias("atm_iv"), pl.col("dte").first()).with_columns(bucket=pl.lit(b)))
     return pl.concat(frames).sort("secid", "date", "bucket").collect()
 
+# %% ../nbs/01_ingest.ipynb #bdb3056a
 def fig_underlying_and_term(secprd: pl.DataFrame,  # raw secprd rows (date, secid, close)
                             term: pl.DataFrame,  # atm_term_structure rows
                             secid: int | None = None,  # underlying to show; default the first
@@ -803,6 +811,7 @@ def raw_ready(art: Artifacts  # the run's artifact paths
     art = Artifacts.of(art)
     return art.secprd.exists() and (art.opprcd.exists() or art.vsurfd.exists())
 
+# %% ../nbs/01_ingest.ipynb #a634dad2
 def ensure_raw(art: Artifacts  # the run's artifact paths
                ) -> None:
     "Build `art.raw` with the smoke profile when it is missing (lets any notebook run on its own)."

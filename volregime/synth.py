@@ -52,12 +52,14 @@ class MarketSpec:
     missing_iv: float = 0.01                    # share of quotes with IV not computed
     s0: float = 250.0                           # first close of the first ticker
 
+# %% ../nbs/01b_synth.ipynb #9c0b1118
 def trading_days(start: str, end: str) -> np.ndarray:
     "Weekdays from start to end inclusive, as numpy datetime64[D]."
     s, e = np.datetime64(start, "D"), np.datetime64(end, "D") + 1
     if e <= s: raise InputError(f"end {end} is before start {start}")
     return np.arange(s, e)[np.is_busday(np.arange(s, e))]
 
+# %% ../nbs/01b_synth.ipynb #864c2a77
 def simulate_regimes(n: int,                  # trading days
                      transition: np.ndarray,  # k x k row-stochastic matrix
                      rng: np.random.Generator,
@@ -74,15 +76,18 @@ def simulate_regimes(n: int,                  # trading days
         s = min(int(np.searchsorted(cum[s], u[t], side="right")), len(P) - 1)
     return out
 
+# %% ../nbs/01b_synth.ipynb #80a877a4
 def atm_term(T, level, long_run, tau):
     "ATM IV at maturity T (years) relaxing from `level` at T=0 to `long_run`."
     z = np.maximum(T, 1e-6) / tau
     return long_run + (level - long_run) * (1 - np.exp(-z)) / z
 
+# %% ../nbs/01b_synth.ipynb #c531dde9
 def smile_iv(x, atm, skew, curv):
     "IV at standardised moneyness x for a given ATM IV, skew and curvature (floored)."
     return np.clip(atm * (1 + skew * x + curv * x * x), 0.03, 3.0)
 
+# %% ../nbs/01b_synth.ipynb #201572c9
 def bs_quote(S, K, T, iv, is_call, r=RATE, q=DIVIDEND):
     "Black–Scholes price and greeks (delta, gamma, vega per 1.00 vol, theta per year)."
     sq = np.sqrt(T)
