@@ -24,10 +24,9 @@ from .core import Artifacts, InputError, StageParams, atomic_path, get_logger, r
 __all__ = ['log', 'SKLEARN_GRIDS', 'BUILDERS', 'ForecastInputError', 'Sequences', 'make_sequences', 'as_sequences', 'Fold',
            'outer_folds', 'inner_splits_of', 'default_anchors', 'choose_folds', 'persistence_forecast', 'har_forecast',
            'sklearn_model', 'tune', 'fit_sklearn', 'configure_devices', 'build_recurrent', 'build_lstm', 'build_gru',
-           'build_seq2seq', 'KerasForecaster', 'keras_grid', 'qlike', 'diebold_mariano', 'CVResult', 'nested_cv',
-           'pooled_dm_rows', 'add_regime_rmse', 'summary_table', 'save_family', 'load_family', 'fig_folds',
-           'fig_forecasts', 'fig_histories', 'verdict', 'ForecastParams', 'ForecastStageResult', 'forecast_frame',
-           'run_forecast']
+           'build_seq2seq', 'KerasForecaster', 'keras_grid', 'qlike', 'diebold_mariano', 'pooled_dm_rows', 'CVResult',
+           'nested_cv', 'add_regime_rmse', 'summary_table', 'save_family', 'load_family', 'fig_folds', 'fig_forecasts',
+           'fig_histories', 'verdict', 'ForecastParams', 'ForecastStageResult', 'forecast_frame', 'run_forecast']
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #4aa92d92
 log = get_logger("supervised")
@@ -35,6 +34,7 @@ log = get_logger("supervised")
 class ForecastInputError(InputError):
     "Bad input to the forecasting stage."
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #231d7ba6
 @dataclass
 class Sequences:
     "Windows of inputs, H-step targets, and the date and target level of each sample's last input day."
@@ -45,6 +45,7 @@ class Sequences:
     har: np.ndarray        # (N, 3): daily, weekly (5-day) and monthly (22-day) means of the target level up to t
     features: list
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #c90b6f62
 def make_sequences(df: pl.DataFrame,  # daily rows of one underlying, in date order
                    features: list,  # input columns
                    target: str = "atm_iv_30d",  # forecast target column
@@ -73,6 +74,7 @@ def make_sequences(df: pl.DataFrame,  # daily rows of one underlying, in date or
     y = np.stack([tgt[t + 1:t + horizon + 1] for t in idx])
     return Sequences(X, y, df["date"].to_numpy()[idx].astype("datetime64[D]"), lvl[idx], har[idx], list(features))
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #a6576d6b
 def as_sequences(X: np.ndarray) -> np.ndarray:
     "Tabular (N, F) inputs as (N, 1, F) sequences; sequences unchanged."
     X = np.asarray(X)
@@ -87,6 +89,7 @@ class Fold:
     train: np.ndarray
     test: np.ndarray
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #279918c9
 def outer_folds(dates: np.ndarray,  # date of each sample
                 anchors: list,  # test-window starts
                 horizon: int,  # H
@@ -114,6 +117,7 @@ def outer_folds(dates: np.ndarray,  # date of each sample
                                  f"training samples or no test window in {dates[0]}..{dates[-1]}")
     return folds
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #97da102f
 def inner_splits_of(n: int,  # training samples
                     n_splits: int,  # inner splits
                     gap: int,  # samples between training and validation (H)
@@ -123,6 +127,7 @@ def inner_splits_of(n: int,  # training samples
     if n < (n_splits + 1) * (gap + 5): raise ForecastInputError(f"{n} training samples are too few for {n_splits} inner splits with gap {gap}")
     return list(TimeSeriesSplit(n_splits=n_splits, gap=gap).split(np.arange(n)))
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #8285ffd6
 def default_anchors(data_dir,  # the run's data dir (or its Artifacts)
                     secid: int | None = None,  # underlying; default all rows
                     min_len: int = 5,  # least days of a stressed episode
@@ -148,6 +153,7 @@ def default_anchors(data_dir,  # the run's data dir (or its Artifacts)
         else: i += 1
     return starts
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #53c32e1e
 def choose_folds(dates: np.ndarray,  # date of each sample
                  anchors: list,  # test-window starts
                  explicit: bool,  # whether the user gave the anchors
@@ -174,6 +180,7 @@ def persistence_forecast(seq: Sequences,  # the sequences
     "IV today for every horizon (in level units)."
     return np.repeat(seq.level_now[idx][:, None], horizon, axis=1)
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #f916ad54
 def har_forecast(seq: Sequences,  # the sequences
                  train: np.ndarray,  # training samples
                  test: np.ndarray,  # samples forecast
@@ -214,6 +221,7 @@ def sklearn_model(name: str, random_state=0):
     return TransformedTargetRegressor(regressor=Pipeline([("scaler", StandardScaler()), ("model", base[name])]),
                                       transformer=MinMaxScaler())
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #74d34d5d
 def tune(estimator,          # an unfitted estimator (scikit-learn pipeline or KerasForecaster)
          grid: dict,         # parameter name -> candidate values
          X: np.ndarray,      # training inputs (2-D for scikit-learn, 3-D sequences for Keras)
@@ -234,6 +242,7 @@ def tune(estimator,          # an unfitted estimator (scikit-learn pipeline or K
         gs.fit(X, y)
     return gs.best_estimator_, gs.best_params_
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #952fdcb3
 def fit_sklearn(name: str,       # baseline name (linear, ridge, lasso, elasticnet, random_forest, gradient_boosting)
                 X: np.ndarray,   # training windows (n, W, F) or flattened (n, W*F)
                 y: np.ndarray,   # targets (n, H)
@@ -276,6 +285,7 @@ def configure_devices(gpu_devices: str = "",  # GPU indices to make visible; emp
     log.info(f"TensorFlow {tf.__version__}: visible GPUs {info['gpus'] or 'none'}; test op ran on {dev}")
     return info
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #e4c5656a
 def build_recurrent(kind: str,  # lstm or gru
                     input_shape: tuple,  # (W, F)
                     horizon: int,  # H outputs
@@ -296,10 +306,13 @@ def build_recurrent(kind: str,  # lstm or gru
     m.compile(optimizer=keras.optimizers.Adam(lr), loss=keras.losses.MeanSquaredError())
     return m
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #ee9a2cd5
 def build_lstm(input_shape, horizon, **kw): return build_recurrent("lstm", input_shape, horizon, **kw)
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #d0362e14
 def build_gru(input_shape, horizon, **kw): return build_recurrent("gru", input_shape, horizon, **kw)
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #ef6231d6
 def build_seq2seq(input_shape: tuple,  # (W, F)
                   horizon: int,  # H outputs
                   units: int = 32,  # recurrent units
@@ -423,6 +436,7 @@ def qlike(y: np.ndarray, f: np.ndarray) -> float:
     r = (np.asarray(y) ** 2) / np.maximum(np.asarray(f) ** 2, 1e-12)
     return float(np.mean(r - np.log(r) - 1))
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #9aaf57b2
 def diebold_mariano(e1: np.ndarray,  # forecast errors of the model
                     e2: np.ndarray,  # forecast errors of the benchmark
                     h: int = 1,  # forecast horizon (autocovariances used: h - 1)
@@ -439,6 +453,26 @@ def diebold_mariano(e1: np.ndarray,  # forecast errors of the model
     dm *= np.sqrt((T + 1 - 2 * h + h * (h - 1) / T) / T)
     return float(dm), float(2 * stats.t.sf(abs(dm), df=T - 1))
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #edaa9b61
+def _score(name: str, fold: int, anchor: str, h: int, y: np.ndarray, f: np.ndarray, naive: np.ndarray) -> dict:
+    "One metrics row: RMSE, MAE, QLIKE and the DM test against persistence at horizon h."
+    e, en = f - y, naive - y
+    dm, p = diebold_mariano(e, en, h) if name != "persistence" else (np.nan, np.nan)
+    return {"model": name, "fold": fold, "anchor": anchor, "horizon": h, "n": len(e), "rmse": float(np.sqrt(np.mean(e ** 2))),
+            "mae": float(np.mean(np.abs(e))), "qlike": qlike(y, f), "dm_stat": dm, "dm_pvalue": p}
+
+def pooled_dm_rows(preds: pl.DataFrame, horizon: int) -> list[dict]:
+    "Metrics and DM test on all outer folds' forecasts together (fold -1, anchor 'all')."
+    rows = []
+    p = preds.sort("fold", "date")
+    naive = p.filter(pl.col("model") == "persistence")
+    for name in p["model"].unique(maintain_order=True):
+        q = p.filter(pl.col("model") == name)
+        for h in range(1, horizon + 1):
+            a, b = q.filter(pl.col("horizon") == h), naive.filter(pl.col("horizon") == h)
+            rows.append(_score(name, -1, "all", h, a["y_true"].to_numpy(), a["y_pred"].to_numpy(), b["y_pred"].to_numpy()))
+    return rows
+
 # %% ../nbs/05_lstm_nested_cv.ipynb #9b535370
 @dataclass
 class CVResult:
@@ -450,13 +484,7 @@ class CVResult:
     histories: dict
     seconds: float = 0.0
 
-def _score(name: str, fold: int, anchor: str, h: int, y: np.ndarray, f: np.ndarray, naive: np.ndarray) -> dict:
-    "One metrics row: RMSE, MAE, QLIKE and the DM test against persistence at horizon h."
-    e, en = f - y, naive - y
-    dm, p = diebold_mariano(e, en, h) if name != "persistence" else (np.nan, np.nan)
-    return {"model": name, "fold": fold, "anchor": anchor, "horizon": h, "n": len(e), "rmse": float(np.sqrt(np.mean(e ** 2))),
-            "mae": float(np.mean(np.abs(e))), "qlike": qlike(y, f), "dm_stat": dm, "dm_pvalue": p}
-
+# %% ../nbs/05_lstm_nested_cv.ipynb #e3c4c9c1
 def _metrics_rows(name, fold, y_lvl, f_lvl, naive_lvl, horizon):
     return [_score(name, fold.fold, str(fold.anchor), h + 1, y_lvl[:, h], f_lvl[:, h], naive_lvl[:, h]) for h in range(horizon)]
 
@@ -510,23 +538,13 @@ def nested_cv(seq: Sequences,               # the sequences (X, y, dates)
     rows += pooled_dm_rows(preds, horizon)
     return CVResult(pl.DataFrame(rows), preds, selected, folds, hist, time.perf_counter() - t0)
 
-def pooled_dm_rows(preds: pl.DataFrame, horizon: int) -> list[dict]:
-    "Metrics and DM test on all outer folds' forecasts together (fold -1, anchor 'all')."
-    rows = []
-    p = preds.sort("fold", "date")
-    naive = p.filter(pl.col("model") == "persistence")
-    for name in p["model"].unique(maintain_order=True):
-        q = p.filter(pl.col("model") == name)
-        for h in range(1, horizon + 1):
-            a, b = q.filter(pl.col("horizon") == h), naive.filter(pl.col("horizon") == h)
-            rows.append(_score(name, -1, "all", h, a["y_true"].to_numpy(), a["y_pred"].to_numpy(), b["y_pred"].to_numpy()))
-    return rows
-
+# %% ../nbs/05_lstm_nested_cv.ipynb #28ae5fc6
 def add_regime_rmse(preds: pl.DataFrame, regimes: pl.DataFrame) -> pl.DataFrame:
     "RMSE per model, horizon and stage-03 day regime (regime of the forecast origin)."
     j = preds.join(regimes.select("date", "regime"), on="date", how="left")
     return j.group_by("model", "horizon", "regime").agg(rmse=((pl.col("y_pred") - pl.col("y_true")) ** 2).mean().sqrt(), n=pl.len()).sort("model", "horizon", "regime")
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #34dc4d3f
 def summary_table(results: pl.DataFrame, horizon: int) -> pl.DataFrame:
     "RMSE by model and anchor at one horizon, with DM statistics and p-values against persistence."
     r = results.filter((pl.col("horizon") == horizon) & (pl.col("fold") >= 0))
@@ -571,6 +589,7 @@ def save_family(out_dir: Path,           # the run's models folder
     preds.write_csv(d / "predictions.csv")
     return d
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #ad180014
 def load_family(d: str | Path  # a folder written by save_family
                 ):
     "Reload a saved family: a fitted KerasForecaster or the scikit-learn estimator."
@@ -606,6 +625,7 @@ def fig_folds(dates: np.ndarray,  # date of each sample
                       xaxis_title="date", yaxis_title="outer fold", height=120 + 60 * len(folds), legend_title="span")
     return fig
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #34ecd9bd
 def fig_forecasts(preds: pl.DataFrame,  # predictions.parquet rows
                   models: list,  # models drawn
                   horizon: int,  # H shown
@@ -628,6 +648,7 @@ def fig_forecasts(preds: pl.DataFrame,  # predictions.parquet rows
     fig.update_layout(height=300 * len(anchors), title=f"{horizon}-day-ahead 30-day ATM IV forecasts around each anchor", legend_title="series")
     return fig
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #4f4e59a0
 def fig_histories(histories: dict):
     "Training and validation loss per epoch of every deep fit."
     import plotly.graph_objects as go
@@ -639,6 +660,7 @@ def fig_histories(histories: dict):
                       yaxis_type="log", height=420, legend_title="fit")
     return fig
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #fd580ead
 def verdict(table: pl.DataFrame,  # summary_table rows
             horizon: int,  # H
             alpha: float = 0.05,  # test size
@@ -703,6 +725,7 @@ class ForecastStageResult:
     features: list          # the input columns used
     headline: dict          # the numbers recorded for the report index
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #c5768972
 def forecast_frame(art: Artifacts,           # the run's artifact paths
                    params: ForecastParams,   # the stage's parameters
                    ) -> tuple[int, pl.DataFrame, list]:
@@ -718,6 +741,7 @@ def forecast_frame(art: Artifacts,           # the run's artifact paths
         cols += share_cols
     return secid0, daily, cols
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #540c804f
 def run_forecast(art: Artifacts,           # the run's artifact paths
                  params: ForecastParams,   # the stage's parameters
                  progress: bool = True,    # a progress bar over the nested CV
