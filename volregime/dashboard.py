@@ -27,6 +27,7 @@ log = get_logger("dashboard")
 class DashboardError(InputError):
     "A problem the page shows as a message (unknown column, empty selection, database down)."
 
+# %% ../nbs/07_dashboard.ipynb #0c784293
 @dataclass
 class DashboardConfig:
     "Where the dashboard reads from."
@@ -225,6 +226,7 @@ def cluster_name(c: int, k: int) -> str:
     from volregime.core import regime_label
     return regime_label(int(c), max(int(k), int(c) + 1))
 
+# %% ../nbs/07_dashboard.ipynb #55acc10e
 def scatter_traces(df: pl.DataFrame,  # rows to draw
                    x: str,  # x column
                    y: str,  # y column
@@ -239,6 +241,7 @@ def scatter_traces(df: pl.DataFrame,  # rows to draw
     return [T(x=parts[(c,)][x].to_numpy(), y=parts[(c,)][y].to_numpy(), mode="markers", name=cluster_name(c, k),
               marker=dict(size=4, opacity=0.6, color=PALETTE[int(c) % len(PALETTE)])) for c in sorted(p[0] for p in parts)]
 
+# %% ../nbs/07_dashboard.ipynb #0b65365b
 def fig_timeline(d: pl.DataFrame, k: int):
     "Daily option-cluster shares (stacked) with the underlying's close."
     import plotly.graph_objects as go
@@ -262,6 +265,7 @@ def fig_timeline(d: pl.DataFrame, k: int):
     fig.update_xaxes(title_text="date")
     return fig
 
+# %% ../nbs/07_dashboard.ipynb #ed17ae97
 def cluster_summary_html(df: pl.DataFrame,  # rows shown
                          label: str,  # regime column
                          k: int,  # number of regimes
@@ -284,13 +288,6 @@ CSS = """<style>
 </style>"""
 
 PLOTLY_ESM_ENV = "VOLREGIME_PLOTLY_ESM"
-
-def figure_widget_class():
-    """`go.FigureWidget`, or — when the server published plotly's widget bundle (`PLOTLY_ESM_ENV`, set by
-    `volregime dashboard`) — a subclass whose front-end module is a 3-line loader that imports that one URL.
-    Every plotly 7 FigureWidget otherwise ships the whole 5 MB plotly.js bundle in its own state and the
-    browser evaluates it once per figure; an ES module imported by URL is fetched and evaluated once."""
-    return _figure_widget_class(os.environ.get(PLOTLY_ESM_ENV, ""))
 
 @functools.lru_cache(maxsize=None)
 def _figure_widget_class(url: str):
@@ -315,6 +312,14 @@ def _figure_widget_class(url: str):
             "};\n")
     return type("FigureWidget", (go.FigureWidget,), {"_esm": shim, "__module__": __name__})
 
+def figure_widget_class():
+    """`go.FigureWidget`, or — when the server published plotly's widget bundle (`PLOTLY_ESM_ENV`, set by
+    `volregime dashboard`) — a subclass whose front-end module is a 3-line loader that imports that one URL.
+    Every plotly 7 FigureWidget otherwise ships the whole 5 MB plotly.js bundle in its own state and the
+    browser evaluates it once per figure; an ES module imported by URL is fetched and evaluated once."""
+    return _figure_widget_class(os.environ.get(PLOTLY_ESM_ENV, ""))
+
+# %% ../nbs/07_dashboard.ipynb #c996f20e
 # the legend sits in a row above the plot: a window is drawn before its grid cell has a width (plotly then
 # takes 700 px), and a legend on the right ran past the cell's edge
 WINDOW_LAYOUT = dict(height=400, margin=dict(l=55, r=20, t=72, b=45), legend=dict(title_text="regime", **LEGEND_ABOVE))
@@ -475,6 +480,7 @@ class App:
         self.reveal()
         return self.root
 
+# %% ../nbs/07_dashboard.ipynb #24f7f5f1
 def build_app(n_windows: int = 4, **config) -> object:
     "The dashboard as one widget (errors while building appear as a message, never a traceback)."
     import ipywidgets as W
@@ -500,6 +506,7 @@ def stage_plotly_bundle(notebook: str | Path | None = None) -> str:
               _app_notebook(notebook).parent / "static" / name)
     return f"voila/files/static/{name}"
 
+# %% ../nbs/07_dashboard.ipynb #a4c2ab46
 def voila_env(notebook: str | Path | None = None) -> dict:
     """Environment for the Voilà server (inherited by its kernels): where the shared plotly bundle is served.
     Where the app's folder is read-only the figures carry plotly.js themselves (slower first plot, same page)."""
@@ -508,6 +515,7 @@ def voila_env(notebook: str | Path | None = None) -> dict:
         log.warning(f"dashboard: cannot stage plotly's bundle beside the app ({e}); each figure will carry its own copy")
         return {}
 
+# %% ../nbs/07_dashboard.ipynb #bdd39495
 def voila_command(port: int = 8866,  # port to listen on
                   host: str = "127.0.0.1",  # address to bind
                   notebook: str | Path | None = None,  # the app notebook; default nbs/app/dashboard.ipynb
