@@ -51,6 +51,8 @@ class MarketSpec:
     iv_noise: float = 0.002                     # quote noise of IVs
     missing_iv: float = 0.01                    # share of quotes with IV not computed
     s0: float = 250.0                           # first close of the first ticker
+    expiry_schedule: str = "weekly"             # weekly: monthlies and Friday weeklies; monthly: third Fridays only (older single-stock chains)
+    outage_share: float = 0.0                   # share of trading days without option quotes (vendor outages); prices still arrive
 
 # %% ../nbs/01b_synth.ipynb #9c0b1118
 def trading_days(start: str, end: str) -> np.ndarray:
@@ -118,7 +120,7 @@ def _expiries(first: np.datetime64, last: np.datetime64) -> tuple[np.ndarray, np
 def _chain_for_day(t_idx, date, S, spec, atm_par, x_grid, exp_all, exp_monthly, n_exp, step):
     "Contracts listed on one day: (exdate, strike) pairs on the fixed strike grid."
     dte = (exp_all - date).astype(int)
-    live_w = np.flatnonzero((dte >= 1) & (dte <= 45) & ~exp_monthly)
+    live_w = np.flatnonzero((dte >= 1) & (dte <= 45) & ~exp_monthly) if spec.expiry_schedule == "weekly" else np.array([], int)
     live_m = np.flatnonzero((dte >= 1) & (dte <= 380) & exp_monthly)
     targets = np.array([30, 91, 9, 60, 182, 16, 365, 45, 122, 23, 273, 75, 150, 38, 220, 320])[:n_exp]
     cand = np.concatenate([live_m, live_w])
@@ -165,6 +167,8 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
     "Simulate a regime-switching options market in WRDS layouts."
     spec = spec or MarketSpec()
     if isinstance(tickers, str): tickers = [tickers]
+    if spec.expiry_schedule not in ("weekly", "monthly"): raise InputError(f"expiry_schedule={spec.expiry_schedule!r}: expected 'weekly' or 'monthly'")
+    if not 0 <= spec.outage_share < 1: raise InputError(f"outage_share={spec.outage_share}: expected 0 <= share < 1")
     if n_contracts < 20: raise InputError(f"n_contracts={n_contracts}: need at least 20 contracts per day")
     rng = np.random.default_rng(seed)
     dates = trading_days(start, end)
@@ -280,6 +284,10 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         tabs["vsurfd"].append(_vsurfd(dates, secid, S, level, lr[regime] * beta ** 0.5, skew_t, curv_t, spec))
         if i == 0: tabs["vix"].append(_model_free_iv(dates, S, level, lr[regime], skew_t, curv_t, spec))
     cat = {k: pl.concat(v) for k, v in tabs.items()}
+    if spec.outage_share > 0:   # its own generator: the default market's random stream is unchanged
+        out = np.random.default_rng([seed, 7]).random(n) < spec.outage_share
+        gone = pl.Series(dates[out].astype("datetime64[D]")).cast(pl.Date)
+        for t in ("opprcd", "vsurfd"): cat[t] = cat[t].filter(~pl.col("date").is_in(gone.to_list()))
     for t in ("opprcd", "secprd", "securd", "secnmd", "vsurfd", "dsf", "opcrsphist"):
         cat[t] = cat[t].select([pl.col(c).cast(d) for c, d in SCHEMAS[t].items()])
     return SyntheticMarket(**cat, spec=spec)
