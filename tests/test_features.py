@@ -137,19 +137,27 @@ def test_edge_days_are_explicit_nulls_with_reasons(tmp_path, market, caplog):
     logging.getLogger("volregime").propagate = True
     try:
         with caplog.at_level(logging.WARNING, logger="volregime"):
-            build_features(tmp_path)
+            build_features(tmp_path, surface_source="opprcd")
     finally:
         logging.getLogger("volregime").propagate = False
     daily = pl.read_parquet(tmp_path / "features" / "daily.parquet").filter(pl.col("secid") == 109820)
     note = dict(zip(daily["date"].to_list(), daily["surface_note"].to_list()))
     val = dict(zip(daily["date"].to_list(), daily["atm_iv_30d"].to_list()))
-    assert note[d_none] == "no options" and val[d_none] is None
-    assert note[d_single] == "no expiries bracketing 30 days" and val[d_single] is None
-    assert note[d_noiv] == "all IV missing" and val[d_noiv] is None
-    assert daily.filter(pl.col("surface_note").is_null())["atm_iv_30d"].null_count() == 0
+    assert note[d_none] == "missing: no options" and val[d_none] is None
+    assert note[d_single].startswith("missing: nearest usable expiry") and val[d_single] is None   # one expiry, a year out
+    assert note[d_noiv] == "missing: all IV missing" and val[d_noiv] is None
+    made = daily.filter(~pl.col("surface_note").str.starts_with("missing"))
+    assert made["atm_iv_30d"].null_count() == 0 and set(made["surface_note"]) <= {"interpolated", "vsurfd"} | {
+        n for n in made["surface_note"] if n.startswith("extrapolated")}
     assert "no options" in caplog.text and "all IV missing" in caplog.text
     # and never a silent zero
     assert (daily["atm_iv_30d"].drop_nulls() > 0).all()
+    # with surface_source=auto the standardised surface fills what the quotes cannot give, and says so
+    build_features(tmp_path, options=False)
+    auto = pl.read_parquet(tmp_path / "features" / "daily.parquet").filter(pl.col("secid") == 109820)
+    row = auto.filter(pl.col("date") == d_none).row(0, named=True)
+    assert (row["surface_note"], row["surface_source"]) == ("vsurfd (missing: no options)", "vsurfd") and row["atm_iv_30d"] > 0
+    assert auto.filter(pl.col("date") == days[20])["surface_source"].item() == "opprcd"
 
 
 def test_vsurfd_only_extract_is_enough_for_daily(tmp_path, market):
@@ -175,3 +183,26 @@ def test_filters_are_counted_and_configurable(feat):
     assert dict(zip(off["filter"], off["rows"]))["kept"] > c["kept"]
     with pytest.raises(ValueError, match="surface_source='nope'"):
         build_features(feat, surface_source="nope")
+
+
+def test_monthly_expiries_with_outages_keep_the_30_day_surface(tmp_path):
+    "Third-Friday expiries only and 2 % outage days, no vsurfd: every day with options has atm_iv_30d, skew and curvature."
+    from dataclasses import replace
+    from volregime.core import Artifacts
+    from volregime.features import SurfaceFilters, daily_features, surface_accuracy, underlying_frame
+    from volregime.synth import MarketSpec, simulate_market
+    spec = replace(MarketSpec(), expiry_schedule="monthly", outage_share=0.02)
+    write_exports(simulate_market("2016-01-04", "2017-12-29", ["AAA"], 120, seed=11, spec=spec), tmp_path / "exp", "parquet")
+    for p in (tmp_path / "exp").glob("vsurfd*"): p.unlink()
+    ingest_local(tmp_path / "exp", tmp_path / "d", None, None, None)
+    art = Artifacts(tmp_path / "d")
+    under = underlying_frame(art.raw)
+    strict = daily_features(art.raw, under, SurfaceFilters(max_extrapolation_days=0))   # interpolation only
+    daily = daily_features(art.raw, under, SurfaceFilters())
+    with_options = daily.filter(pl.col("surface_note") != "missing: no options")
+    assert strict.filter(pl.col("surface_note") != "missing: no options")["atm_iv_30d"].null_count() > 0.1 * with_options.height
+    for c in ("atm_iv_30d", "skew_25d", "curvature_25d", "atm_iv_91d"):
+        assert with_options[c].null_count() <= 0.01 * with_options.height, c
+    assert 0 < daily.height - with_options.height < 0.05 * daily.height      # the outage days: kept, null, said so
+    acc = dict((r["how"], r) for r in surface_accuracy(art, daily).iter_rows(named=True))
+    assert acc["extrapolated"]["days"] > 20 and acc["extrapolated"]["rmse"] < 3 * acc["interpolated"]["rmse"] + 0.002

@@ -18,8 +18,8 @@ from .core import Artifacts, InputError, StageParams, atomic_path, build_once, g
 __all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SURFACE_COLS', 'DAILY_COLUMNS', 'underlying_frame', 'volume_ma5',
            'option_features', 'write_option_features', 'SurfaceFilters', 'filter_counts', 'apply_filters', 'per_expiry',
            'constant_maturity', 'surface_from_opprcd', 'option_activity', 'surface_from_vsurfd', 'daily_features',
-           'FeatureSummary', 'build_features', 'FeatureParams', 'truth_tracking', 'run_features', 'features_ready',
-           'ensure_features', 'fig_surface_timeline', 'fig_feature_distributions', 'fig_correlation']
+           'FeatureSummary', 'build_features', 'FeatureParams', 'truth_tracking', 'surface_accuracy', 'run_features',
+           'features_ready', 'ensure_features', 'fig_surface_timeline', 'fig_feature_distributions', 'fig_correlation']
 
 # %% ../nbs/02_features.ipynb #516e06fe
 log = get_logger("features")
@@ -130,6 +130,7 @@ class SurfaceFilters:
     min_dte: int = 7
     min_abs_delta: float = 0.05
     max_abs_delta: float = 0.95
+    max_extrapolation_days: int = 45   # constant maturity: extrapolate only from expiries this close to the target
 
 # %% ../nbs/02_features.ipynb #a2fceedf
 def filter_counts(opprcd: pl.LazyFrame, f: SurfaceFilters) -> pl.DataFrame:
@@ -191,18 +192,44 @@ def per_expiry(opprcd: pl.LazyFrame,   # filtered option rows
 def constant_maturity(exp: pl.LazyFrame,  # per_expiry(...) rows
                       col: str,           # atm_iv, put25_iv or call25_iv
                       days: int,          # target calendar days
+                      max_extrapolation: int = 45,  # calendar days from the target an extrapolating expiry may be, at most
                       ) -> pl.LazyFrame:
-    "Per (secid, date): `col` at exactly `days`, linear in total variance between bracketing expiries."
-    e = exp.filter(pl.col(col).is_not_null() & pl.col(col).is_finite()).select("secid", "date", "dte", col)
-    lower = e.filter(pl.col("dte") <= days).sort("dte").group_by("secid", "date").agg(pl.col("dte").last().alias("d1"), pl.col(col).last().alias("s1"))
-    upper = e.filter(pl.col("dte") > days).sort("dte").group_by("secid", "date").agg(pl.col("dte").first().alias("d2"), pl.col(col).first().alias("s2"))
-    T, T1, T2 = days / 365.0, pl.col("d1") / 365.0, pl.col("d2") / 365.0
-    w = _lin(T1, pl.col("s1") ** 2 * T1, T2, pl.col("s2") ** 2 * T2, T)
-    out = lower.join(upper, on=["secid", "date"], how="full", coalesce=True).with_columns(
-        pl.when(pl.col("d1") == days).then(pl.col("s1"))
-        .when(pl.col("d1").is_not_null() & pl.col("d2").is_not_null()).then((w / T).sqrt())
-        .otherwise(None).alias(f"{col}_{days}d"))
-    return out.select("secid", "date", f"{col}_{days}d")
+    """Per (secid, date): `col` at exactly `days`, linear in total variance, and how (`<col>_<days>d_how`):
+    interpolated between the bracketing expiries, else extrapolated from the two nearest on one side (flat IV
+    with one, or where the line gives a negative forward or total variance), else null with the reason."""
+    e = exp.filter(pl.col(col).is_not_null() & pl.col(col).is_finite() & (pl.col(col) > 0)).select("secid", "date", "dte", col)
+    lower = e.filter(pl.col("dte") <= days).sort("dte").group_by("secid", "date").agg(
+        pl.col("dte").last().alias("d1"), pl.col(col).last().alias("s1"),
+        pl.col("dte").reverse().slice(1, 1).first().alias("d0"), pl.col(col).reverse().slice(1, 1).first().alias("s0"))
+    upper = e.filter(pl.col("dte") > days).sort("dte").group_by("secid", "date").agg(
+        pl.col("dte").first().alias("d2"), pl.col(col).first().alias("s2"),
+        pl.col("dte").slice(1, 1).first().alias("d3"), pl.col(col).slice(1, 1).first().alias("s3"))
+    T = days / 365.0
+    Ts = {i: pl.col(f"d{i}") / 365.0 for i in range(4)}
+    w = {i: pl.col(f"s{i}") ** 2 * Ts[i] for i in range(4)}
+    interp = _lin(Ts[1], w[1], Ts[2], w[2], T)
+    fwd_up, fwd_lo = (w[3] - w[2]) / (Ts[3] - Ts[2]), (w[1] - w[0]) / (Ts[1] - Ts[0])   # forward variances
+    short = w[2] + fwd_up * (T - Ts[2])     # target below every usable expiry
+    long_ = w[1] + fwd_lo * (T - Ts[1])     # target above every usable expiry
+    has1, has2 = pl.col("d1").is_not_null(), pl.col("d2").is_not_null()
+    near_up = has2 & ~has1 & (pl.col("d2") - days <= max_extrapolation)
+    near_lo = has1 & ~has2 & (days - pl.col("d1") <= max_extrapolation)
+    line_up = pl.col("d3").is_not_null() & (fwd_up >= 0) & (short > 0)
+    line_lo = pl.col("d0").is_not_null() & (fwd_lo >= 0)
+    name = f"{col}_{days}d"
+    value = (pl.when(pl.col("d1") == days).then(pl.col("s1"))
+             .when(has1 & has2).then((interp / T).sqrt())
+             .when(near_up & line_up).then((short / T).sqrt()).when(near_up).then(pl.col("s2"))
+             .when(near_lo & line_lo).then((long_ / T).sqrt()).when(near_lo).then(pl.col("s1")))
+    nearest = pl.coalesce("d2", "d1")
+    how = (pl.when(has1 & has2).then(pl.lit("interpolated"))
+           .when(near_up & line_up).then(pl.format("extrapolated from {} and {} days", "d2", "d3"))
+           .when(near_up).then(pl.format("extrapolated flat from {} days", "d2"))
+           .when(near_lo & line_lo).then(pl.format("extrapolated from {} and {} days", "d0", "d1"))
+           .when(near_lo).then(pl.format("extrapolated flat from {} days", "d1"))
+           .otherwise(pl.format("missing: nearest usable expiry {} days from {} (more than {})", nearest, pl.lit(days), pl.lit(max_extrapolation))))
+    out = lower.join(upper, on=["secid", "date"], how="full", coalesce=True)
+    return out.select("secid", "date", value.alias(name), how.alias(f"{name}_how"))
 
 # %% ../nbs/02_features.ipynb #9310f2ab
 def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
@@ -215,7 +242,7 @@ def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
     spot = under.lazy().select("secid", "date", "close_raw")
     parts = sorted((Path(raw_dir) / "opprcd").glob("year=*/*.parquet"))
     exp = pl.concat([per_expiry(apply_filters(pl.scan_parquet(p), f), spot).collect(engine="streaming") for p in parts]).lazy()
-    cm = [constant_maturity(exp, c, d) for c, d in (("atm_iv", 30), ("atm_iv", 91), ("put25_iv", 30), ("call25_iv", 30))]
+    cm = [constant_maturity(exp, c, d, f.max_extrapolation_days) for c, d in (("atm_iv", 30), ("atm_iv", 91), ("put25_iv", 30), ("call25_iv", 30))]
     s = cm[0]
     for other in cm[1:]: s = s.join(other, on=["secid", "date"], how="full", coalesce=True)
     n_exp = exp.group_by("secid", "date").agg(n_expiries=pl.len())
@@ -223,7 +250,8 @@ def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
             .with_columns(atm_iv_30d=pl.col("atm_iv_30d"), skew_25d=pl.col("put25_iv_30d") - pl.col("call25_iv_30d"),
                           curvature_25d=(pl.col("put25_iv_30d") + pl.col("call25_iv_30d")) / 2 - pl.col("atm_iv_30d"),
                           term_slope=pl.col("atm_iv_91d") - pl.col("atm_iv_30d"))
-            .select("secid", "date", "atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", "n_expiries"))
+            .select("secid", "date", "atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", "n_expiries",
+                    pl.col("atm_iv_30d_how").alias("surface_how")))
 
 # %% ../nbs/02_features.ipynb #246ed14c
 def option_activity(raw_dir: str | Path) -> pl.LazyFrame:
@@ -261,7 +289,8 @@ def daily_features(raw_dir: str | Path,  # data_dir/raw
     "The daily feature table (see DAILY_COLUMNS), with *_vsurfd comparison columns when both sources exist."
     raw = Path(raw_dir)
     has_op, has_vs = (raw / "opprcd").exists(), (raw / "vsurfd").exists()
-    if source == "auto": source = "opprcd" if has_op else "vsurfd"
+    auto = source == "auto"
+    if auto: source = "opprcd" if has_op else "vsurfd"
     if source not in ("opprcd", "vsurfd"): raise InputError(f"surface_source={source!r}: expected auto, opprcd or vsurfd")
     if source == "opprcd" and not has_op: raise FileNotFoundError(f"{raw}/opprcd: no option quotes for surface_source=opprcd")
     if source == "vsurfd" and not has_vs: raise FileNotFoundError(f"{raw}/vsurfd: no standardised surface for surface_source=vsurfd")
@@ -274,22 +303,30 @@ def daily_features(raw_dir: str | Path,  # data_dir/raw
         d = d.with_columns(option_volume=pl.lit(None, pl.Int64), put_call_volume_ratio=pl.lit(None, pl.Float64),
                            n_quotes=pl.lit(None, pl.UInt32), n_iv=pl.lit(None, pl.UInt32))
     if source == "opprcd":
-        note = (pl.when(pl.col("n_quotes").is_null()).then(pl.lit("no options"))
-                .when(pl.col("n_iv") == 0).then(pl.lit("all IV missing"))
-                .when(pl.col("n_expiries").is_null()).then(pl.lit("no valid quotes after filters"))
-                .when(pl.col("atm_iv_30d").is_null()).then(pl.lit("no expiries bracketing 30 days")))
+        note = (pl.when(pl.col("n_quotes").is_null()).then(pl.lit("missing: no options"))
+                .when(pl.col("n_iv") == 0).then(pl.lit("missing: all IV missing"))
+                .when(pl.col("n_expiries").is_null()).then(pl.lit("missing: no valid quotes after filters"))
+                .otherwise(pl.col("surface_how").fill_null("missing: no at-the-money IV in any expiry")))
     else:
-        note = pl.when(pl.col("atm_iv_30d").is_null()).then(pl.lit("no 30-day surface point"))
+        note = pl.when(pl.col("atm_iv_30d").is_null()).then(pl.lit("missing: no 30-day surface point")).otherwise(pl.lit("vsurfd"))
     d = d.with_columns(surface_source=pl.lit(source), surface_note=note)
     if has_op and has_vs:
         vs = surface_from_vsurfd(raw).rename({c: f"{c}_vsurfd" for c in SURFACE_COLS}) if source == "opprcd" else \
-             surface_from_opprcd(raw, under, f).drop("n_expiries").rename({c: f"{c}_opprcd" for c in SURFACE_COLS})
+             surface_from_opprcd(raw, under, f).drop("n_expiries", "surface_how").rename({c: f"{c}_opprcd" for c in SURFACE_COLS})
         d = d.join(vs, on=["secid", "date"], how="left")
+        if auto and source == "opprcd":   # a day the quotes cannot give takes the standardised surface, said so
+            gap = pl.col("atm_iv_30d").is_null() & pl.col("atm_iv_30d_vsurfd").is_not_null()
+            d = d.with_columns([pl.when(gap).then(pl.col(f"{c}_vsurfd")).otherwise(pl.col(c)).alias(c) for c in SURFACE_COLS] +
+                               [pl.when(gap).then(pl.lit("vsurfd")).otherwise(pl.col("surface_source")).alias("surface_source"),
+                                pl.when(gap).then(pl.format("vsurfd ({})", pl.col("surface_note"))).otherwise(pl.col("surface_note")).alias("surface_note")])
     extra = [c for c in d.collect_schema().names() if c.endswith(("_vsurfd", "_opprcd"))]
     out = d.select(*DAILY_COLUMNS, *extra).sort("secid", "date").collect(engine="streaming")
-    notes = out.filter(pl.col("surface_note").is_not_null()).group_by("surface_note").len()
+    kind = pl.col("surface_note").str.extract(r"^(\w+)")
+    counts = dict(out.group_by(kind.alias("k")).len().iter_rows())
+    log.info("daily surface: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("interpolated", "extrapolated", "vsurfd", "missing")) + " day(s)")
+    notes = out.filter(pl.col("surface_note").str.starts_with("missing")).group_by("surface_note").len()
     for r in notes.iter_rows(named=True):
-        log.warning(f"daily surface null on {r['len']} day(s): {r['surface_note']}")
+        log.warning(f"daily surface null on {r['len']} day(s): {r['surface_note'].removeprefix('missing: ')}")
     return out
 
 # %% ../nbs/02_features.ipynb #76d9b6c9
@@ -340,11 +377,12 @@ class FeatureParams(StageParams):
     max_abs_delta: float = 0.95     # drop |delta| above this (surface fits)
     drop_zero_bid: bool = True      # drop quotes with a zero best bid (surface fits)
     rv_window: int = 21             # trading days in the realised-volatility window
+    max_extrapolation_days: int = 45  # constant maturity: extrapolate from expiries at most this many days from the target
 
     @property
     def filters(self) -> SurfaceFilters:
         "The surface filters these parameters describe."
-        return SurfaceFilters(self.drop_zero_bid, self.min_dte, self.min_abs_delta, self.max_abs_delta)
+        return SurfaceFilters(self.drop_zero_bid, self.min_dte, self.min_abs_delta, self.max_abs_delta, self.max_extrapolation_days)
 
 # %% ../nbs/02_features.ipynb #4725ebb2
 def truth_tracking(art: Artifacts,          # the run's artifact paths
@@ -355,6 +393,18 @@ def truth_tracking(art: Artifacts,          # the run's artifact paths
     t = pl.read_parquet(art.truth).rename({"atm_iv_30d": "true_atm_iv_30d"}).join(daily, on=["date", "secid"]).drop_nulls(["atm_iv_30d"])
     return float(np.corrcoef(t["atm_iv_30d"], t["true_atm_iv_30d"])[0, 1]) if t.height > 2 else None
 
+# %% ../nbs/02_features.ipynb #7a8c25bb
+def surface_accuracy(art: Artifacts,          # the run's artifact paths
+                     daily: pl.DataFrame,     # the stage's daily features
+                     ) -> pl.DataFrame | None:
+    "Per way of making the surface (interpolated, extrapolated, vsurfd): days, RMSE and bias of `atm_iv_30d` vs the truth."
+    if not art.truth.exists(): return None
+    t = (pl.read_parquet(art.truth).select("date", "secid", pl.col("atm_iv_30d").alias("true_atm_iv_30d"))
+         .join(daily.select("date", "secid", "atm_iv_30d", "surface_note"), on=["date", "secid"]).drop_nulls(["atm_iv_30d"]))
+    err = pl.col("atm_iv_30d") - pl.col("true_atm_iv_30d")
+    return (t.group_by(pl.col("surface_note").str.extract(r"^(\w+)").alias("how"))
+            .agg(days=pl.len(), rmse=(err ** 2).mean().sqrt(), bias=err.mean()).sort("how"))
+
 # %% ../nbs/02_features.ipynb #4530c25a
 def run_features(art: Artifacts,           # the run's artifact paths
                  params: FeatureParams,    # the stage's parameters
@@ -363,8 +413,14 @@ def run_features(art: Artifacts,           # the run's artifact paths
     s = build_features(art, params.filters, params.surface_source, params.rv_window)
     daily = s.daily
     s.truth_corr = truth_tracking(art, daily)
+    kind = dict(daily.group_by(pl.col("surface_note").str.extract(r"^(\w+)")).len().iter_rows())
+    acc = surface_accuracy(art, daily)
+    ext = acc.filter(pl.col("how") == "extrapolated") if acc is not None else None
     record_headline(art, "02_features", option_rows=s.option_rows, days=s.daily_rows,
                     atm_iv_30d_null_days=int(daily["atm_iv_30d"].null_count()), corr_atm_iv_vs_truth=s.truth_corr,
+                    surface_interpolated_days=kind.get("interpolated", 0), surface_extrapolated_days=kind.get("extrapolated", 0),
+                    surface_vsurfd_days=kind.get("vsurfd", 0), surface_missing_days=kind.get("missing", 0),
+                    extrapolated_rmse_vs_truth=float(ext["rmse"][0]) if ext is not None and ext.height else None,
                     seconds=round(s.seconds, 1))
     return s
 
