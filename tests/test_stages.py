@@ -207,3 +207,21 @@ def test_a_corrupt_export_file_is_one_line_naming_it_and_loses_nothing(tmp_path,
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and f"{bad / name}: unreadable or corrupt file" in r.stderr
     assert {p: p.read_bytes() for p in (tmp_path / "d" / "raw").rglob("*.parquet")} == before
+
+
+def test_local_exports_keep_their_own_span_and_underlyings(tmp_path):
+    "source=local through the profile: its synthetic dates and ticker do not cut a user's exports; what is --set does."
+    from volregime.core import Artifacts, merge_params, read_headlines
+    from volregime.ingest import IngestParams, run_ingest
+    from volregime.synth import simulate_market, write_exports
+    write_exports(simulate_market("2018-10-01", "2018-11-30", ["AAA", "BBB"], 20, seed=4), tmp_path / "exp", "parquet")
+    p = IngestParams.from_dict(merge_params("smoke", sets=["source=local", f"local_path={tmp_path / 'exp'}"]))
+    art = Artifacts(tmp_path / "d")
+    run_ingest(art, p)
+    h = read_headlines(art)["01_ingest"]
+    assert (h["first_date"], h["last_date"], h["underlyings"]) == ("2018-10-01", "2018-11-30", 2)   # smoke says 2019, [SPY]
+    p = IngestParams.from_dict(merge_params("smoke", sets=["source=local", f"local_path={tmp_path / 'exp'}",
+                                                           "start=2018-11-01", "tickers=[BBB]"]))
+    run_ingest(art, p)
+    h = read_headlines(art)["01_ingest"]
+    assert (h["first_date"], h["last_date"], h["underlyings"]) == ("2018-11-01", "2018-11-30", 1)

@@ -236,17 +236,26 @@ def merge_params(profile: str = "smoke",       # profile name or YAML path
                  config: str | Path | None = None,  # optional YAML file overlaid on the profile
                  sets: list[str] | None = None,     # "key=value" overrides, applied last
                  root: str | Path | None = None) -> dict:
-    "Profile < config file < --set overrides, as one flat parameter dict."
+    """Profile < config file < --set overrides, as one flat parameter dict. The profiles' `start`, `end` and
+    `tickers` describe their synthetic market: with `source=local` they apply only when the config or a --set
+    gives them, so a user's exports keep their own span and every underlying."""
     params = dict(load_profile(profile, root))
+    given = set()
     if config:
         cp = resolve_path(config, root)
         if not cp.exists(): raise FileNotFoundError(f"--config {config}: file not found")
         extra = load_params_yaml(cp.read_text(), f"--config {config}") or {}
         if not isinstance(extra, dict): raise InputError(f"--config {config}: expected a mapping")
-        params.update(extra)
+        params.update(extra); given |= set(extra)
     for item in sets or []:
         k, v = parse_set(item)
-        params[k] = v
+        params[k] = v; given.add(k)
+    if params.get("source") == "local":
+        dropped = {k: params[k] for k in ("start", "end", "tickers") if k in params and k not in given}
+        if dropped:
+            params.update({k: ([] if k == "tickers" else "") for k in dropped})
+            get_logger("params").info(f"source=local: the profile's {', '.join(f'{k}={v}' for k, v in dropped.items())} "
+                                      "not applied (the files' own span and every underlying; --set them to cut)")
     return params
 
 # %% ../nbs/00_core.ipynb #cc571532

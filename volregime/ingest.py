@@ -481,7 +481,13 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
     names_t = "secnmd" if "secnmd" in files else ("securd" if "securd" in files else None)
     secmap: dict[str, int] = {}
     if names_t: secmap = resolve_secids(_read_all(files[names_t][0][1], names_t), tickers, files[names_t][0][1].name)
-    elif tickers: raise IngestError(f"{src}: tickers {tickers} given but no secnmd/securd file to map them to secids")
+    elif tickers:   # no ticker map: one underlying in the folder is unambiguous, several are not
+        ids = _read_all(files["secprd"][0][1], "secprd")["secid"].unique().to_list()
+        if len(ids) != 1:
+            raise IngestError(f"{src}: tickers {tickers} given but no secnmd/securd file maps tickers to the {len(ids)} secids "
+                              f"in {files['secprd'][0][1].name}; tickers=[] keeps every underlying (or add secnmd)")
+        log.warning(f"{src}: no secnmd/securd to check tickers {tickers} against; the folder's one underlying (secid {ids[0]}) is kept")
+        tickers = None
     secids = sorted(set(secmap.values())) if tickers else None
     sy, ey = (int(start[:4]) if start else None), (int(end[:4]) if end else None)
     raw = Artifacts.of(data_dir).raw
@@ -525,7 +531,9 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
         summary = w.finalize()
     summary.raw_dir, summary.seconds = str(raw), time.perf_counter() - t0
     _copy_reference(src, resolve_path(data_dir))
-    log.info(f"ingest local: {summary.rows} in {summary.seconds:.1f}s -> {raw}")
+    span = pl.read_parquet(Artifacts.of(data_dir).secprd, columns=["date"])["date"]
+    log.info(f"ingest local: {summary.rows} in {summary.seconds:.1f}s -> {raw}; dates {span.min()}..{span.max()} "
+             f"({'asked ' + (start or '…') + '..' + (end or '…') if (start or end) else 'the files’ own span'})")
     return summary
 
 def _link_dsf(dsf: pl.DataFrame, link: pl.DataFrame) -> pl.DataFrame:
@@ -801,6 +809,8 @@ def run_ingest(art: Artifacts,          # the run's artifact paths
     rs = s.tables = raw_summary(art)
     record_headline(art, "01_ingest", source=p.source, rows_opprcd=s.rows.get("opprcd", 0),
                     days=int(rs["secprd"]["date"].n_unique()), seconds=round(s.seconds, 1),
+                    first_date=str(rs["secprd"]["date"].min()), last_date=str(rs["secprd"]["date"].max()),
+                    underlyings=int(rs["secprd"]["secid"].n_unique()),
                     missing_iv_share=float(rs["per_year"]["missing_iv_share"].mean()) if "per_year" in rs else None)
     return s
 
