@@ -28,9 +28,9 @@ from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, 
 # %% auto #0
 __all__ = ['log', 'LOG1P_COLUMNS', 'ScanInputError', 'feature_matrix', 'ZPCA', 'RegimeKMeans', 'sliced_wasserstein',
            'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices', 'ScanResult', 'select_k', 'scan_k',
-           'ScanParams', 'RegimeModel', 'GranularityFit', 'fit_granularity', 'daily_regimes', 'write_scan',
-           'ScanStageResult', 'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan', 'fig_pca_scatter',
-           'cluster_profile', 'fig_timeline']
+           'ScanParams', 'GroupScaler', 'RegimeModel', 'GranularityFit', 'fit_granularity', 'daily_regimes',
+           'write_scan', 'ScanStageResult', 'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan',
+           'fig_pca_scatter', 'cluster_profile', 'fig_timeline']
 
 # %% ../nbs/03_unsupervised_scan.ipynb #6786e3f1
 log = get_logger("scan")
@@ -320,6 +320,33 @@ class ScanParams(StageParams):
     minibatch: bool = False             # MiniBatchKMeans for very large n
     n_jobs: int = 2                     # joblib workers (a Dask or Ray backend runs them on a cluster)
     random_state: int = 0               # passed to every estimator
+    standardize: str = "per_underlying"  # day features z-scored per underlying (regimes in time, not names) or pooled
+
+# %% ../nbs/03_unsupervised_scan.ipynb #5548fb3b
+@dataclass
+class GroupScaler:
+    "Per-group (per-underlying) z-scores of a feature matrix, with each group's mean and standard deviation kept."
+    stats_: dict = field(default_factory=dict)   # group -> (mean vector, std vector)
+
+    def fit(self, X: np.ndarray, groups: np.ndarray) -> "GroupScaler":
+        X, groups = np.asarray(X, float), np.asarray(groups)
+        for g in np.unique(groups):
+            x = X[groups == g]
+            sd = x.std(axis=0)
+            self.stats_[g.item() if hasattr(g, "item") else g] = (x.mean(axis=0), np.where(sd > 0, sd, 1.0))
+        return self
+
+    def transform(self, X: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        X, groups = np.asarray(X, float), np.asarray(groups)
+        out = np.empty_like(X)
+        for g in np.unique(groups):
+            key = g.item() if hasattr(g, "item") else g
+            if key not in self.stats_:
+                log.info(f"per-underlying z-scores: group {key} was not in the fit; scaled by its own {int((groups == g).sum())} rows")
+                GroupScaler.fit(self, X[groups == g], groups[groups == g])
+            m, sd = self.stats_[key]
+            out[groups == g] = (X[groups == g] - m) / sd
+        return out
 
 # %% ../nbs/03_unsupervised_scan.ipynb #5fd48b23
 @dataclass
@@ -331,6 +358,8 @@ class RegimeModel:
     k_star: int                # the number of regimes chosen by the scan
     runner_up: int | None      # the scan's second choice
     pipeline: Pipeline         # fitted steps "zpca" (ZPCA) and "kmeans" (RegimeKMeans)
+    scaler: GroupScaler | None = None  # per-underlying z-scores applied before the pipeline (None: pooled)
+    group_col: str = "secid"   # the column naming a row's underlying
 
     @property
     def zpca(self) -> ZPCA: return self.pipeline.named_steps["zpca"]
@@ -340,6 +369,7 @@ class RegimeModel:
     def matrix(self, df: pl.DataFrame, nan_policy: str = "drop") -> tuple[np.ndarray, np.ndarray]:
         "(PCA coordinates, kept-row mask) of the rows of `df`, as the model saw its training rows."
         X, ok = feature_matrix(df, self.columns, nan_policy)
+        if self.scaler is not None: X = self.scaler.transform(X, df[self.group_col].to_numpy()[ok])
         return self.zpca.transform(X), ok
 
     def save(self, path: str | Path) -> Path:
@@ -367,11 +397,12 @@ class GranularityFit:
     Z: np.ndarray               # their PCA coordinates
     labels: np.ndarray          # labels of the k* model
     order_col: str = "atm_iv_30d"
+    scaler: GroupScaler | None = None   # per-underlying z-scores (None: pooled)
 
     def model(self) -> RegimeModel:
         "The typed bundle of the chosen model."
         pipe = Pipeline([("zpca", self.zpca), ("kmeans", self.scan.models[self.scan.k_star])])
-        return RegimeModel(self.granularity, list(self.columns), self.order_col, self.scan.k_star, self.scan.runner_up, pipe)
+        return RegimeModel(self.granularity, list(self.columns), self.order_col, self.scan.k_star, self.scan.runner_up, pipe, self.scaler)
 
 # %% ../nbs/03_unsupervised_scan.ipynb #d1573697
 def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features, ordering column)
@@ -394,10 +425,17 @@ def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features
                     n_jobs: int = 1,           # joblib workers
                     random_state=None,         # seed or RandomState
                     separation_metric: str = "nearest",  # nearest or pairwise separation
+                    standardize: str = "pooled",  # pooled, or per_underlying: each secid's features z-scored on its own
                     ) -> GranularityFit:
-    "Feature matrix -> z-scores -> PCA -> k-scan for one granularity."
+    "Feature matrix -> (per-underlying) z-scores -> PCA -> k-scan for one granularity."
     if order_col not in df.columns: raise ScanInputError(f"{granularity}: ordering column {order_col!r} not found")
+    if standardize not in ("pooled", "per_underlying"): raise ScanInputError(f"standardize={standardize!r}: expected 'pooled' or 'per_underlying'")
     X, ok = feature_matrix(df, columns, nan_policy)
+    scaler = None
+    if standardize == "per_underlying":
+        if "secid" not in df.columns: raise ScanInputError(f"{granularity}: standardize='per_underlying' needs a secid column")
+        g = df["secid"].to_numpy()[ok]
+        scaler = GroupScaler().fit(X, g); X = scaler.transform(X, g)
     rows = df.filter(pl.Series(ok)).select(*keys, *[c for c in columns if c not in keys])
     if len(X) <= k_max: raise ScanInputError(f"{granularity}: {len(X)} usable rows is not more than k_max={k_max}")
     zp = ZPCA(pca_variance, random_state=random_state).fit(X)
@@ -406,7 +444,7 @@ def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features
     res = scan_k(Z, ov, k_min, k_max, n_boot, boot_sample, block_length, silhouette_sample, alpha, beta, stability_floor,
                  minibatch, n_jobs, random_state, granularity, separation_metric)
     log.info(f"{granularity}: n={len(X):,}, {zp.n_components_} PCs, k*={res.k_star} (runner-up {res.runner_up}) in {res.seconds:.1f}s")
-    return GranularityFit(granularity, list(columns), zp, res, rows, Z, res.models[res.k_star].labels_, order_col)
+    return GranularityFit(granularity, list(columns), zp, res, rows, Z, res.models[res.k_star].labels_, order_col, scaler)
 
 # %% ../nbs/03_unsupervised_scan.ipynb #03a23a1c
 def daily_regimes(day: GranularityFit | None,  # the day-level fit
@@ -479,7 +517,7 @@ def run_scan(art: Artifacts,       # the run's artifact paths
     fits = {}
     if "day" in p.granularities:
         fits["day"] = fit_granularity(pl.read_parquet(art.features_daily), p.day_columns, "atm_iv_30d", "day", ["date", "secid"],
-                                      block_length=p.block_length, **common)
+                                      block_length=p.block_length, standardize=p.standardize, **common)
     if "option" in p.granularities:
         if art.features_options.exists():
             opts = pl.read_parquet(art.features_options, columns=list(dict.fromkeys(["date", "secid", "optionid", *p.option_columns])))
