@@ -225,3 +225,31 @@ def test_local_exports_keep_their_own_span_and_underlyings(tmp_path):
     run_ingest(art, p)
     h = read_headlines(art)["01_ingest"]
     assert (h["first_date"], h["last_date"], h["underlyings"]) == ("2018-11-01", "2018-11-30", 1)
+
+
+def test_stages_hold_on_monthly_chains_with_outage_days(tmp_path):
+    "Monthly expiries, 2 % outage days, no vsurfd: stages 02-05 run, and the forecast keeps >= 95 % of possible samples."
+    from dataclasses import replace
+    from volregime.core import Artifacts, read_headlines
+    from volregime.features import FeatureParams, run_features
+    from volregime.ingest import IngestParams, run_ingest
+    from volregime.scan import ScanParams, run_scan
+    from volregime.supervised import ForecastParams, run_forecast
+    from volregime.synth import MarketSpec, simulate_market, write_exports
+    spec = replace(MarketSpec(), expiry_schedule="monthly", outage_share=0.02)
+    write_exports(simulate_market("2016-01-04", "2018-06-29", ["AAA"], 120, seed=21, spec=spec), tmp_path / "exp", "parquet")
+    for p in (tmp_path / "exp").glob("vsurfd*"): p.unlink()
+    art = Artifacts(tmp_path / "d")
+    run_ingest(art, IngestParams(source="local", local_path=str(tmp_path / "exp"), tickers=[], start="", end=""))
+    run_features(art, FeatureParams())
+    run_scan(art, ScanParams(granularities=["day"], k_max=4, n_boot=3))
+    W, H = 20, 5
+    res = run_forecast(art, ForecastParams(window=W, window_grid=[W], horizon=H, keras_families=[], sklearn_models=["ridge"],
+                                           n_folds=1, test_days=60, min_train_days=200), progress=False)
+    h = read_headlines(art)
+    outages = h["02_features"]["surface_missing_days"]
+    assert outages > 0 and h["02_features"]["atm_iv_30d_null_days"] == outages        # only the days without options
+    days = h["01_ingest"]["days"]
+    possible = days - 21 - W - H + 1                                                   # after rv_21d's warm-up
+    assert res.headline["samples"] >= 0.95 * possible, (res.headline["samples"], possible)
+    assert res.headline["days_dropped_missing"] == outages

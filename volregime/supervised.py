@@ -44,6 +44,7 @@ class Sequences:
     level_now: np.ndarray  # (N,) target level on day t (persistence forecast, HAR inputs)
     har: np.ndarray        # (N, 3): daily, weekly (5-day) and monthly (22-day) means of the target level up to t
     features: list
+    report: dict = field(default_factory=dict)   # days, days dropped for missing values, samples, samples refused at long gaps
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #c90b6f62
 def make_sequences(df: pl.DataFrame,  # daily rows of one underlying, in date order
@@ -52,27 +53,44 @@ def make_sequences(df: pl.DataFrame,  # daily rows of one underlying, in date or
                    window: int = 20,  # W: days per input sequence
                    horizon: int = 5,  # H: days ahead
                    transform: str = "level",  # level or log targets
+                   max_gap_days: int = 7,  # a sample may not span two consecutive days further apart (calendar days)
                   ) -> Sequences:
-    "Causal (N, W, F) inputs and (N, H) targets from a daily frame sorted by date."
+    """Causal (N, W, F) inputs and (N, H) targets over the underlying's own days with data: a day missing an input
+    or the target (an outage, a day without the surface) after the first complete day is left out of the calendar,
+    and a sample whose W + H days span a gap of more than `max_gap_days` calendar days is not formed."""
     missing = [c for c in [*features, target] if c not in df.columns]
     if missing: raise ForecastInputError(f"column(s) {missing} not in the daily features (available: {df.columns})")
     if transform not in ("level", "log"): raise ForecastInputError(f"target_transform={transform!r}: expected 'level' or 'log'")
     if window < 1 or horizon < 1: raise ForecastInputError(f"window={window}, horizon={horizon}: both must be >= 1")
     df = df.sort("date")
+    ok = pl.all_horizontal([pl.col(c).cast(pl.Float64).is_finite().fill_null(False) for c in [*features, target]])
+    complete = df.select(ok).to_series().to_numpy()
+    n_all = len(df)
+    first = int(np.argmax(complete)) if complete.any() else n_all
+    keep = complete | (np.arange(n_all) < first)            # leading rows are the warm-up (rolling features), kept as days
+    df = df.filter(pl.Series(keep))
     F = df.select(features).cast(pl.Float64).to_numpy()
     lvl = df[target].cast(pl.Float64).to_numpy()
     if transform == "log" and np.nanmin(lvl) <= 0: raise ForecastInputError(f"target_transform='log' needs a positive {target}")
     tgt = np.log(lvl) if transform == "log" else lvl
     n = len(df)
     har = np.column_stack([lvl, pl.Series(lvl).rolling_mean(5).to_numpy(), pl.Series(lvl).rolling_mean(22).to_numpy()])
-    idx = [t for t in range(window - 1, n - horizon)
-           if np.isfinite(F[t - window + 1:t + 1]).all() and np.isfinite(tgt[t + 1:t + horizon + 1]).all()
-           and np.isfinite(har[t]).all()]
-    if not idx: raise ForecastInputError(f"no complete samples: {n} days, window {window}, horizon {horizon}")
+    gap = np.diff(df["date"].cast(pl.Date).to_numpy().astype("datetime64[D]").astype(np.int64), prepend=np.iinfo(np.int64).min // 2)
+    idx, long_gap = [], 0
+    for t in range(window - 1, n - horizon):
+        if not (np.isfinite(F[t - window + 1:t + 1]).all() and np.isfinite(tgt[t + 1:t + horizon + 1]).all() and np.isfinite(har[t]).all()):
+            continue
+        if (gap[t - window + 2:t + horizon + 1] > max_gap_days).any(): long_gap += 1; continue
+        idx.append(t)
+    report = {"days": n_all, "days_dropped_missing": int(n_all - len(df)), "samples": len(idx), "samples_refused_long_gap": long_gap}
+    if report["days_dropped_missing"] or long_gap:
+        log.info(f"sequences: {report['days_dropped_missing']} of {n_all} days left out (an input or the target missing); "
+                 f"{long_gap} samples refused for spanning more than {max_gap_days} calendar days between two days")
+    if not idx: raise ForecastInputError(f"no complete samples: {n} days with data, window {window}, horizon {horizon}, max_gap_days {max_gap_days}")
     idx = np.array(idx)
     X = np.stack([F[t - window + 1:t + 1] for t in idx])
     y = np.stack([tgt[t + 1:t + horizon + 1] for t in idx])
-    return Sequences(X, y, df["date"].to_numpy()[idx].astype("datetime64[D]"), lvl[idx], har[idx], list(features))
+    return Sequences(X, y, df["date"].to_numpy()[idx].astype("datetime64[D]"), lvl[idx], har[idx], list(features), report)
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #a6576d6b
 def as_sequences(X: np.ndarray) -> np.ndarray:
@@ -691,6 +709,7 @@ class ForecastParams(StageParams):
     use_regime_shares: bool = False     # add stage-03 daily regime shares as inputs
     window: int = 20                    # W: days of history in each input sequence
     horizon: int = 5                    # H: days ahead forecast (t+1..t+H)
+    max_gap_days: int = 7               # a sample may not span two days further apart than this (calendar days)
     anchor_dates: list = field(default_factory=list)  # outer-fold test starts; empty: starts of stressed episodes
     n_folds: int = 1                    # outer folds (anchors) at most
     test_days: int = 40                 # trading days in each outer test window
@@ -751,7 +770,7 @@ def run_forecast(art: Artifacts,           # the run's artifact paths
     device = configure_devices(p.gpu_devices, p.memory_growth, p.random_state)
     secid0, daily, cols = forecast_frame(art, p)
     W = max([p.window, *p.window_grid])
-    seq = make_sequences(daily, cols, p.target, W, p.horizon, p.target_transform)
+    seq = make_sequences(daily, cols, p.target, W, p.horizon, p.target_transform, p.max_gap_days)
     anchors = p.anchor_dates or default_anchors(art, secid0)
     folds = choose_folds(seq.dates, anchors, bool(p.anchor_dates), p.horizon, p.test_days, p.min_train_days, p.n_folds)
     log.info(f"{len(seq.X)} samples of {W} days x {len(cols)} features; {len(folds)} outer folds at "
@@ -773,7 +792,8 @@ def run_forecast(art: Artifacts,           # the run's artifact paths
     text = verdict(table, p.horizon)
     headline = dict(best_model=best["model"], best_rmse_h=best["rmse_pooled"],
                     persistence_rmse_h=float(table.filter(pl.col("model") == "persistence")["rmse_pooled"][0]),
-                    best_dm_pvalue_pooled=best["dm_pvalue_pooled"], horizon=p.horizon, folds=len(folds),
+                    best_dm_pvalue_pooled=best["dm_pvalue_pooled"], horizon=p.horizon, folds=len(folds), samples=len(seq.X),
+                    days_dropped_missing=seq.report["days_dropped_missing"], samples_refused_long_gap=seq.report["samples_refused_long_gap"],
                     seconds=round(cv.seconds, 1), device=device["test_op_device"], verdict=text)
     record_headline(art, "05_lstm_nested_cv", **headline)
     return ForecastStageResult(seq, folds, cv, table, text, by_regime, saved, device, cols, headline)
