@@ -15,11 +15,12 @@ import polars as pl
 from .core import Artifacts, InputError, StageParams, atomic_path, build_once, get_logger, open_parquet_writer, record_headline
 
 # %% auto #0
-__all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SURFACE_COLS', 'DAILY_COLUMNS', 'underlying_frame', 'volume_ma5',
-           'option_features', 'write_option_features', 'SurfaceFilters', 'filter_counts', 'apply_filters', 'per_expiry',
-           'constant_maturity', 'surface_from_opprcd', 'option_activity', 'surface_from_vsurfd', 'daily_features',
-           'FeatureSummary', 'build_features', 'FeatureParams', 'truth_tracking', 'surface_accuracy', 'run_features',
-           'features_ready', 'ensure_features', 'fig_surface_timeline', 'fig_feature_distributions', 'fig_correlation']
+__all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SURFACE_COLS', 'SURFACE_KIND', 'DAILY_COLUMNS', 'underlying_frame',
+           'volume_ma5', 'option_features', 'write_option_features', 'SurfaceFilters', 'filter_counts', 'apply_filters',
+           'per_expiry', 'constant_maturity', 'surface_from_opprcd', 'option_activity', 'surface_from_vsurfd',
+           'daily_features', 'FeatureSummary', 'build_features', 'FeatureParams', 'truth_tracking', 'surface_accuracy',
+           'run_features', 'features_ready', 'ensure_features', 'fig_surface_timeline', 'fig_feature_distributions',
+           'fig_correlation']
 
 # %% ../nbs/02_features.ipynb #516e06fe
 log = get_logger("features")
@@ -278,6 +279,7 @@ def surface_from_vsurfd(raw_dir: str | Path) -> pl.LazyFrame:
 
 # %% ../nbs/02_features.ipynb #5741a3ea
 SURFACE_COLS = ("atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope")
+SURFACE_KIND = pl.col("surface_note").str.extract(r"^(\w+)")   # interpolated | extrapolated | vsurfd | missing
 DAILY_COLUMNS = ("date", "secid", *SURFACE_COLS, "rv_21d", "ret_1d", "close", "close_raw", "option_volume",
                  "put_call_volume_ratio", "surface_source", "surface_note")
 
@@ -321,8 +323,7 @@ def daily_features(raw_dir: str | Path,  # data_dir/raw
                                 pl.when(gap).then(pl.format("vsurfd ({})", pl.col("surface_note"))).otherwise(pl.col("surface_note")).alias("surface_note")])
     extra = [c for c in d.collect_schema().names() if c.endswith(("_vsurfd", "_opprcd"))]
     out = d.select(*DAILY_COLUMNS, *extra).sort("secid", "date").collect(engine="streaming")
-    kind = pl.col("surface_note").str.extract(r"^(\w+)")
-    counts = dict(out.group_by(kind.alias("k")).len().iter_rows())
+    counts = dict(out.group_by(SURFACE_KIND).len().iter_rows())
     log.info("daily surface: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("interpolated", "extrapolated", "vsurfd", "missing")) + " day(s)")
     notes = out.filter(pl.col("surface_note").str.starts_with("missing")).group_by("surface_note").len()
     for r in notes.iter_rows(named=True):
@@ -402,7 +403,7 @@ def surface_accuracy(art: Artifacts,          # the run's artifact paths
     t = (pl.read_parquet(art.truth).select("date", "secid", pl.col("atm_iv_30d").alias("true_atm_iv_30d"))
          .join(daily.select("date", "secid", "atm_iv_30d", "surface_note"), on=["date", "secid"]).drop_nulls(["atm_iv_30d"]))
     err = pl.col("atm_iv_30d") - pl.col("true_atm_iv_30d")
-    return (t.group_by(pl.col("surface_note").str.extract(r"^(\w+)").alias("how"))
+    return (t.group_by(SURFACE_KIND.alias("how"))
             .agg(days=pl.len(), rmse=(err ** 2).mean().sqrt(), bias=err.mean()).sort("how"))
 
 # %% ../nbs/02_features.ipynb #4530c25a
@@ -413,7 +414,7 @@ def run_features(art: Artifacts,           # the run's artifact paths
     s = build_features(art, params.filters, params.surface_source, params.rv_window)
     daily = s.daily
     s.truth_corr = truth_tracking(art, daily)
-    kind = dict(daily.group_by(pl.col("surface_note").str.extract(r"^(\w+)")).len().iter_rows())
+    kind = dict(daily.group_by(SURFACE_KIND).len().iter_rows())
     acc = surface_accuracy(art, daily)
     ext = acc.filter(pl.col("how") == "extrapolated") if acc is not None else None
     record_headline(art, "02_features", option_rows=s.option_rows, days=s.daily_rows,

@@ -478,11 +478,12 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
         raise IngestError(f"{src}: no opprcdYYYY or vsurfdYYYY export files (expected e.g. opprcd2019.csv.gz)")
     for need in ("secprd",):
         if need not in files: raise IngestError(f"{src}: missing {need} export file (expected {need}.parquet or .csv.gz)")
+    sec_all = _read_all(files["secprd"][0][1], "secprd")   # small: read once, for the ticker check and the table
     names_t = "secnmd" if "secnmd" in files else ("securd" if "securd" in files else None)
     secmap: dict[str, int] = {}
     if names_t: secmap = resolve_secids(_read_all(files[names_t][0][1], names_t), tickers, files[names_t][0][1].name)
     elif tickers:   # no ticker map: one underlying in the folder is unambiguous, several are not
-        ids = _read_all(files["secprd"][0][1], "secprd")["secid"].unique().to_list()
+        ids = sec_all["secid"].unique().to_list()
         if len(ids) != 1:
             raise IngestError(f"{src}: tickers {tickers} given but no secnmd/securd file maps tickers to the {len(ids)} secids "
                               f"in {files['secprd'][0][1].name}; tickers=[] keeps every underlying (or add secnmd)")
@@ -509,7 +510,7 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
                     if n == 0: raise IngestError(f"{p.name}: no rows for year {year}" + (f" and secids {secids}" if secids else "") +
                                                  " (an empty year: remove the file or widen start/end)")
                     log.info(f"{p.name}: {n:,} rows")
-            sec = _date_filter(_read_all(files["secprd"][0][1], "secprd"), start, end)
+            sec = _date_filter(sec_all, start, end)
             if secids is not None: sec = sec.filter(pl.col("secid").is_in(secids))
             if sec.is_empty(): raise IngestError(f"{files['secprd'][0][1].name}: no rows for the requested secids and dates")
             w.add("secprd", sec)
@@ -531,8 +532,7 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
         summary = w.finalize()
     summary.raw_dir, summary.seconds = str(raw), time.perf_counter() - t0
     _copy_reference(src, resolve_path(data_dir))
-    span = pl.read_parquet(Artifacts.of(data_dir).secprd, columns=["date"])["date"]
-    log.info(f"ingest local: {summary.rows} in {summary.seconds:.1f}s -> {raw}; dates {span.min()}..{span.max()} "
+    log.info(f"ingest local: {summary.rows} in {summary.seconds:.1f}s -> {raw}; dates {sec['date'].min()}..{sec['date'].max()} "
              f"({'asked ' + (start or '…') + '..' + (end or '…') if (start or end) else 'the files’ own span'})")
     return summary
 

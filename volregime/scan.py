@@ -340,12 +340,12 @@ class GroupScaler:
         X, groups = np.asarray(X, float), np.asarray(groups)
         out = np.empty_like(X)
         for g in np.unique(groups):
-            key = g.item() if hasattr(g, "item") else g
+            key, rows = (g.item() if hasattr(g, "item") else g), groups == g
             if key not in self.stats_:
-                log.info(f"per-underlying z-scores: group {key} was not in the fit; scaled by its own {int((groups == g).sum())} rows")
-                GroupScaler.fit(self, X[groups == g], groups[groups == g])
+                log.info(f"per-underlying z-scores: group {key} was not in the fit; scaled by its own {int(rows.sum())} rows")
+                self.fit(X[rows], groups[rows])
             m, sd = self.stats_[key]
-            out[groups == g] = (X[groups == g] - m) / sd
+            out[rows] = (X[rows] - m) / sd
         return out
 
 # %% ../nbs/03_unsupervised_scan.ipynb #5fd48b23
