@@ -127,11 +127,15 @@ def test_cluster_filter_removes_traces(page):
 
 
 def test_window_count_control_changes_the_grid(page):
-    n_plotted = "Array.from(document.querySelectorAll('.js-plotly-plot')).filter(g => g.data && g.data.length > 0).length"
+    # the grid is rebuilt figure by figure, so wait for the finished state -- n windows plus the timeline, every one drawn
+    # and every window still showing the two filtered regimes -- not for a count an intermediate state can also reach
+    figs = "Array.from(document.querySelectorAll('.js-plotly-plot'))"
     box = page.locator(".widget-text input[type=number]").first
-    for n in (2, 5, 4):   # grid windows plus the timeline
+    for n in (2, 5, 4):
         box.fill(str(n)); box.press("Enter")
-        page.wait_for_function(f"{n_plotted} === {n + 1}", timeout=120_000)   # 5 WebGL figures: ~70 s on a loaded 2-core runner
+        page.wait_for_function(f"{figs}.length === {n + 1} && {figs}.every(g => g.data && g.data.length > 0) && "
+                               f"{figs}.slice(0, {n}).every(g => g.data.length === 2)",
+                               timeout=120_000)   # 5 WebGL figures: ~70 s on a loaded 2-core runner
     ps = plots(page)
     assert [p["n"] for p in ps[:4]] == [2, 2, 2, 2] and ps[3]["xtitle"] == "impl_volatility"   # the regime filter still applies
 

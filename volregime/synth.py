@@ -20,7 +20,7 @@ from .schemas import SCHEMAS, SENTINEL
 # %% auto #0
 __all__ = ['REGIME_NAMES', 'SURFACE_DAYS', 'SURFACE_DELTAS', 'RATE', 'DIVIDEND', 'NICE_STEPS', 'TICKER_IDS', 'SENTINEL_EXPORT',
            'MarketSpec', 'trading_days', 'simulate_regimes', 'atm_term', 'smile_iv', 'bs_quote', 'SyntheticMarket',
-           'simulate_market', 'write_exports']
+           'regime_names', 'check_spec', 'simulate_market', 'write_exports', 'Scenario', 'true_k', 'random_scenario']
 
 # %% ../nbs/01b_synth.ipynb #5b57bd1f
 REGIME_NAMES = ("calm", "normal", "stressed")
@@ -51,8 +51,12 @@ class MarketSpec:
     iv_noise: float = 0.002                     # quote noise of IVs
     missing_iv: float = 0.01                    # share of quotes with IV not computed
     s0: float = 250.0                           # first close of the first ticker
-    expiry_schedule: str = "weekly"             # weekly: monthlies and Friday weeklies; monthly: third Fridays only (older single-stock chains)
+    expiry_schedule: str = "weekly"             # weekly: monthlies and Friday weeklies; monthly: third Fridays only (older single-stock chains); daily: weeklies plus every weekday within two weeks
     outage_share: float = 0.0                   # share of trading days without option quotes (vendor outages); prices still arrive
+    strike_range: tuple = (-2.4, 1.8)           # listed strikes span this standardised moneyness x (narrow: few OTM strikes)
+    strike_step: float = 0.0                    # smallest strike spacing in dollars; 0: 0.5 below a price of 1000, else 5
+    name_vol: tuple = ()                        # each underlying's vol multiplier; empty: 1 + 0.15 i for the i-th
+    calendar_gap_share: float = 0.0             # share of days each underlying after the first has no data at all (its own calendar)
 
 # %% ../nbs/01b_synth.ipynb #9c0b1118
 def trading_days(start: str, end: str) -> np.ndarray:
@@ -110,17 +114,21 @@ def bs_quote(S, K, T, iv, is_call, r=RATE, q=DIVIDEND):
     return price, delta, gamma, vega, theta
 
 # %% ../nbs/01b_synth.ipynb #41c0666b
-def _expiries(first: np.datetime64, last: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
-    "All Friday expiries from first to last+1y, and whether each is a monthly (third Friday)."
+def _expiries(first: np.datetime64, last: np.datetime64, daily: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    "All Friday (or, daily, weekday) expiries from first to last+1y, and whether each is a monthly (third Friday)."
     days = np.arange(first, last + 400)
-    fri = days[(days.astype("datetime64[D]").view("int64") - 1) % 7 == 0]   # 1970-01-02 was a Friday
-    dom = (fri - fri.astype("datetime64[M]").astype("datetime64[D]")).astype(int) + 1
-    return fri, (dom >= 15) & (dom <= 21)
+    fri_mask = (days.astype("datetime64[D]").view("int64") - 1) % 7 == 0   # 1970-01-02 was a Friday
+    ex = days[np.is_busday(days)] if daily else days[fri_mask]
+    dom = (ex - ex.astype("datetime64[M]").astype("datetime64[D]")).astype(int) + 1
+    is_fri = (ex.astype("datetime64[D]").view("int64") - 1) % 7 == 0
+    return ex, (dom >= 15) & (dom <= 21) & is_fri
 
 def _chain_for_day(t_idx, date, S, spec, atm_par, x_grid, exp_all, exp_monthly, n_exp, step):
     "Contracts listed on one day: (exdate, strike) pairs on the fixed strike grid."
     dte = (exp_all - date).astype(int)
-    live_w = np.flatnonzero((dte >= 1) & (dte <= 45) & ~exp_monthly) if spec.expiry_schedule == "weekly" else np.array([], int)
+    is_fri = (exp_all.astype("datetime64[D]").view("int64") - 1) % 7 == 0
+    if spec.expiry_schedule == "monthly": live_w = np.array([], int)
+    else: live_w = np.flatnonzero((dte >= 1) & (dte <= 45) & ~exp_monthly & (is_fri | (dte <= 14)))
     live_m = np.flatnonzero((dte >= 1) & (dte <= 380) & exp_monthly)
     targets = np.array([30, 91, 9, 60, 182, 16, 365, 45, 122, 23, 273, 75, 150, 38, 220, 320])[:n_exp]
     cand = np.concatenate([live_m, live_w])
@@ -157,6 +165,32 @@ TICKER_IDS = {"SPY": (109820, 84398), "QQQ": (107899, 86755), "IWM": (102434, 88
 def _ids(ticker: str, i: int) -> tuple[int, int]:
     return TICKER_IDS.get(ticker, (200000 + i, 90000 + i))
 
+# %% ../nbs/01b_synth.ipynb #409952db
+def regime_names(k: int) -> tuple:
+    "Names of k regimes from calmest to most stressed: calm/normal/stressed for three, regime_0.. otherwise."
+    return REGIME_NAMES if k == 3 else tuple(f"regime_{j}" for j in range(k))
+
+# %% ../nbs/01b_synth.ipynb #2a3a59dc
+def check_spec(spec: MarketSpec,  # the market's parameters
+               n_tickers: int = 1,  # underlyings simulated
+               ) -> None:
+    "Raise a one-line InputError naming the first MarketSpec field that cannot describe a market."
+    k = len(spec.vol_level)
+    P = np.asarray(spec.transition, float)
+    if not 2 <= k <= 8: raise InputError(f"vol_level has {k} regimes: expected 2 to 8")
+    if P.shape != (k, k): raise InputError(f"transition is {P.shape[0]}x{P.shape[1] if P.ndim == 2 else '?'}: expected {k}x{k} for {k} regimes")
+    for f in ("long_run_iv", "skew", "curvature", "spread_mult", "volume_mult"):
+        if len(getattr(spec, f)) != k: raise InputError(f"{f} has {len(getattr(spec, f))} values: expected one per regime ({k})")
+    if spec.expiry_schedule not in ("weekly", "monthly", "daily"):
+        raise InputError(f"expiry_schedule={spec.expiry_schedule!r}: expected 'weekly', 'monthly' or 'daily'")
+    for f in ("outage_share", "missing_iv", "calendar_gap_share"):
+        if not 0 <= getattr(spec, f) < 1: raise InputError(f"{f}={getattr(spec, f)}: expected 0 <= share < 1")
+    lo, hi = spec.strike_range
+    if not lo < 0 < hi: raise InputError(f"strike_range={spec.strike_range}: expected (negative, positive) standardised moneyness")
+    if spec.strike_step < 0: raise InputError(f"strike_step={spec.strike_step}: expected dollars >= 0 (0: automatic)")
+    if spec.name_vol and len(spec.name_vol) < n_tickers:
+        raise InputError(f"name_vol has {len(spec.name_vol)} values for {n_tickers} tickers: expected one per ticker (or none)")
+
 # %% ../nbs/01b_synth.ipynb #8fc887d2
 def simulate_market(start: str = "2019-01-02",   # first trading date
                     end: str = "2019-12-31",     # last trading date
@@ -167,14 +201,15 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
     "Simulate a regime-switching options market in WRDS layouts."
     spec = spec or MarketSpec()
     if isinstance(tickers, str): tickers = [tickers]
-    if spec.expiry_schedule not in ("weekly", "monthly"): raise InputError(f"expiry_schedule={spec.expiry_schedule!r}: expected 'weekly' or 'monthly'")
-    if not 0 <= spec.outage_share < 1: raise InputError(f"outage_share={spec.outage_share}: expected 0 <= share < 1")
+    check_spec(spec, len(tickers))
     if n_contracts < 20: raise InputError(f"n_contracts={n_contracts}: need at least 20 contracts per day")
     rng = np.random.default_rng(seed)
     dates = trading_days(start, end)
     n = len(dates)
     if n < 2: raise InputError(f"{start}..{end}: fewer than two trading days")
     regime = simulate_regimes(n, spec.transition, rng)
+    k = len(spec.vol_level)
+    names = regime_names(k)
     lv, lr = np.array(spec.vol_level), np.array(spec.long_run_iv)
     sk, cu = np.array(spec.skew), np.array(spec.curvature)
     # market log-vol path and common shocks
@@ -186,15 +221,15 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
     sig_m = np.exp(logv)
     skew_t = sk[regime] + 0.01 * rng.standard_normal(n)
     curv_t = cu[regime] * np.exp(0.05 * rng.standard_normal(n))
-    exp_all, exp_monthly = _expiries(dates[0], dates[-1])
+    exp_all, exp_monthly = _expiries(dates[0], dates[-1], spec.expiry_schedule == "daily")
     n_exp = int(np.clip(n_contracts // 24, 5, 16))
     tabs = {k: [] for k in ("opprcd", "secprd", "securd", "secnmd", "vsurfd", "dsf", "opcrsphist", "truth", "vix")}
     for i, tk in enumerate(tickers):
         secid, permno = _ids(tk, i)
-        beta = 1.0 + 0.15 * i
+        beta = float(spec.name_vol[i]) if spec.name_vol else 1.0 + 0.15 * i
         idio = rng.standard_normal(n) * 0.004
         sig = sig_m * beta
-        jumps = (regime == 2) & (rng.random(n) < spec.jump_prob)
+        jumps = (regime == k - 1) & (rng.random(n) < spec.jump_prob)
         jump = np.where(jumps, rng.normal(spec.jump_mean, spec.jump_std, n), 0.0)
         ret = (spec.drift - 0.5 * sig ** 2) / 252 + sig / np.sqrt(252) * (0.93 * z_m + 0.37 * rng.standard_normal(n)) + jump + idio
         ret[0] = 0.0
@@ -204,12 +239,12 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         level = sig * spec.vrp
         atm30 = atm_term(30 / 365, level, lr[regime] * beta ** 0.5, spec.tau)
         tabs["truth"].append(pl.DataFrame({"date": dates, "secid": secid, "regime": regime,
-                                           "regime_name": np.array(REGIME_NAMES)[regime], "spot_vol": sig,
+                                           "regime_name": np.array(names)[regime], "spot_vol": sig,
                                            "atm_iv_30d": atm30}))
         # ---- option chains (vectorised per day over contracts)
         strikes_per_exp = max(4, n_contracts // (2 * n_exp))
-        x_grid = np.linspace(-2.4, 1.8, strikes_per_exp)
-        step = 0.5 if S.mean() < 1000 else 5.0
+        x_grid = np.linspace(spec.strike_range[0], spec.strike_range[1], strikes_per_exp)
+        step = spec.strike_step or (0.5 if S.mean() < 1000 else 5.0)
         rows = []
         for t in range(n):
             par = (level[t], lr[regime[t]] * beta ** 0.5, spec.tau)
@@ -234,7 +269,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         iv_obs = iv_true + spec.iv_noise * rng.standard_normal(len(ti))
         missing = (bid <= 0) | (rng.random(len(ti)) < spec.missing_iv)
         lam = 300 * np.exp(-0.5 * x * x) * (np.exp(-dte / 45) + 0.15) * np.array(spec.volume_mult)[rg]
-        lam = lam * np.where(is_call, 1.0, np.array([1.2, 1.6, 2.2])[rg])
+        lam = lam * np.where(is_call, 1.0, (np.array([1.2, 1.6, 2.2]) if k == 3 else np.linspace(1.2, 2.2, k))[rg])
         volume = rng.poisson(lam * rng.gamma(2.0, 0.5, len(ti)))
         oi = rng.poisson(lam * 12 * (1 + dte / 90))
         exdays = ex.astype("datetime64[D]").astype(np.int64)
@@ -242,7 +277,8 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         optionid = ((((secid % 1000) * 100_000 + exdays) * 100_000_000 + strike_price) * 2 + is_call).astype(np.int64)
         nan = np.where(missing, np.nan, 1.0)
         dom = (ex - ex.astype("datetime64[M]").astype("datetime64[D]")).astype(int) + 1
-        weekly = ~((dom >= 15) & (dom <= 21))
+        ex_fri = (ex.astype("datetime64[D]").view("int64") - 1) % 7 == 0
+        weekly = ~((dom >= 15) & (dom <= 21) & ex_fri)
         op = pl.DataFrame({
             "secid": np.full(len(ti), secid, np.int64), "date": dates[ti], "exdate": ex.astype("datetime64[D]"),
             "last_date": dates[ti], "cp_flag": np.where(is_call, "C", "P"), "strike_price": strike_price,
@@ -251,7 +287,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
             "vega": vega * nan, "theta": theta * nan, "optionid": optionid, "cfadj": np.ones(len(ti), np.int64),
             "am_settlement": np.zeros(len(ti), np.int64), "contract_size": np.full(len(ti), 100, np.int64),
             "ss_flag": np.full(len(ti), "0"), "forward_price": F,
-            "expiry_indicator": np.where(weekly, "w", ""), "exercise_style": np.full(len(ti), "A"),
+            "expiry_indicator": np.where(~ex_fri, "d", np.where(weekly, "w", "")), "exercise_style": np.full(len(ti), "A"),
         }, strict=False).with_columns(pl.col(["impl_volatility", "delta", "gamma", "vega", "theta"]).fill_nan(None),
                                 pl.col("expiry_indicator").replace("", None))
         op = op.with_columns(symbol=pl.format("{} {}{}{}", pl.lit(tk), pl.col("exdate").dt.strftime("%y%m%d"),
@@ -288,6 +324,14 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         out = np.random.default_rng([seed, 7]).random(n) < spec.outage_share
         gone = pl.Series(dates[out].astype("datetime64[D]")).cast(pl.Date)
         for t in ("opprcd", "vsurfd"): cat[t] = cat[t].filter(~pl.col("date").is_in(gone.to_list()))
+    if spec.calendar_gap_share > 0:   # each later underlying's own missing days: no quotes, no prices, no truth row
+        for i, tk in enumerate(tickers[1:], 1):
+            secid, permno = _ids(tk, i)
+            off = np.random.default_rng([seed, 8, i]).random(n) < spec.calendar_gap_share
+            gone = pl.Series(dates[off].astype("datetime64[D]")).cast(pl.Date).to_list()
+            for t in ("opprcd", "vsurfd", "secprd", "truth"):
+                cat[t] = cat[t].filter(~((pl.col("secid") == secid) & pl.col("date").is_in(gone)))
+            cat["dsf"] = cat["dsf"].filter(~((pl.col("permno") == permno) & pl.col("date").is_in(gone)))
     for t in ("opprcd", "secprd", "securd", "secnmd", "vsurfd", "dsf", "opcrsphist"):
         cat[t] = cat[t].select([pl.col(c).cast(d) for c, d in SCHEMAS[t].items()])
     return SyntheticMarket(**cat, spec=spec)
@@ -363,3 +407,75 @@ def write_exports(market: SyntheticMarket,  # a simulated market
         p = out / f"{name}.parquet"; _write_frame(getattr(market, name), p, "parquet", None); written.append(p)
     get_logger("synth").info(f"wrote {len(written)} export files ({fmt}) to {out}")
     return written
+
+# %% ../nbs/01b_synth.ipynb #b681e5d2
+@dataclass
+class Scenario:
+    "A synthetic market description drawn by `random_scenario`, with what it holds for scoring."
+    name: str                    # scenario id, e.g. s0007
+    seed: int                    # drives the draw and the simulation
+    spec: MarketSpec             # the market's parameters
+    tickers: tuple               # underlyings
+    start: str                   # first trading date
+    end: str                     # last trading date
+    n_contracts: int = 120       # option contracts per day and underlying (approximate)
+
+    @property
+    def k(self) -> int: return len(self.spec.vol_level)
+
+    def simulate(self) -> SyntheticMarket:
+        "The scenario's market."
+        return simulate_market(self.start, self.end, list(self.tickers), self.n_contracts, self.seed, self.spec)
+
+    def describe(self) -> dict:
+        "The settings a report shows next to the scenario's scores."
+        s = self.spec
+        P = np.asarray(s.transition)
+        return dict(scenario=self.name, seed=self.seed, k=self.k, tickers=len(self.tickers), schedule=s.expiry_schedule,
+                    years=round((np.datetime64(self.end) - np.datetime64(self.start)).astype(int) / 365.25, 1),
+                    mean_spell_days=round(float(np.mean(1 / (1 - np.diag(P)))), 1),
+                    level_ratio=round(float(np.exp(np.mean(np.diff(np.log(s.vol_level))))), 2),
+                    kappa=round(s.kappa, 3), vol_of_vol=round(s.vol_of_vol, 3), missing_iv=round(s.missing_iv, 3),
+                    outage_share=s.outage_share, calendar_gap_share=s.calendar_gap_share,
+                    strike_width=round((s.strike_range[1] - s.strike_range[0]) / 4.2, 2), strike_step=s.strike_step)
+
+def true_k(truth: pl.DataFrame,       # a market's truth (date, secid, regime)
+           min_share: float = 0.03,   # a regime counts when it holds at least this share of days
+           ) -> int:
+    "Number of regimes the path visits on at least `min_share` of its days."
+    d = truth.unique("date").get_column("regime")
+    return int((d.value_counts()["count"] / len(d) >= min_share).sum())
+
+# %% ../nbs/01b_synth.ipynb #8ae327f3
+def random_scenario(seed: int,             # scenario seed: the same seed, the same market
+                    years: float = 3.0,    # length of the sample
+                    n_contracts: int = 120,  # option contracts per day and underlying (approximate)
+                    ) -> Scenario:
+    "A market drawn from the variation real chains have: 2-5 regimes, schedules, strike grids, gaps, several names."
+    g = np.random.default_rng([seed, 2024])
+    k = int(g.integers(2, 6))
+    spell = g.uniform(12, 90, k)                                      # mean spell per regime, days
+    far = np.abs(np.subtract.outer(np.arange(k), np.arange(k)))
+    w = np.where(far == 0, 0.0, np.exp(-1.5 * (far - 1)))             # leave mostly to a neighbour
+    P = (w / w.sum(1, keepdims=True)) * (1 / spell)[:, None] + np.diag(1 - 1 / spell)
+    base, ratio = g.uniform(0.08, 0.15), g.uniform(1.25, 1.9)
+    lv = base * ratio ** np.arange(k)
+    lv = np.minimum(lv, 0.9)
+    u = np.linspace(0, 1, k)
+    spec = MarketSpec(
+        transition=tuple(map(tuple, P)), vol_level=tuple(lv), long_run_iv=tuple(0.12 + 0.42 * lv + g.normal(0, 0.005, k)),
+        skew=tuple(-0.22 - 0.12 * u + g.normal(0, 0.01, k)), curvature=tuple(0.035 + 0.045 * u),
+        spread_mult=tuple(1 + 1.2 * u), volume_mult=tuple(1 + 2.2 * u),
+        kappa=float(g.uniform(0.06, 0.30)), vol_of_vol=float(g.uniform(0.02, 0.05)),
+        missing_iv=float(g.uniform(0.0, 0.30)), outage_share=float(g.choice([0.0, 0.01, 0.02])),
+        expiry_schedule=str(g.choice(["monthly", "weekly", "daily"], p=[0.4, 0.4, 0.2])),
+        strike_range=tuple(float(g.uniform(0.6, 1.3)) * np.array([-2.4, 1.8])), strike_step=float(g.choice([0.0, 1.0, 2.5, 5.0])))
+    n_names = int(g.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
+    if n_names > 1:
+        from dataclasses import replace
+        spec = replace(spec, name_vol=(1.0, *g.uniform(0.7, 1.8, n_names - 1)), calendar_gap_share=float(g.choice([0.0, 0.02])))
+    first = int(g.integers(2008, 2017))
+    start = str(np.busday_offset(np.datetime64(f"{first}-01-01"), 0, roll="forward"))
+    end = str(np.busday_offset(np.datetime64(start) + int(365.25 * years), 0, roll="backward"))
+    tickers = ("AAA", "BBB", "CCC")[:n_names]
+    return Scenario(f"s{seed:04d}", seed, spec, tickers, start, end, n_contracts)
