@@ -516,8 +516,10 @@ def run_scan(art: Artifacts,       # the run's artifact paths
                   n_jobs=p.n_jobs, random_state=p.random_state, separation_metric=p.separation_metric)
     fits = {}
     if "day" in p.granularities:
-        fits["day"] = fit_granularity(pl.read_parquet(art.features_daily), p.day_columns, "atm_iv_30d", "day", ["date", "secid"],
+        fd = pl.read_parquet(art.features_daily)
+        fits["day"] = fit_granularity(fd, p.day_columns, "atm_iv_30d", "day", ["date", "secid"],
                                       block_length=p.block_length, standardize=p.standardize, **common)
+        day_rows = len(fd); del fd
     if "option" in p.granularities:
         if art.features_options.exists():
             opts = pl.read_parquet(art.features_options, columns=list(dict.fromkeys(["date", "secid", "optionid", *p.option_columns])))
@@ -534,7 +536,8 @@ def run_scan(art: Artifacts,       # the run's artifact paths
         res.transitions, res.durations = transition_matrix(f.labels, kd), durations(f.labels)
         h.update(k_star_day=kd, runner_up_day=f.scan.runner_up,
                  ari_stability_day=float(f.scan.table.filter(pl.col("k") == kd)["ari_mean"][0]),
-                 mean_duration_day=float(res.durations["length"].mean()))
+                 mean_duration_day=float(res.durations["length"].mean()),
+                 day_rows=day_rows, day_rows_dropped_missing=day_rows - len(f.rows))   # days lacking a day feature get no regime
         h.update(_ari_vs_truth(art, daily))
     if "option" in fits: h.update(k_star_option=fits["option"].scan.k_star, runner_up_option=fits["option"].scan.runner_up)
     record_headline(art, "03_unsupervised_scan", **h)

@@ -278,7 +278,9 @@ def run_ward(art: Artifacts,      # the run's artifact paths
     headline = dict(ward_granularity_used=gran, ward_method=tree.method_, thresholds_rescaled=rescaled,
                     nestedness=float(nest["nestedness"].max()),
                     best_method=f"{best['method']} ({'causal' if best['causal'] else 'smoothed'})",
-                    best_ari_vs_truth=best.get("ari_truth"), verdict=verdict)
+                    best_ari_vs_truth=best.get("ari_truth"), verdict=verdict,
+                    days_labelled=int(methods.filter((pl.col("method") == "kmeans") & pl.col("causal")).height))
+    headline["days_dropped_missing"] = pl.scan_parquet(art.features_daily).select(pl.len()).collect().item() - headline["days_labelled"]
     record_headline(art, "04_ward_validation", **headline)
     return WardStageResult(gran, tree, grid, rescaled, wscan, nest, cont, methods, refs, val, comp, verdict, headline)
 
