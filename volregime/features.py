@@ -163,8 +163,12 @@ def _lin(x1, y1, x2, y2, x):
 # %% ../nbs/02_features.ipynb #0589d1e7
 def per_expiry(opprcd: pl.LazyFrame,   # filtered option rows
                spot: pl.LazyFrame,     # secid, date, close_raw (forward fallback)
+               max_wing_gap: float = 0.10,  # a 25-delta IV may be extrapolated from quotes at most this far in delta
                ) -> pl.LazyFrame:
-    "Per (secid, date, exdate): dte, ATM IV at the forward, 25-delta put and call IVs."
+    """Per (secid, date, exdate): dte, ATM IV at the forward, 25-delta put and call IVs. A 25-delta IV is interpolated
+    in delta between the quotes either side of it; where one side has no usable quote (a narrow strike grid, missing
+    IVs), it is extrapolated linearly in delta from the two nearest quotes on the other side if the nearer lies within
+    `max_wing_gap` of 25 delta; `wing_extrapolated` counts the wings (0-2) so made."""
     q = (opprcd.join(spot, on=["secid", "date"], how="left")
          .with_columns(dte=(pl.col("exdate") - pl.col("date")).dt.total_days(),
                        k=((pl.col("strike_price") / 1000.0) / pl.coalesce("forward_price", "close_raw")).log(),
@@ -174,20 +178,35 @@ def per_expiry(opprcd: pl.LazyFrame,   # filtered option rows
     lo, hi = otm & (pl.col("k") < 0), otm & (pl.col("k") >= 0)
     pl_, ph = put & (pl.col("delta") <= -0.25), put & (pl.col("delta") > -0.25)
     cl, ch = call & (pl.col("delta") >= 0.25), call & (pl.col("delta") < 0.25)
+    def nearest(mask, alias_d, alias_v, descending, nth=0):
+        d, v = pl.col("delta").filter(mask), pl.col("iv").filter(mask)
+        return (d.sort(descending=descending).slice(nth, 1).first().alias(alias_d),
+                v.sort_by(d, descending=descending).slice(nth, 1).first().alias(alias_v))
     agg = q.group_by("secid", "date", "exdate").agg(
         pl.col("dte").first(),
         pl.col("k").filter(lo).max().alias("k1"), pl.col("iv").filter(lo).sort_by(pl.col("k").filter(lo)).last().alias("v1"),
         pl.col("k").filter(hi).min().alias("k2"), pl.col("iv").filter(hi).sort_by(pl.col("k").filter(hi)).first().alias("v2"),
-        pl.col("delta").filter(pl_).max().alias("pd1"), pl.col("iv").filter(pl_).sort_by(pl.col("delta").filter(pl_)).last().alias("pv1"),
-        pl.col("delta").filter(ph).min().alias("pd2"), pl.col("iv").filter(ph).sort_by(pl.col("delta").filter(ph)).first().alias("pv2"),
-        pl.col("delta").filter(cl).min().alias("cd1"), pl.col("iv").filter(cl).sort_by(pl.col("delta").filter(cl)).first().alias("cv1"),
-        pl.col("delta").filter(ch).max().alias("cd2"), pl.col("iv").filter(ch).sort_by(pl.col("delta").filter(ch)).last().alias("cv2"),
+        *nearest(pl_, "pd1", "pv1", True), *nearest(pl_, "pd1b", "pv1b", True, 1),     # puts at or inside 25 delta, nearest first
+        *nearest(ph, "pd2", "pv2", False), *nearest(ph, "pd2b", "pv2b", False, 1),     # puts beyond 25 delta (the wing)
+        *nearest(cl, "cd1", "cv1", False), *nearest(cl, "cd1b", "cv1b", False, 1),
+        *nearest(ch, "cd2", "cv2", True), *nearest(ch, "cd2b", "cv2b", True, 1),
     )
+    c = pl.col
+    def wing(d1, v1, d1b, v1b, d2, v2, d2b, v2b, target):
+        both = c(d1).is_not_null() & c(d2).is_not_null()
+        only1 = c(d1).is_not_null() & c(d2).is_null() & c(d1b).is_not_null() & ((c(d1) - target).abs() <= max_wing_gap) & (c(d1) != c(d1b))
+        only2 = c(d2).is_not_null() & c(d1).is_null() & c(d2b).is_not_null() & ((c(d2) - target).abs() <= max_wing_gap) & (c(d2) != c(d2b))
+        value = (pl.when(both).then(_lin(c(d1), c(v1), c(d2), c(v2), target))
+                 .when(only1).then(_lin(c(d1b), c(v1b), c(d1), c(v1), target))
+                 .when(only2).then(_lin(c(d2), c(v2), c(d2b), c(v2b), target)))
+        return value, (only1 | only2)
+    put25, put_x = wing("pd1", "pv1", "pd1b", "pv1b", "pd2", "pv2", "pd2b", "pv2b", -0.25)
+    call25, call_x = wing("cd1", "cv1", "cd1b", "cv1b", "cd2", "cv2", "cd2b", "cv2b", 0.25)
     return agg.with_columns(
         atm_iv=pl.when(pl.col("k2") == 0).then(pl.col("v2")).otherwise(_lin(pl.col("k1"), pl.col("v1"), pl.col("k2"), pl.col("v2"), 0.0)),
-        put25_iv=_lin(pl.col("pd1"), pl.col("pv1"), pl.col("pd2"), pl.col("pv2"), -0.25),
-        call25_iv=_lin(pl.col("cd1"), pl.col("cv1"), pl.col("cd2"), pl.col("cv2"), 0.25),
-    ).select("secid", "date", "exdate", "dte", "atm_iv", "put25_iv", "call25_iv")
+        put25_iv=pl.when(put25 > 0).then(put25), call25_iv=pl.when(call25 > 0).then(call25),
+        wing_extrapolated=put_x.cast(pl.Int8) + call_x.cast(pl.Int8),
+    ).select("secid", "date", "exdate", "dte", "atm_iv", "put25_iv", "call25_iv", "wing_extrapolated")
 
 # %% ../nbs/02_features.ipynb #d57c5681
 def constant_maturity(exp: pl.LazyFrame,  # per_expiry(...) rows
@@ -242,7 +261,10 @@ def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
     # at most are in memory, however many years there are
     spot = under.lazy().select("secid", "date", "close_raw")
     parts = sorted((Path(raw_dir) / "opprcd").glob("year=*/*.parquet"))
-    exp = pl.concat([per_expiry(apply_filters(pl.scan_parquet(p), f), spot).collect(engine="streaming") for p in parts]).lazy()
+    exp = pl.concat([per_expiry(apply_filters(pl.scan_parquet(p), f), spot).collect(engine="streaming") for p in parts])
+    n_all, n_wx = exp.select(pl.len(), (pl.col("wing_extrapolated") > 0).sum()).row(0)
+    if n_wx: log.info(f"25-delta IV extrapolated in delta (one side of 25 delta unquoted) on {n_wx} of {n_all} expiries")
+    exp = exp.lazy()
     cm = [constant_maturity(exp, c, d, f.max_extrapolation_days) for c, d in (("atm_iv", 30), ("atm_iv", 91), ("put25_iv", 30), ("call25_iv", 30))]
     s = cm[0]
     for other in cm[1:]: s = s.join(other, on=["secid", "date"], how="full", coalesce=True)
@@ -418,7 +440,8 @@ def run_features(art: Artifacts,           # the run's artifact paths
     acc = surface_accuracy(art, daily)
     ext = acc.filter(pl.col("how") == "extrapolated") if acc is not None else None
     record_headline(art, "02_features", option_rows=s.option_rows, days=s.daily_rows,
-                    atm_iv_30d_null_days=int(daily["atm_iv_30d"].null_count()), corr_atm_iv_vs_truth=s.truth_corr,
+                    atm_iv_30d_null_days=int(daily["atm_iv_30d"].null_count()), skew_25d_null_days=int(daily["skew_25d"].null_count()),
+                    corr_atm_iv_vs_truth=s.truth_corr,
                     surface_interpolated_days=kind.get("interpolated", 0), surface_extrapolated_days=kind.get("extrapolated", 0),
                     surface_vsurfd_days=kind.get("vsurfd", 0), surface_missing_days=kind.get("missing", 0),
                     extrapolated_rmse_vs_truth=float(ext["rmse"][0]) if ext is not None and ext.height else None,
