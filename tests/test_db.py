@@ -85,7 +85,7 @@ def test_replace_is_atomic_under_a_failure_mid_copy(pg_uri, regimes_parquet):
     finally:
         db._Fail.after_rows = None
     assert read(pg_uri, "SELECT count(*), sum(impl_volatility) FROM vr_test.t_atomic")[0] == before
-    assert read(pg_uri, "SELECT to_regclass('vr_test.t_atomic__staging')")[0][0] is None
+    assert read(pg_uri, f"SELECT to_regclass('vr_test.{db.staging_name('t_atomic')}')")[0][0] is None
 
 
 def test_append_is_idempotent(pg_uri, regimes_parquet):
@@ -143,3 +143,41 @@ def test_daily_regimes_carry_the_close_for_the_timeline(pg_uri, tmp_path):
     cols = [r[0] for r in read(pg_uri, "select column_name from information_schema.columns where table_schema = 'vr_daily' "
                                         "and table_name = 'regime_daily'")]
     assert "skew_25d" not in cols   # only what the timeline draws
+
+
+def test_a_63_character_table_is_replaced_not_lost(pg_uri, regimes_parquet):
+    "The staging name of a 63-character table is not the table: a failed reload keeps it, a good one replaces it."
+    p, df = regimes_parquet
+    name = "r" * 63
+    load_results(p, pg_uri, table=name, schema="vr_test", copy_threshold=1, progress=False)
+    db._Fail.after_rows = 1000
+    try:
+        with pytest.raises(RuntimeError, match="injected failure"):
+            load_results(p, pg_uri, table=name, schema="vr_test", copy_threshold=1, copy_chunksize=500, progress=False)
+    finally:
+        db._Fail.after_rows = None
+    assert read(pg_uri, f"SELECT count(*) FROM vr_test.{name}")[0][0] == df.height
+    load_results(p, pg_uri, table=name, schema="vr_test", if_exists="replace", copy_threshold=1, progress=False)
+    assert read(pg_uri, f"SELECT count(*) FROM vr_test.{name}")[0][0] == df.height
+    ix = [r[0] for r in read(pg_uri, f"SELECT indexname FROM pg_indexes WHERE schemaname = 'vr_test' AND tablename = '{name}'")]
+    assert ix and not any("__stg_" in i for i in ix), ix
+
+
+@pytest.mark.parametrize("schema", ["information_schema", "pg_catalog", "pg_temp"])
+def test_system_schemas_are_refused_before_any_sql(pg_uri, regimes_parquet, schema):
+    with pytest.raises(LoadError, match=f"--schema {schema}: a PostgreSQL system schema"):
+        load_results(regimes_parquet[0], pg_uri, table="t_sys", schema=schema, copy_threshold=1, progress=False)
+
+
+def test_the_next_load_drops_a_killed_loads_staging_table(pg_uri, regimes_parquet):
+    p, df = regimes_parquet
+    eng = create_engine(pg_uri)
+    with eng.begin() as c:   # what a load killed with -9 leaves: its staging table, half full
+        c.execute(text("CREATE SCHEMA IF NOT EXISTS vr_test"))
+        c.execute(text(f"CREATE TABLE vr_test.{db.staging_name('t_orphan')} (x int)"))
+        c.execute(text("CREATE TABLE IF NOT EXISTS vr_test.t_orphan__staging (x int)"))   # the name loads used before
+    eng.dispose()
+    load_results(p, pg_uri, table="t_orphan", schema="vr_test", copy_threshold=1, progress=False)
+    left = read(pg_uri, "SELECT tablename FROM pg_tables WHERE schemaname = 'vr_test' AND tablename LIKE 't_orphan%'")
+    assert [r[0] for r in left] == ["t_orphan"]
+    assert read(pg_uri, "SELECT count(*) FROM vr_test.t_orphan")[0][0] == df.height

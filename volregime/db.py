@@ -20,9 +20,9 @@ from .core import (DEFAULTS, Artifacts, InputError, StageParams, atomic_path, ge
 
 # %% auto #0
 __all__ = ['log', 'COPY_THRESHOLD', 'COPY_CHUNKSIZE', 'TO_SQL_CHUNKSIZE', 'WHITELIST', 'ALWAYS', 'OPTIONAL', 'q', 'PG_TYPES',
-           'LoadError', 'check_ident', 'select_columns', 'plan_rows', 'stream_batches', 'ddl', 'LoadSummary',
-           'write_table', 'default_parquet', 'load_results', 'with_underlying', 'load_daily', 'table_report',
-           'LoadParams', 'LoadStageResult', 'run_load']
+           'LoadError', 'check_ident', 'select_columns', 'plan_rows', 'stream_batches', 'staging_name', 'index_name',
+           'check_schema', 'ddl', 'LoadSummary', 'write_table', 'default_parquet', 'load_results', 'with_underlying',
+           'load_daily', 'table_report', 'LoadParams', 'LoadStageResult', 'run_load']
 
 # %% ../nbs/06_postgres_load.ipynb #df905e59
 log = get_logger("db")
@@ -104,6 +104,29 @@ def stream_batches(path: str | Path,  # input parquet
         offset += n
         if b.num_rows: yield b.rename_columns([colmap[c] for c in b.schema.names])
 
+# %% ../nbs/06_postgres_load.ipynb #104347b0
+def staging_name(table: str) -> str:
+    "The staging table of `table`: its first 48 characters, __stg_ and 8 hex digits of its SHA-1 (never `table` itself)."
+    import hashlib
+    return f"{table[:48]}__stg_{hashlib.sha1(table.encode()).hexdigest()[:8]}"
+
+# %% ../nbs/06_postgres_load.ipynb #9214e74d
+def index_name(table: str,        # the table indexed
+               cols: list,        # its indexed columns
+               kind: str = "ix",  # ix or ux (unique)
+               ) -> str:
+    "An index name of at most 63 characters, one per (table, columns, kind)."
+    import hashlib
+    return f"{kind}_{table[:30]}_{'_'.join(cols)[:20]}_{hashlib.sha1('|'.join([kind, table, *cols]).encode()).hexdigest()[:8]}"
+
+# %% ../nbs/06_postgres_load.ipynb #3229f58b
+def check_schema(schema: str) -> str:
+    "`schema` when it is a safe identifier and not one of PostgreSQL's own schemas, else a one-line LoadError."
+    check_ident(schema, "schema")
+    if schema.lower() == "information_schema" or schema.lower().startswith("pg_"):
+        raise LoadError(f"--schema {schema}: a PostgreSQL system schema; load into your own (e.g. public or volregime)")
+    return schema
+
 # %% ../nbs/06_postgres_load.ipynb #278b1725
 PG_TYPES = {pa.float64(): "double precision", pa.float32(): "real", pa.int64(): "bigint", pa.int32(): "integer",
             pa.int16(): "smallint", pa.int8(): "smallint", pa.uint32(): "bigint", pa.date32(): "date", pa.string(): "text",
@@ -178,11 +201,12 @@ def write_table(uri: str,  # SQLAlchemy URI
     import psycopg2
     from tqdm.auto import tqdm
     if if_exists not in ("replace", "append"): raise LoadError(f"--if-exists {if_exists!r}: expected replace or append")
-    check_ident(schema, "schema"); check_ident(table, "table")
+    check_schema(schema); check_ident(table, "table")
     for c in (index_cols or []) + (key_cols or []): check_ident(c, "index column")
     if int(copy_connections) < 1: raise LoadError(f"--copy-connections {copy_connections!r}: expected an integer >= 1")
     t0 = time.perf_counter()
-    staging = f"{table}__staging"[:63]
+    staging = staging_name(table)
+    if staging == table: raise LoadError(f"--table {table}: its staging table would be the table itself")   # never drop the target
     stg, tgt = f"{q(schema)}.{q(staging)}", f"{q(schema)}.{q(table)}"
     path = ("adbc" if method == "adbc" else "copy") if total_rows >= copy_threshold else "to_sql"
     copying = path != "to_sql"
@@ -199,7 +223,12 @@ def write_table(uri: str,  # SQLAlchemy URI
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
-            cur.execute(f"DROP TABLE IF EXISTS {stg}")
+            for orphan in dict.fromkeys([staging, f"{table}__staging"[:63]]):   # this name, and the one loads used before
+                if orphan == table: continue
+                cur.execute("SELECT to_regclass(%s)", (f"{q(schema)}.{q(orphan)}",))
+                if cur.fetchone()[0] is not None:
+                    log.warning(f"dropping {schema}.{orphan}: the staging table of an interrupted load of {schema}.{table}")
+                    cur.execute(f"DROP TABLE {q(schema)}.{q(orphan)}")
         conn.commit()
         if path == "adbc": import adbc_driver_postgresql.dbapi as adbc_dbapi
         for _ in range(workers if copying else 0):
@@ -250,12 +279,12 @@ def write_table(uri: str,  # SQLAlchemy URI
         with conn.cursor() as cur:
             key = [c for c in (key_cols or []) if c in cols]
             ic = [c for c in (index_cols or []) if c in cols]
-            if ic: cur.execute(f"CREATE INDEX {q(('ix_' + staging + '_' + '_'.join(ic))[:63])} ON {stg} ({', '.join(q(c) for c in ic)})")
+            if ic: cur.execute(f"CREATE INDEX {q(index_name(staging, ic))} ON {stg} ({', '.join(q(c) for c in ic)})")
             cur.execute("SELECT to_regclass(%s)", (tgt,))
             exists = cur.fetchone()[0] is not None
             if if_exists == "append" and exists:
                 if key:
-                    cur.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {q(('ux_' + table)[:63])} ON {tgt} ({', '.join(q(c) for c in key)})")
+                    cur.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {q(index_name(table, key, 'ux'))} ON {tgt} ({', '.join(q(c) for c in key)})")
                     conflict = f"ON CONFLICT ({', '.join(q(c) for c in key)}) DO NOTHING"
                 else: conflict = ""
                 collist = ", ".join(q(c) for c in cols)
@@ -266,13 +295,14 @@ def write_table(uri: str,  # SQLAlchemy URI
                 written = added
             else:   # replace, or append to a table that does not exist yet: the staging table becomes it
                 if key:
-                    cur.execute(f"CREATE UNIQUE INDEX {q(('ux_' + staging)[:63])} ON {stg} ({', '.join(q(c) for c in key)})")
+                    cur.execute(f"CREATE UNIQUE INDEX {q(index_name(staging, key, 'ux'))} ON {stg} ({', '.join(q(c) for c in key)})")
+                if staging == table: raise LoadError(f"--table {table}: refusing to drop it (staging name clash)")
                 cur.execute(f"DROP TABLE IF EXISTS {tgt}")
                 cur.execute(f"ALTER TABLE {stg} RENAME TO {q(table)}")
+                renames = {index_name(staging, ic): index_name(table, ic), index_name(staging, key, "ux"): index_name(table, key, "ux")}
                 cur.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s", (schema, table))
                 for (ix,) in cur.fetchall():
-                    new = ix.replace(staging, table)
-                    if new != ix: cur.execute(f"ALTER INDEX {q(schema)}.{q(ix)} RENAME TO {q(new[:63])}")
+                    if ix in renames: cur.execute(f"ALTER INDEX {q(schema)}.{q(ix)} RENAME TO {q(renames[ix])}")
         conn.commit()
     except BaseException:
         for f in inflight: f.cancel()
@@ -330,7 +360,7 @@ def load_results(parquet: str | Path | None = None,  # input parquet; default th
                  copy_connections: int = 2,  # COPY streams at once
                 ) -> LoadSummary:
     "The uploader: whitelisted columns of a parquet file into PostgreSQL, filtered, streamed, atomic."
-    check_ident(schema, "schema"); check_ident(table, "table")
+    check_schema(schema); check_ident(table, "table")
     path = Path(parquet) if parquet else default_parquet(data_dir)
     if not path.exists(): raise LoadError(f"{path}: parquet file not found")
     try: names = pq.ParquetFile(path).schema_arrow.names
