@@ -122,6 +122,10 @@ def test_cli_load_masks_the_password(pg_uri, regimes_parquet):
     assert "vr_test.t_cli" in r.stdout
     r = volregime_cli("load", "--parquet", str(p), "--postgres-uri", "postgresql://u:sekret@127.0.0.1:1/x", "--table", "t", "--no-progress")
     assert r.returncode == 3 and "cannot reach the database" in r.stderr and "sekret" not in r.stdout + r.stderr
+    for uri in ("postgresql://postgres:Fail@PW789@127.0.0.1:1/x", "postgresql://postgres:Fa%3Ail%2FPW789@127.0.0.1:1/x"):
+        r = volregime_cli("load", "--parquet", str(p), "--postgres-uri", uri, "--table", "t", "--no-progress")
+        out = r.stdout + r.stderr
+        assert r.returncode in (2, 3) and "PW789" not in out and "Fail" not in out, out
     r = volregime_cli("load", "--parquet", str(p), "--table", "bad name", "--postgres-uri", pg_uri)
     assert r.returncode == 2 and "not a valid SQL identifier" in r.stderr
 

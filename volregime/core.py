@@ -25,7 +25,7 @@ from dotenv import dotenv_values
 
 # %% auto #0
 __all__ = ['SETTINGS_SPEC', 'DEFAULTS', 'SQL_IDENT', 'RECORDED_PACKAGES', 'InputError', 'project_root', 'resolve_path',
-           'Settings', 'get_settings', 'mask_secrets', 'MaskingFilter', 'get_logger', 'profile_path',
+           'Settings', 'get_settings', 'register_secret', 'mask_secrets', 'MaskingFilter', 'get_logger', 'profile_path',
            'load_params_yaml', 'load_profile', 'parse_set', 'merge_params', 'Artifacts', 'resolve_secret',
            'StageParams', 'check_unknown', 'order_labels', 'seed_of', 'transition_matrix', 'durations', 'atomic_path',
            'file_lock', 'build_once', 'copy_once', 'open_parquet_writer', 'record_headline', 'read_headlines',
@@ -131,14 +131,25 @@ def get_settings(cli: dict | None = None,        # values given on the command l
     return Settings(**values, root=root, sources=sources)
 
 # %% ../nbs/00_core.ipynb #3d691b27
-_URI_PW = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<post>@)")
-_KV_PW = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'[^']*'|\"[^\"]*\"|[^\s&;]+)", re.I)
+_URI_PW = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>\S+)(?P<post>@)")   # greedy: up to the last @
+_KV_PW = re.compile(r"(?P<pre>\b(?:PG)?password\s*=\s*)(?P<pw>'[^']*'|\"[^\"]*\"|[^\s&;]+)", re.I)
+_SECRETS: set = set()   # literal passwords seen in URIs volregime parsed
+
+def register_secret(value: str | None) -> None:
+    "Remember a password so `mask_secrets` masks it wherever it appears (raw and percent-decoded; 3+ characters)."
+    from urllib.parse import unquote
+    for v in {value, unquote(value)} if value else ():
+        if len(v) >= 3: _SECRETS.add(v)
 
 def mask_secrets(text: str) -> str:
-    "`text` with passwords in URIs and `password=` pairs replaced by `***`."
+    "`text` with passwords in URIs, `password=`/`PGPASSWORD=` pairs and every known password replaced by `***`."
     if not isinstance(text, str): return text
+    register_secret(os.environ.get("PGPASSWORD"))
     text = _URI_PW.sub(lambda m: m["pre"] + "***" + m["post"], text)
-    return _KV_PW.sub(lambda m: m["pre"] + "***", text)
+    text = _KV_PW.sub(lambda m: m["pre"] + "***", text)
+    for v in sorted(_SECRETS, key=len, reverse=True):
+        if v in text: text = text.replace(v, "***")
+    return text
 
 # %% ../nbs/00_core.ipynb #40dc1046
 class MaskingFilter(logging.Filter):
@@ -553,6 +564,11 @@ def normalize_uri(uri: str  # postgres://, postgresql://, postgresql+driver:// o
     uri = uri.strip()
     m = re.match(r"^(postgres|postgresql)(\+[a-z0-9_]+)?://", uri)
     if not m: raise InputError(f"postgres URI {mask_secrets(uri)!r}: expected postgresql://user:password@host:port/db")
+    pw = _URI_PW.search(uri)
+    if pw:   # a raw @ : / in the password is percent-encoded, so libpq reads the whole password, not a piece of it as the host
+        from urllib.parse import quote, unquote
+        register_secret(pw["pw"])   # masked wherever a driver quotes it later
+        uri = uri[:pw.start("pw")] + quote(unquote(pw["pw"]), safe="") + uri[pw.end("pw"):]
     return "postgresql+psycopg2://" + uri[m.end():]
 
 # %% ../nbs/00_core.ipynb #b1f3a103
