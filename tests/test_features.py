@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from volregime.features import SurfaceFilters, build_features, underlying_frame
+from volregime.features import SurfaceFilters, apply_filters, build_features, per_expiry, underlying_frame
 from volregime.ingest import ingest_local
 from volregime.synth import write_exports
 
@@ -53,10 +53,14 @@ def reference_day(rows: pl.DataFrame, close_raw: float, target=30):
             pts = sorted((delta[i], iv[i]) for i in range(len(k)) if cp[i] == flag)
             lo = [p for p in pts if p[0] <= target_delta] if flag == "P" else [p for p in pts if p[0] >= target_delta]
             hi = [p for p in pts if p[0] > target_delta] if flag == "P" else [p for p in pts if p[0] < target_delta]
-            if not lo or not hi: return None
-            a = max(lo) if flag == "P" else min(lo)
-            b = min(hi) if flag == "P" else max(hi)
-            return _interp(a[0], a[1], b[0], b[1], target_delta)
+            near_lo = sorted(lo, reverse=flag == "P")     # nearest to the target first
+            near_hi = sorted(hi, reverse=flag == "C")
+            if lo and hi: v = _interp(near_lo[0][0], near_lo[0][1], near_hi[0][0], near_hi[0][1], target_delta)
+            else:   # one side unquoted: the line through the two nearest quotes on the other, if within 0.10 delta
+                side = near_lo or near_hi
+                if len(side) < 2 or abs(side[0][0] - target_delta) > 0.10 or side[0][0] == side[1][0]: return None
+                v = _interp(side[1][0], side[1][1], side[0][0], side[0][1], target_delta)
+            return v if v > 0 else None
         per_exp.append((dte, atm, wing("P", -0.25), wing("C", 0.25)))
     out = []
     for j in (1, 2, 3):
@@ -75,6 +79,12 @@ def test_surface_matches_slow_reference(feat):
     raw = pl.read_parquet(feat / "raw" / "opprcd" / "**" / "*.parquet", hive_partitioning=False)
     under = underlying_frame(feat / "raw")
     days = daily.filter(pl.col("atm_iv_30d").is_not_null()).sample(6, seed=1).select("secid", "date")
+    # and days where an expiry's 25-delta wing had to be extrapolated (one side of 25 delta unquoted)
+    spot = under.lazy().select("secid", "date", "close_raw")
+    exp = per_expiry(apply_filters(raw.lazy(), SurfaceFilters()), spot).collect()
+    wx = exp.filter(pl.col("wing_extrapolated") > 0).select("secid", "date").unique().sort("date")
+    assert wx.height > 0, "the fixture market has no extrapolated wing to check"
+    days = pl.concat([days, wx.head(4)]).join(daily.filter(pl.col("skew_25d").is_not_null()).select("secid", "date"), on=["secid", "date"])
     for secid, date in days.iter_rows():
         rows = raw.filter((pl.col("secid") == secid) & (pl.col("date") == date))
         close_raw = under.filter((pl.col("secid") == secid) & (pl.col("date") == date))["close_raw"][0]
