@@ -105,10 +105,13 @@ def stream_batches(path: str | Path,  # input parquet
         if b.num_rows: yield b.rename_columns([colmap[c] for c in b.schema.names])
 
 # %% ../nbs/06_postgres_load.ipynb #104347b0
+def _h8(text: str) -> str:
+    import hashlib
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
 def staging_name(table: str) -> str:
     "The staging table of `table`: its first 48 characters, __stg_ and 8 hex digits of its SHA-1 (never `table` itself)."
-    import hashlib
-    return f"{table[:48]}__stg_{hashlib.sha1(table.encode()).hexdigest()[:8]}"
+    return f"{table[:48]}__stg_{_h8(table)}"
 
 # %% ../nbs/06_postgres_load.ipynb #9214e74d
 def index_name(table: str,        # the table indexed
@@ -116,8 +119,7 @@ def index_name(table: str,        # the table indexed
                kind: str = "ix",  # ix or ux (unique)
                ) -> str:
     "An index name of at most 63 characters, one per (table, columns, kind)."
-    import hashlib
-    return f"{kind}_{table[:30]}_{'_'.join(cols)[:20]}_{hashlib.sha1('|'.join([kind, table, *cols]).encode()).hexdigest()[:8]}"
+    return f"{kind}_{table[:30]}_{'_'.join(cols)[:20]}_{_h8('|'.join([kind, table, *cols]))}"
 
 # %% ../nbs/06_postgres_load.ipynb #3229f58b
 def check_schema(schema: str) -> str:

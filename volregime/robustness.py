@@ -203,15 +203,10 @@ def check_targets(rows: pl.DataFrame,     # run_suite's rows
                   ) -> pl.DataFrame:
     "target, value, threshold, met: issue 14's targets on one split."
     r = with_derived(rows.filter(pl.col("split") == split))
-    def q(c, p): 
-        v = r[c].drop_nulls() if c in r.columns else pl.Series([], dtype=pl.Float64)
-        return float(v.quantile(p, "linear")) if len(v) else float("nan")
-    def share(c): 
-        v = r[c].drop_nulls() if c in r.columns else pl.Series([], dtype=pl.Float64)
-        return float(v.mean()) if len(v) else float("nan")
-    def q_max(c):
-        v = r[c].drop_nulls() if c in r.columns else pl.Series([], dtype=pl.Float64)
-        return float(v.max()) if len(v) else float("nan")
+    def vals(c): return r[c].drop_nulls() if c in r.columns else pl.Series([], dtype=pl.Float64)
+    def q(c, p): return float(vals(c).quantile(p, "linear")) if len(vals(c)) else float("nan")
+    def share(c): return float(vals(c).mean()) if len(vals(c)) else float("nan")
+    def q_max(c): return float(vals(c).max()) if len(vals(c)) else float("nan")
     n = len(r)
     stops = int(r["failed_stage"].is_not_null().sum()) if n else 0
     rows_ = [("scenarios", float(n), "> 0", n > 0),

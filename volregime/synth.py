@@ -114,21 +114,21 @@ def bs_quote(S, K, T, iv, is_call, r=RATE, q=DIVIDEND):
     return price, delta, gamma, vega, theta
 
 # %% ../nbs/01b_synth.ipynb #41c0666b
+def _is_friday(d: np.ndarray) -> np.ndarray:
+    return (d.astype("datetime64[D]").view("int64") - 1) % 7 == 0   # 1970-01-02 was a Friday
+
 def _expiries(first: np.datetime64, last: np.datetime64, daily: bool = False) -> tuple[np.ndarray, np.ndarray]:
     "All Friday (or, daily, weekday) expiries from first to last+1y, and whether each is a monthly (third Friday)."
     days = np.arange(first, last + 400)
-    fri_mask = (days.astype("datetime64[D]").view("int64") - 1) % 7 == 0   # 1970-01-02 was a Friday
-    ex = days[np.is_busday(days)] if daily else days[fri_mask]
+    ex = days[np.is_busday(days)] if daily else days[_is_friday(days)]
     dom = (ex - ex.astype("datetime64[M]").astype("datetime64[D]")).astype(int) + 1
-    is_fri = (ex.astype("datetime64[D]").view("int64") - 1) % 7 == 0
-    return ex, (dom >= 15) & (dom <= 21) & is_fri
+    return ex, (dom >= 15) & (dom <= 21) & _is_friday(ex)
 
-def _chain_for_day(t_idx, date, S, spec, atm_par, x_grid, exp_all, exp_monthly, n_exp, step):
+def _chain_for_day(t_idx, date, S, spec, atm_par, x_grid, exp_all, exp_monthly, exp_fri, n_exp, step):
     "Contracts listed on one day: (exdate, strike) pairs on the fixed strike grid."
     dte = (exp_all - date).astype(int)
-    is_fri = (exp_all.astype("datetime64[D]").view("int64") - 1) % 7 == 0
     if spec.expiry_schedule == "monthly": live_w = np.array([], int)
-    else: live_w = np.flatnonzero((dte >= 1) & (dte <= 45) & ~exp_monthly & (is_fri | (dte <= 14)))
+    else: live_w = np.flatnonzero((dte >= 1) & (dte <= 45) & ~exp_monthly & (exp_fri | (dte <= 14)))
     live_m = np.flatnonzero((dte >= 1) & (dte <= 380) & exp_monthly)
     targets = np.array([30, 91, 9, 60, 182, 16, 365, 45, 122, 23, 273, 75, 150, 38, 220, 320])[:n_exp]
     cand = np.concatenate([live_m, live_w])
@@ -222,6 +222,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
     skew_t = sk[regime] + 0.01 * rng.standard_normal(n)
     curv_t = cu[regime] * np.exp(0.05 * rng.standard_normal(n))
     exp_all, exp_monthly = _expiries(dates[0], dates[-1], spec.expiry_schedule == "daily")
+    exp_fri = _is_friday(exp_all)   # once, not per day
     n_exp = int(np.clip(n_contracts // 24, 5, 16))
     tabs = {k: [] for k in ("opprcd", "secprd", "securd", "secnmd", "vsurfd", "dsf", "opcrsphist", "truth", "vix")}
     for i, tk in enumerate(tickers):
@@ -248,7 +249,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         rows = []
         for t in range(n):
             par = (level[t], lr[regime[t]] * beta ** 0.5, spec.tau)
-            ex, K = _chain_for_day(t, dates[t], S[t], spec, par, x_grid, exp_all, exp_monthly, n_exp, step)
+            ex, K = _chain_for_day(t, dates[t], S[t], spec, par, x_grid, exp_all, exp_monthly, exp_fri, n_exp, step)
             rows.append((np.full(len(K), t), ex, K))
         ti = np.concatenate([r[0] for r in rows]); ex = np.concatenate([r[1] for r in rows])
         K = np.concatenate([r[2] for r in rows])
@@ -277,7 +278,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         optionid = ((((secid % 1000) * 100_000 + exdays) * 100_000_000 + strike_price) * 2 + is_call).astype(np.int64)
         nan = np.where(missing, np.nan, 1.0)
         dom = (ex - ex.astype("datetime64[M]").astype("datetime64[D]")).astype(int) + 1
-        ex_fri = (ex.astype("datetime64[D]").view("int64") - 1) % 7 == 0
+        ex_fri = _is_friday(ex)
         weekly = ~((dom >= 15) & (dom <= 21) & ex_fri)
         op = pl.DataFrame({
             "secid": np.full(len(ti), secid, np.int64), "date": dates[ti], "exdate": ex.astype("datetime64[D]"),
