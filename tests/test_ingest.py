@@ -221,7 +221,7 @@ def test_unparsable_date(tmp_path, exports, good_raw):
     d = _broken_copy(tmp_path, exports)
     _rewrite_csv(d / "opprcd2019.csv.gz", lambda df: df.with_columns(
         exdate=pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("2019-02-30")).otherwise(pl.col("exdate"))))
-    with pytest.raises(IngestError, match=r"opprcd2019.csv.gz: column 'exdate': unparsable date '2019-02-30'"):
+    with pytest.raises(IngestError, match=r"opprcd2019.csv.gz, line 9: column 'exdate': unparsable date '2019-02-30'"):
         ingest_local(d, data, ["SPY"])
     assert read_raw(data).equals(before)
 
@@ -231,7 +231,7 @@ def test_wrong_type(tmp_path, exports, good_raw):
     d = _broken_copy(tmp_path, exports)
     _rewrite_csv(d / "opprcd2019.csv.gz", lambda df: df.with_columns(
         volume=pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("lots")).otherwise(pl.col("volume"))))
-    with pytest.raises(IngestError, match=r"opprcd2019.csv.gz: column 'volume': value 'lots' is not an integer"):
+    with pytest.raises(IngestError, match=r"opprcd2019.csv.gz, line 5: column 'volume': value 'lots' is not an integer"):
         ingest_local(d, data, ["SPY"])
     assert read_raw(data).equals(before)
 

@@ -28,10 +28,10 @@ __all__ = ['SETTINGS_SPEC', 'DEFAULTS', 'SQL_IDENT', 'RECORDED_PACKAGES', 'Input
            'Settings', 'get_settings', 'register_secret', 'mask_secrets', 'MaskingFilter', 'get_logger', 'profile_path',
            'load_params_yaml', 'load_profile', 'parse_set', 'merge_params', 'Artifacts', 'resolve_secret',
            'StageParams', 'check_unknown', 'order_labels', 'seed_of', 'transition_matrix', 'durations', 'atomic_path',
-           'file_lock', 'build_once', 'copy_once', 'open_parquet_writer', 'record_headline', 'read_headlines',
-           'quote_ident', 'normalize_uri', 'libpq_uri', 'pg_data_dir', 'embedded_status', 'embedded_stop',
-           'embedded_server', 'resolve_postgres_uri', 'package_versions', 'git_sha', 'regime_names', 'regime_label',
-           'setup_notebook']
+           'clean_leftovers', 'file_lock', 'exclusive', 'build_once', 'copy_once', 'open_parquet_writer',
+           'record_headline', 'read_headlines', 'quote_ident', 'normalize_uri', 'libpq_uri', 'pg_data_dir',
+           'embedded_status', 'embedded_stop', 'embedded_server', 'resolve_postgres_uri', 'package_versions', 'git_sha',
+           'regime_names', 'regime_label', 'setup_notebook']
 
 # %% ../nbs/00_core.ipynb #0fd831af
 class InputError(ValueError):
@@ -487,17 +487,52 @@ def atomic_path(path: str | Path  # final file or folder path
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
 
+# %% ../nbs/00_core.ipynb #85555571
+def clean_leftovers(path: str | Path  # a file or folder written with atomic_path
+                    ) -> list[str]:
+    "Remove the temporary siblings killed writers left beside `path`, restoring `path` from its `.old-*` copy where it is missing; what was done."
+    path = Path(path)
+    if not path.parent.exists(): return []
+    done = []
+    olds = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not path.exists():
+        os.replace(olds.pop(), path); done.append(f"restored {path.name} from a killed run's previous copy")
+    for p in olds + sorted(path.parent.glob(f".{path.name}.tmp-*")):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        done.append(f"removed {p.name}")
+    if done: get_logger("core").warning(f"{path.parent}: left by a killed run: {'; '.join(done)}")
+    return done
+
 # %% ../nbs/00_core.ipynb #c14f95ac
 @contextlib.contextmanager
 def file_lock(path: str | Path  # lock file to create
               ):
-    "An exclusive inter-process lock held for the duration of the block."
+    "An exclusive inter-process lock held for the duration of the block (waits for the holder)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try: yield
         finally: fcntl.flock(fh, fcntl.LOCK_UN)
+
+@contextlib.contextmanager
+def exclusive(path: str | Path,  # lock file to create
+              what: str,         # what it guards, for the message
+              ):
+    "An exclusive inter-process lock, or at once an InputError naming its holder: for work that must not run twice."
+    import datetime as dt
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try: fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            raise InputError(f"{what} is being written by another process ({fh.read().strip() or 'pid unknown'}; "
+                             f"lock {path}): wait for it to finish, or use another data dir") from None
+        fh.seek(0); fh.truncate(); fh.write(f"pid {os.getpid()} since {dt.datetime.now():%Y-%m-%d %H:%M:%S}"); fh.flush()
+        try: yield
+        finally:
+            fh.truncate(0); fh.flush(); fcntl.flock(fh, fcntl.LOCK_UN)
 
 # %% ../nbs/00_core.ipynb #3ae5f4fb
 def build_once(lock: str | Path,  # the lock file guarding the build
@@ -524,12 +559,12 @@ def copy_once(src: str | Path,  # file to copy
 def open_parquet_writer(path: str | Path,  # file to create
                         schema,            # pyarrow schema of the batches
                         ):
-    "A pyarrow ParquetWriter with the project's settings (Zstd, statistics, dictionaries for strings)."
+    "A pyarrow ParquetWriter with the project's settings (Zstd, statistics, dictionaries for strings, page CRCs)."
     import pyarrow as pa
     import pyarrow.parquet as pq
     strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
     return pq.ParquetWriter(str(path), schema, compression="zstd", compression_level=1,
-                            use_dictionary=strings or False, write_statistics=True)
+                            use_dictionary=strings or False, write_statistics=True, write_page_checksum=True)
 
 # %% ../nbs/00_core.ipynb #e1e5b344
 def record_headline(data_dir: str | Path,  # the run's data dir

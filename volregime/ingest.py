@@ -18,17 +18,17 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, get_logger, mask_secrets, normalize_uri,
-                            open_parquet_writer, record_headline, resolve_path)
-from .schemas import KEYS, REQUIRED, SCHEMAS, SENTINEL, SENTINEL_COLUMNS, YEARLY_TABLES
+from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, clean_leftovers, exclusive, get_logger,
+                            mask_secrets, normalize_uri, open_parquet_writer, record_headline, resolve_path)
+from .schemas import DOMAIN, KEYS, NOT_NULL, REQUIRED, SCHEMAS, SENTINEL, SENTINEL_COLUMNS, YEARLY_TABLES
 from .synth import simulate_market, write_exports
 
 # %% auto #0
-__all__ = ['log', 'EXPORT_RE', 'NULL_TOKENS', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'IngestError', 'discover_exports',
-           'canonicalize', 'prefetch', 'read_export', 'IngestSummary', 'RawWriter', 'resolve_secids', 'ingest_local',
-           'ingest_synthetic', 'wrds_url', 'mirror_to_postgres', 'ingest_wrds', 'consolidate_years', 'combine_parquet',
-           'raw_summary', 'atm_term_structure', 'fig_underlying_and_term', 'IngestParams', 'run_ingest', 'raw_ready',
-           'ensure_raw']
+__all__ = ['log', 'EXPORT_RE', 'MAX_FIELD_BYTES', 'NULL_TOKENS', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'IngestError',
+           'discover_exports', 'canonicalize', 'prefetch', 'read_export', 'IngestSummary', 'screen_rows', 'Quarantine',
+           'RawWriter', 'resolve_secids', 'ingest_local', 'ingest_synthetic', 'wrds_url', 'mirror_to_postgres',
+           'ingest_wrds', 'consolidate_years', 'combine_parquet', 'raw_summary', 'atm_term_structure',
+           'fig_underlying_and_term', 'IngestParams', 'run_ingest', 'raw_ready', 'ensure_raw']
 
 # %% ../nbs/01_ingest.ipynb #def64e1a
 log = get_logger("ingest")
@@ -53,30 +53,50 @@ def discover_exports(path: str | Path  # folder of WRDS export files
 # %% ../nbs/01_ingest.ipynb #35ecc7ef
 _SAS_MONTHS = {m: i for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1)}
 
-def _parse_dates(s: pl.Series, fname: str) -> pl.Series:
-    "Dates from ISO, YYYYMMDD or SAS DDMONYYYY strings (or integers); a clear error otherwise."
+def _where(fname: str, rows, i: int) -> str:
+    "'file, line N' (or 'row N') of a batch's i-th row, for messages: `rows` holds the rows' line (or row) numbers."
+    if rows is None: return fname
+    unit, nums = rows
+    return f"{fname}, {unit} {int(nums[i])}"
+
+def _show(v, n: int = 40) -> str:
+    "A value for a one-line message: repr, cut to n characters."
+    r = repr(v)
+    return r if len(r) <= n else r[:n] + f"…' ({len(str(v)):,} characters)"
+
+_DATE_FORMATS = (("%Y-%m-%d", r"^\d{4}-\d{2}-\d{2}$"), ("%Y%m%d", r"^\d{8}$"), ("%d%b%Y", r"^\d{1,2}[A-Za-z]{3}\d{4}$"),
+                 ("%m/%d/%Y", r"^\d{1,2}/\d{1,2}/\d{4}$"), ("%Y-%m-%d %H:%M:%S", r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"))
+
+def _parse_dates(s: pl.Series, fname: str, rows=None) -> pl.Series:
+    "Dates from ISO, YYYYMMDD or SAS DDMONYYYY strings (or integers), mixed in any row; a clear error otherwise."
     if s.dtype == pl.Date: return s
     if s.dtype == pl.Datetime: return s.dt.date()
     if s.dtype.is_integer(): s = s.cast(pl.String)
     s = s.cast(pl.String).str.strip_chars()
-    out = s.str.to_date("%Y-%m-%d", strict=False)
-    for fmt in ("%Y%m%d", "%d%b%Y", "%m/%d/%Y", "%Y-%m-%d %H:%M:%S"):
-        todo = out.is_null() & s.is_not_null() & (s != "")
-        if not todo.any(): break
-        out = out.fill_null(s.str.to_date(fmt, strict=False))
+    out = None
+    for fmt, shape in _DATE_FORMATS:   # each spelling only where the text has its shape: "01/18/19" is not year 19
+        if out is not None and not (out.is_null() & s.is_not_null() & (s != "")).any(): break
+        d = pl.select(pl.when(s.str.contains(shape)).then(s.str.to_date(fmt, strict=False))).to_series()
+        out = d if out is None else out.fill_null(d)
     bad = out.is_null() & s.is_not_null() & (s != "")
     if bad.any():
-        raise IngestError(f"{fname}: column {s.name!r}: unparsable date {s.filter(bad)[0]!r} "
-                          f"(expected YYYY-MM-DD, YYYYMMDD or DDMONYYYY)")
+        i = int(bad.arg_true()[0])
+        raise IngestError(f"{_where(fname, rows, i)}: column {s.name!r}: unparsable date {_show(s[i])} "
+                          f"(expected YYYY-MM-DD, YYYYMMDD, DDMONYYYY or MM/DD/YYYY)")
     return out
+
+MAX_FIELD_BYTES = 4096   # no IvyDB or CRSP field comes near it (issuer names are under 100 characters)
 
 def canonicalize(df: pl.DataFrame,  # a batch as read from a file or the database
                  table: str,        # canonical table name (opprcd, secprd, ...)
                  fname: str = "<frame>",  # where the batch came from, for messages
+                 rows=None,         # ("line" | "row", numbers of the batch's rows in the file), for messages
                  ) -> pl.DataFrame:
-    "The batch with canonical column names, order and types; sentinels null; missing optional columns null."
+    """The batch with canonical column names, order and types; sentinels, NaN and empty fields null; missing
+    optional columns null. A value that is not of its column's type, an empty key column (`NOT_NULL`) or a
+    text field over `MAX_FIELD_BYTES` is an IngestError naming the file, the line (or row) and the column."""
     schema = SCHEMAS[table]
-    lower = {c: c.strip().lower() for c in df.columns}
+    lower = {c: c.strip().lstrip("\ufeff").strip('"').lower() for c in df.columns}
     df = df.rename(lower)
     missing = [c for c in REQUIRED[table] if c not in df.columns]
     if missing:
@@ -87,8 +107,14 @@ def canonicalize(df: pl.DataFrame,  # a batch as read from a file or the databas
         if c not in df.columns:
             cols.append(pl.Series(c, [None] * len(df), dtype=dt)); continue
         s = df[c]
-        if dt == pl.Date: s = _parse_dates(s, fname)
-        elif dt == pl.String: s = s.cast(pl.String)
+        if dt == pl.Date: s = _parse_dates(s, fname, rows)
+        elif dt == pl.String:
+            s = s.cast(pl.String)
+            long = s.str.len_bytes() > MAX_FIELD_BYTES
+            if long.any():
+                i = int(long.arg_true()[0])
+                raise IngestError(f"{_where(fname, rows, i)}: column {c!r}: a field of {s.str.len_bytes()[i]:,} bytes "
+                                  f"(at most {MAX_FIELD_BYTES:,}: a damaged file?)")
         else:
             if s.dtype == pl.String:
                 s = s.str.strip_chars()
@@ -99,11 +125,17 @@ def canonicalize(df: pl.DataFrame,  # a batch as read from a file or the databas
             except Exception:
                 try: conv = s.cast(dt, strict=False)
                 except Exception: conv = pl.Series(c, [None] * len(s), dtype=dt)
-                bad = s.filter(conv.is_null() & s.is_not_null())
-                raise IngestError(f"{fname}: column {c!r}: value {bad[0] if len(bad) else '?'!r} is not "
+                bad = conv.is_null() & s.is_not_null()
+                i = int(bad.arg_true()[0]) if bad.any() else 0
+                raise IngestError(f"{_where(fname, rows, i)}: column {c!r}: value {_show(s[i])} is not "
                                   f"{'an integer' if dt.is_integer() else 'a number'} ({dt})") from None
-            if c in SENTINEL_COLUMNS.get(table, ()) and dt.is_float():
-                s = pl.Series(c, np.where(s.to_numpy() <= SENTINEL + 1e-9, np.nan, s.to_numpy()), dtype=dt).fill_nan(None)
+            if dt.is_float():
+                s = s.fill_nan(None)   # NaN is a spelling of missing, as -99.99, '.', 'NA' and '' are
+                if c in SENTINEL_COLUMNS.get(table, ()):   # -99.99 in any spelling (-99.990, -9.999E+01)
+                    s = pl.select(pl.when(s <= SENTINEL + 1e-9).then(None).otherwise(s).alias(c)).to_series()
+        if c in NOT_NULL[table] and s.null_count():
+            i = int(s.is_null().arg_true()[0])
+            raise IngestError(f"{_where(fname, rows, i)}: column {c!r} is empty (a key column: every {table} row needs it)")
         cols.append(s.alias(c))
     return pl.DataFrame(cols)
 
@@ -112,8 +144,11 @@ def _iso_dates(path: Path, names: list, schema: dict, probe_rows: int = 200) -> 
     "Date columns whose first values are all ISO dates (YYYY-MM-DD), read from the file's first rows."
     import csv, gzip as _gz, itertools
     opener = _gz.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", newline="") as fh:
-        rows = list(itertools.islice(csv.reader(fh), 1, probe_rows + 1))
+    try:
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as fh:
+            rows = list(itertools.islice(csv.reader(fh), 1, probe_rows + 1))
+    except (csv.Error, UnicodeDecodeError, OSError, EOFError):   # a probe only: the reader names what is wrong
+        return set()
     iso = re.compile(r"^\d{4}-\d{2}-\d{2}$")
     out = set()
     for i, n in enumerate(names):
@@ -177,14 +212,71 @@ def prefetch(items, depth: int = 1) -> Iterator:
 # %% ../nbs/01_ingest.ipynb #32c2cce1
 NULL_TOKENS = ["", "NA", "."]   # CSV fields read as missing (SAS writes a missing number as ".")
 
-_POLARS_ERR = re.compile(r"could not parse `([^`]*)` as dtype `([^`]*)` at column '([^']*)'")
+def _check_lines(chunk: bytes,   # whole lines of a CSV file
+                 n_fields: int,  # fields of the header
+                 fname: str, line0: int,  # the file's name and the line number of the chunk's first line
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The chunk's line numbers and a mask of its blank lines, after checking every line has the header's number
+    of fields (a row cut short by an interrupted download, or with extra fields, is refused with its line number),
+    no field is longer than MAX_FIELD_BYTES, and the bytes are UTF-8. Vectorised over the chunk's bytes; commas
+    and newlines inside double quotes do not count."""
+    a = np.frombuffer(chunk, np.uint8)
+    ends = np.flatnonzero(a == 10)
+    if not chunk.endswith(b"\n"): ends = np.append(ends, len(a))
+    commas = np.flatnonzero(a == 44)
+    if b'"' in chunk:   # quoted fields: a separator counts only outside quotes (an even number of quotes before it)
+        q = np.flatnonzero(a == 34)
+        ends = ends[np.searchsorted(q, ends) % 2 == 0]
+        commas = commas[np.searchsorted(q, commas) % 2 == 0]
+        if not len(ends) or ends[-1] != len(a) - (1 if chunk.endswith(b"\n") else 0):
+            raise IngestError(f"{fname}, line {line0 + len(ends)}: a quoted field is not closed")
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lines = line0 + np.arange(len(ends))
+    body = ends - starts - (a[np.maximum(ends - 1, 0)] == 13)   # without a CR of CRLF
+    blank = body <= 0
+    fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
+    bad = (fields != n_fields) & ~blank
+    if bad.any():
+        k = int(np.argmax(bad))
+        cut = " (the file ends mid-row: an interrupted download?)" if k == len(ends) - 1 and not chunk.endswith(b"\n") else ""
+        raise IngestError(f"{fname}, line {lines[k]}: {fields[k]} fields, expected {n_fields} as in the header{cut}")
+    long = np.flatnonzero(body > MAX_FIELD_BYTES)
+    for k in long:   # rare: look at the fields of long lines only
+        cuts = np.concatenate(([starts[k] - 1], commas[(commas > starts[k]) & (commas < ends[k])], [ends[k]]))
+        if (np.diff(cuts) - 1).max() > MAX_FIELD_BYTES:
+            raise IngestError(f"{fname}, line {lines[k]}: a field of {int((np.diff(cuts) - 1).max()):,} bytes "
+                              f"(at most {MAX_FIELD_BYTES:,}: a damaged file?)")
+    if not chunk.isascii():
+        try: chunk.decode("utf-8")
+        except UnicodeDecodeError as e:
+            k = int(np.searchsorted(ends, e.start))
+            raise IngestError(f"{fname}, line {lines[min(k, len(lines) - 1)]}: bytes that are not UTF-8 "
+                              f"({chunk[e.start:e.start + 4]!r}; re-export the file as UTF-8)") from None
+    return lines, blank
 
-def _csv_batches(path: Path, table: str, batch_rows: int, chunk_bytes: int = 8 << 20) -> Iterator[pl.DataFrame]:
-    "Stream a csv or csv.gz file as typed frames: decompression overlapped with Polars' parallel parser."
+def _parse_chunk(chunk: bytes, types: dict, strings: list) -> pl.DataFrame:
+    """One chunk parsed by Polars: typed at once where it can be (ISO dates, plain numbers), else every column as
+    text for `canonicalize` to strip, parse and name what is wrong (spaces around numbers, dates in other
+    spellings further down the file, a bad value)."""
+    try:   # empty fields are null already; matching every field against "NA" and "." costs 15 %
+        df = pl.read_csv(chunk, has_header=False, schema=types)
+        if strings: df = df.with_columns(pl.when(~pl.col(c).is_in(NULL_TOKENS)).then(pl.col(c)).alias(c) for c in strings)
+        return df
+    except pl.exceptions.ComputeError: pass
+    try: return pl.read_csv(chunk, has_header=False, schema=types, null_values=NULL_TOKENS)   # a typed "NA" or "."
+    except pl.exceptions.ComputeError: pass
+    return pl.read_csv(chunk, has_header=False, schema={n: pl.String for n in types}, null_values=NULL_TOKENS)
+
+def _csv_batches(path: Path, table: str, batch_rows: int, chunk_bytes: int = 8 << 20) -> Iterator[tuple]:
+    "Stream a csv or csv.gz file as (line numbers, frame): decompression overlapped with Polars' parallel parser."
+    import csv
     with _open_binary(path) as fh:
         header = fh.readline()
-        if not header.strip(): raise IngestError(f"{path.name}: empty file")
-        names = [h.strip().strip('"') for h in header.decode().rstrip("\r\n").split(",")]
+        if header.startswith(b"\xef\xbb\xbf"): header = header[3:]   # a UTF-8 byte-order mark
+        if not header.strip(): raise IngestError(f"{path.name}: empty file (no header line)")
+        try: text = header.decode("utf-8")
+        except UnicodeDecodeError: raise IngestError(f"{path.name}, line 1: the header is not UTF-8 text") from None
+        names = [h.strip() for h in next(csv.reader([text.rstrip("\r\n")]))]
         if len(set(names)) != len(names): raise IngestError(f"{path.name}: duplicate column names in the header ({', '.join(names)})")
         schema = SCHEMAS[table]
         iso = _iso_dates(path, names, schema)
@@ -195,50 +287,50 @@ def _csv_batches(path: Path, table: str, batch_rows: int, chunk_bytes: int = 8 <
             elif dt is None or dt in (pl.Date, pl.String) or (table == "dsf" and n.lower() == "ret"): types[n] = pl.String
             else: types[n] = dt
         strings = [n for n, t in types.items() if t == pl.String]
+        line = 2
         for chunk in _chunks(fh, chunk_bytes):
-            try:
-                # chunks without the header line, typed by the header's names: prepending the header to every
-                # chunk (a copy) made the parse 1.5x slower
-                try:   # empty fields are null already; matching every field against "NA" and "." costs 15 %
-                    df = pl.read_csv(chunk, has_header=False, schema=types)
-                except pl.exceptions.ComputeError:   # a typed column holds one of them (or a real error): again
-                    df = pl.read_csv(chunk, has_header=False, schema=types, null_values=NULL_TOKENS)
-                else:
-                    if strings: df = df.with_columns(pl.when(~pl.col(c).is_in(NULL_TOKENS)).then(pl.col(c)).alias(c) for c in strings)
-                yield df
-            except pl.exceptions.ComputeError as e:
-                m = _POLARS_ERR.search(str(e))
-                if m and m[2].startswith("date"):
-                    raise IngestError(f"{path.name}: column {m[3].lower()!r}: unparsable date {m[1]!r} "
-                                      f"(expected YYYY-MM-DD, YYYYMMDD or DDMONYYYY)") from None
-                if m: raise IngestError(f"{path.name}: column {m[3].lower()!r}: value {m[1]!r} is not "
-                                        f"{'an integer' if m[2].startswith(('i', 'u')) else 'a number'} ({m[2]})") from None
-                raise IngestError(f"{path.name}: {str(e).splitlines()[0]}") from None
+            lines, blank = _check_lines(chunk, len(names), path.name, line)
+            line += len(lines)
+            # chunks without the header line, typed by the header's names: prepending the header to every
+            # chunk (a copy) made the parse 1.5x slower
+            df = _parse_chunk(chunk, types, strings)
+            if len(df) != len(lines):
+                raise IngestError(f"{path.name}, lines {lines[0]}-{lines[-1]}: {len(df)} rows parsed from {len(lines)} lines")
+            if blank.any(): df, lines = df.filter(pl.Series(~blank)), lines[~blank]   # blank lines are skipped
+            yield ("line", lines), df
+
+def _parquet_batches(path: Path, table: str, batch_rows: int) -> Iterator[tuple]:
+    "Stream a parquet file as (row numbers, frame)."
+    if path.stat().st_size == 0: raise IngestError(f"{path.name}: empty file (0 bytes; expected parquet)")
+    pf = pq.ParquetFile(path, page_checksum_verification=True)   # pages written with a CRC are checked against it
+    names = pf.schema_arrow.names
+    missing = [c for c in REQUIRED[table] if c not in {n.lower() for n in names}]
+    if missing: raise IngestError(f"{path.name}: missing required column(s) {', '.join(missing)} for {table} (found: {', '.join(names)})")
+    row = 1
+    for b in pf.iter_batches(batch_size=batch_rows):
+        df = pl.from_arrow(b)
+        if isinstance(df, pl.Series): df = df.to_frame()
+        yield ("row", np.arange(row, row + len(df))), df
+        row += len(df)
 
 def read_export(path: str | Path,         # an export file (parquet, csv, csv.gz)
                 table: str,               # canonical table name
                 batch_rows: int = 500_000,
+                with_rows: bool = False,  # add `_row`: each row's line (csv) or row (parquet) number in the file
                 ) -> Iterator[pl.DataFrame]:
-    "Canonical batches of one export file, streamed; a corrupt file (gzip, parquet, bytes) is an IngestError naming it."
+    """Canonical batches of one export file, streamed. Whatever is wrong with the file — gzip, parquet or UTF-8
+    damage, a row cut short, a bad value — is one IngestError naming the file and, where known, the line."""
     path = Path(path)
     if not path.exists(): raise IngestError(f"{path}: file not found")
     try:
-        if path.suffix.lower() == ".parquet":
-            pf = pq.ParquetFile(path)
-            names = pf.schema_arrow.names
-            missing = [c for c in REQUIRED[table] if c not in {n.lower() for n in names}]
-            if missing: raise IngestError(f"{path.name}: missing required column(s) {', '.join(missing)} for {table} (found: {', '.join(names)})")
-            batches = pf.iter_batches(batch_size=batch_rows)
-        else:
-            batches = _csv_batches(path, table, batch_rows)
-        for b in batches:
-            df = b if isinstance(b, pl.DataFrame) else pl.from_arrow(b)
-            if isinstance(df, pl.Series): df = df.to_frame()
-            yield canonicalize(df, table, path.name)
+        batches = _parquet_batches(path, table, batch_rows) if path.suffix.lower() == ".parquet" else _csv_batches(path, table, batch_rows)
+        for rows, df in batches:
+            out = canonicalize(df, table, path.name, rows)
+            yield out.with_columns(_row=pl.Series(rows[1], dtype=pl.Int64)) if with_rows else out
     except IngestError: raise
-    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError, pl.exceptions.PolarsError) as e:
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise IngestError(f"{path}: unreadable or corrupt file ({why})") from None
+    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError, ValueError, pl.exceptions.PolarsError) as e:
+        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise IngestError(f"{path.name}: unreadable or corrupt file ({why})") from None
 
 # %% ../nbs/01_ingest.ipynb #defa1df7
 @dataclass
@@ -250,6 +342,53 @@ class IngestSummary:
     seconds: float = 0.0
     raw_dir: str = ""
     tables: dict = field(default_factory=dict)       # raw_summary of what was written (the stage's report tables)
+    quarantined: dict = field(default_factory=dict)  # table -> {reason: rows set aside in raw/quarantine/}
+
+# %% ../nbs/01_ingest.ipynb #436e2006
+def screen_rows(df: pl.DataFrame,  # canonical rows
+                table: str,        # their table
+                ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    "(rows that keep the table's DOMAIN rules, rows that break one with the first broken rule in `reason`)."
+    floats = [c for c, d in SCHEMAS[table].items() if d.is_float() and c in df.columns]
+    rules = [(f"{c} not finite", pl.col(c).is_infinite()) for c in floats] + list(DOMAIN.get(table, ()))
+    if not rules or df.is_empty(): return df, df.clear().with_columns(reason=pl.lit(None, pl.String))
+    d = df.with_columns(reason=pl.coalesce([pl.when(e.fill_null(False)).then(pl.lit(r)) for r, e in rules]))
+    bad = d.filter(pl.col("reason").is_not_null())
+    return (df if bad.is_empty() else d.filter(pl.col("reason").is_null()).drop("reason")), bad
+
+class Quarantine:
+    "Rows set aside by `screen_rows`, written under the ingest's staging folder as they come; counts per table and reason."
+    def __init__(self, stage: Path, policy: str = "quarantine"):
+        if policy not in ("quarantine", "refuse"): raise IngestError(f"bad_rows={policy!r}: expected 'quarantine' or 'refuse'")
+        self.dir, self.policy, self.writers, self.counts = Path(stage) / "quarantine", policy, {}, {}
+
+    def screen(self, df: pl.DataFrame, table: str, fname: str, unit: str = "line") -> pl.DataFrame:
+        "The rows of `df` that keep the rules (without `_row`); the others set aside, or the file refused."
+        good, bad = screen_rows(df, table)
+        if len(bad):
+            r = bad.row(0, named=True)
+            at = f"{fname}, {unit} {r['_row']}" if r.get("_row") is not None else fname
+            if self.policy == "refuse":
+                raise IngestError(f"{at}: {r['reason']} ({len(bad)} such row(s) in this batch; bad_rows=refuse — "
+                                  f"bad_rows=quarantine sets them aside)")
+            if table not in self.writers: log.warning(f"{at}: {r['reason']}: row set aside in raw/quarantine/{table}.parquet")
+            row = bad["_row"] if "_row" in bad.columns else pl.Series([None] * len(bad), dtype=pl.Int64)
+            t = bad.select(c for c in SCHEMAS[table] if c in bad.columns).with_columns(source_file=pl.lit(fname), source_row=row.cast(pl.Int64),
+                                                        reason=bad["reason"]).to_arrow()
+            if table not in self.writers:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                self.writers[table] = open_parquet_writer(self.dir / f"{table}.parquet", t.schema)
+            self.writers[table].write_table(t)
+            c = self.counts.setdefault(table, {})
+            for k, n in bad.group_by("reason").len().iter_rows(): c[k] = c.get(k, 0) + n
+        return good.drop("_row", strict=False)
+
+    def close(self) -> dict:
+        "Close the files; the counts, logged."
+        for w in self.writers.values(): w.close()
+        for t, c in self.counts.items():
+            log.warning(f"{t}: {sum(c.values()):,} row(s) quarantined ({', '.join(f'{k}: {n:,}' for k, n in sorted(c.items()))})")
+        return self.counts
 
 # %% ../nbs/01_ingest.ipynb #46ababf0
 def _first_distinct(df: pl.DataFrame, keys: list) -> pl.DataFrame:
@@ -441,8 +580,12 @@ class RawWriter:
         self._close_writers(quiet=True)
 
 # %% ../nbs/01_ingest.ipynb #5eb1dda4
-def _read_all(path: Path, table: str) -> pl.DataFrame:
-    return pl.concat(list(read_export(path, table))) if path else pl.DataFrame(schema=SCHEMAS[table])
+def _read_all(path: Path, table: str, q: "Quarantine | None" = None) -> pl.DataFrame:
+    "A whole (small) export file; screened by `q` when given."
+    if not path: return pl.DataFrame(schema=SCHEMAS[table])
+    if q is None: return pl.concat(list(read_export(path, table)))
+    unit = "row" if path.suffix.lower() == ".parquet" else "line"
+    return pl.concat([q.screen(b, table, path.name, unit) for b in read_export(path, table, with_rows=True)])
 
 def _date_filter(df: pl.DataFrame, start, end) -> pl.DataFrame:
     if start: df = df.filter(pl.col("date") >= pl.lit(start).str.to_date())
@@ -469,15 +612,24 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
                  start: str | None = None,       # first date kept
                  end: str | None = None,         # last date kept
                  batch_rows: int = 500_000,      # rows per streamed batch
+                 bad_rows: str = "quarantine",   # rows breaking a DOMAIN rule: quarantine | refuse
                  ) -> IngestSummary:
-    "WRDS export files -> canonical parquet under data_dir/raw (atomic)."
+    """WRDS export files -> canonical parquet under data_dir/raw (atomic, one ingest per data dir at a time).
+    A damaged file is refused whole with its name and line; rows breaking a domain rule are quarantined."""
+    art = Artifacts.of(data_dir)
+    with exclusive(art.lock("raw"), f"data dir {art.data_dir}"):
+        clean_leftovers(art.raw)
+        return _ingest_local(Path(path), art, tickers, start, end, batch_rows, bad_rows)
+
+def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: int, bad_rows: str) -> IngestSummary:
     t0 = time.perf_counter()
-    src = Path(path)
     files = discover_exports(src)
     if "opprcd" not in files and "vsurfd" not in files:
         raise IngestError(f"{src}: no opprcdYYYY or vsurfdYYYY export files (expected e.g. opprcd2019.csv.gz)")
     for need in ("secprd",):
         if need not in files: raise IngestError(f"{src}: missing {need} export file (expected {need}.parquet or .csv.gz)")
+    raw = art.raw
+    q = Quarantine(raw, bad_rows)   # checked before anything is read; files go under the staging folder below
     sec_all = _read_all(files["secprd"][0][1], "secprd")   # small: read once, for the ticker check and the table
     names_t = "secnmd" if "secnmd" in files else ("securd" if "securd" in files else None)
     secmap: dict[str, int] = {}
@@ -491,26 +643,28 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
         tickers = None
     secids = sorted(set(secmap.values())) if tickers else None
     sy, ey = (int(start[:4]) if start else None), (int(end[:4]) if end else None)
-    raw = Artifacts.of(data_dir).raw
     with atomic_path(raw) as stage:
         stage.mkdir(parents=True)
         w = RawWriter(stage)
+        q.dir = stage / "quarantine"
         try:
             for table in ("opprcd", "vsurfd"):
                 for year, p in files.get(table, []):
                     if (sy and year and year < sy) or (ey and year and year > ey): continue
                     n = 0
-                    for b in prefetch(read_export(p, table, batch_rows)):
+                    unit = "row" if p.suffix.lower() == ".parquet" else "line"
+                    for b in prefetch(read_export(p, table, batch_rows, with_rows=True)):
                         if secids is not None: b = b.filter(pl.col("secid").is_in(secids))
                         b = _date_filter(b, start, end)
                         if year is not None and len(b) and (b["date"].dt.year() != year).any():
-                            bad = b.filter(pl.col("date").dt.year() != year)["date"][0]
-                            raise IngestError(f"{p.name}: date {bad} is outside the file's year {year}")
+                            bad = b.filter(pl.col("date").dt.year() != year).row(0, named=True)
+                            raise IngestError(f"{p.name}, {unit} {bad['_row']}: date {bad['date']} is outside the file's year {year}")
+                        b = q.screen(b, table, p.name, unit)
                         n += len(b); w.add(table, b)
                     if n == 0: raise IngestError(f"{p.name}: no rows for year {year}" + (f" and secids {secids}" if secids else "") +
                                                  " (an empty year: remove the file or widen start/end)")
                     log.info(f"{p.name}: {n:,} rows")
-            sec = _date_filter(sec_all, start, end)
+            sec = _date_filter(_read_all(files["secprd"][0][1], "secprd", q), start, end)
             if secids is not None: sec = sec.filter(pl.col("secid").is_in(secids))
             if sec.is_empty(): raise IngestError(f"{files['secprd'][0][1].name}: no rows for the requested secids and dates")
             w.add("secprd", sec)
@@ -528,10 +682,11 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
                     dsf = _link_dsf(dsf, link)
                 w.add("dsf", dsf)
         except BaseException:
-            w.abort(); raise
+            w.abort(); q.close(); raise
         summary = w.finalize()
+        summary.quarantined = q.close()
     summary.raw_dir, summary.seconds = str(raw), time.perf_counter() - t0
-    _copy_reference(src, resolve_path(data_dir))
+    _copy_reference(src, art.data_dir)
     log.info(f"ingest local: {summary.rows} in {summary.seconds:.1f}s -> {raw}; dates {sec['date'].min()}..{sec['date'].max()} "
              f"({'asked ' + (start or '…') + '..' + (end or '…') if (start or end) else 'the files’ own span'})")
     return summary
@@ -627,18 +782,27 @@ def ingest_wrds(data_dir: str | Path = "data",
                 uri: str | None = None,         # any PostgreSQL URI holding optionm/crsp/wrdsapps; default WRDS
                 vsurfd: bool = True,            # also pull optionm.vsurfdYYYY
                 chunk_rows: int = 200_000,      # rows per server-side cursor fetch
+                bad_rows: str = "quarantine",   # rows breaking a DOMAIN rule: quarantine | refuse
                 ) -> IngestSummary:
-    "WRDS PostgreSQL -> canonical parquet under data_dir/raw (atomic)."
-    from sqlalchemy import create_engine, text
+    "WRDS PostgreSQL -> canonical parquet under data_dir/raw (atomic, one ingest per data dir at a time)."
     if not tickers: raise IngestError("source wrds: give tickers (e.g. tickers=[SPY]); WRDS holds every US underlying")
+    art = Artifacts.of(data_dir)
+    with exclusive(art.lock("raw"), f"data dir {art.data_dir}"):
+        clean_leftovers(art.raw)
+        return _ingest_wrds(art, tickers, start, end, uri, vsurfd, chunk_rows, bad_rows)
+
+def _ingest_wrds(art: Artifacts, tickers, start, end, uri, vsurfd, chunk_rows, bad_rows) -> IngestSummary:
+    from sqlalchemy import create_engine, text
     t0 = time.perf_counter()
     url = wrds_url(uri)
     log.info(f"wrds: connecting to {mask_secrets(url)}")
     eng = create_engine(url, pool_pre_ping=True)
-    raw = Artifacts.of(data_dir).raw
+    raw = art.raw
+    q = Quarantine(raw, bad_rows)
     sy, ey = int(start[:4]), int(end[:4])
     with eng.connect() as conn, atomic_path(raw) as stage:
         stage.mkdir(parents=True)
+        q.dir = stage / "quarantine"
         names = pl.DataFrame(conn.execute(text("select secid, ticker, effect_date from optionm.secnmd where upper(ticker) = any(:t)"),
                                           {"t": [t.upper() for t in tickers]}).fetchall(), schema=["secid", "ticker", "effect_date"], orient="row")
         secmap = resolve_secids(canonicalize(names, "secnmd", "optionm.secnmd"), tickers, "optionm.secnmd")
@@ -657,12 +821,13 @@ def ingest_wrds(data_dir: str | Path = "data",
                     sql = f"select {sel} from optionm.{name} where secid = any(:ids) and date between :s and :e order by date"
                     n = 0
                     for b in _stream_sql(conn, sql, p, table, chunk_rows, f"optionm.{name}"):
+                        b = q.screen(b, table, f"optionm.{name}")
                         n += len(b); w.add(table, b)
                     if n == 0 and table == "opprcd": raise IngestError(f"optionm.{name}: no rows for secids {secids} between {start} and {end} (an empty year)")
                     log.info(f"optionm.{name}: {n:,} rows")
             for b in _stream_sql(conn, f"select {', '.join(SCHEMAS['secprd'])} from optionm.secprd where secid = any(:ids) and date between :s and :e order by date",
                                  p, "secprd", chunk_rows, "optionm.secprd"):
-                w.add("secprd", b)
+                w.add("secprd", q.screen(b, "secprd", "optionm.secprd"))
             sec = conn.execute(text("select secid, cusip, ticker, issuer from optionm.secnmd where secid = any(:ids) order by effect_date"), p).fetchall()
             w.add("securd", canonicalize(pl.DataFrame(sec, schema=["secid", "cusip", "ticker", "issuer"], orient="row"), "securd", "optionm.secnmd").unique("secid", keep="last"))
             if _table_exists(conn, "wrdsapps", "opcrsphist") and _table_exists(conn, "crsp", "dsf"):
@@ -677,8 +842,9 @@ def ingest_wrds(data_dir: str | Path = "data",
                 for b in _stream_sql(conn, sql, p, "dsf", chunk_rows, "crsp.dsf", extra=("secid",)): w.add("dsf", b)
             else: log.warning("crsp.dsf or wrdsapps.opcrsphist not reachable; CRSP prices skipped")
         except BaseException:
-            w.abort(); raise
+            w.abort(); q.close(); raise
         summary = w.finalize()
+        summary.quarantined = q.close()
     summary.raw_dir, summary.seconds = str(raw), time.perf_counter() - t0
     log.info(f"ingest wrds: {summary.rows} in {summary.seconds:.1f}s -> {raw}")
     return summary
@@ -787,6 +953,7 @@ class IngestParams(StageParams):
     end: str = "2019-12-31"     # last trading date, inclusive; "" keeps every date of the files (local)
     n_contracts: int = 120      # synthetic: option contracts per day and underlying
     seed: int = 0               # synthetic: simulator seed
+    bad_rows: str = "quarantine"  # rows breaking a domain rule: quarantine (set aside, counted) | refuse (the file)
     secrets = ("wrds_uri",)
 
 # %% ../nbs/01_ingest.ipynb #77bccdaa
@@ -800,17 +967,20 @@ def run_ingest(art: Artifacts,          # the run's artifact paths
         s = ingest_synthetic(art, p.start or IngestParams.start, p.end or IngestParams.end, tickers, p.n_contracts, p.seed)
     elif p.source == "local":
         if not p.local_path: raise IngestError("source=local needs local_path (a folder of WRDS export files)")
-        s = ingest_local(resolve_path(p.local_path), art, tickers, p.start or None, p.end or None)
+        s = ingest_local(resolve_path(p.local_path), art, tickers, p.start or None, p.end or None, bad_rows=p.bad_rows)
     elif p.source == "wrds":
         if not (p.start and p.end):   # IvyDB's whole history is hundreds of millions of rows: never pulled by default
             raise IngestError("source=wrds needs start and end (e.g. --start 2019-01-02 --end 2019-12-31)")
-        s = ingest_wrds(art, tickers, p.start, p.end, uri=p.wrds_uri or None)
+        s = ingest_wrds(art, tickers, p.start, p.end, uri=p.wrds_uri or None, bad_rows=p.bad_rows)
     else: raise IngestError(f"source={p.source!r}: expected 'synthetic', 'local' or 'wrds'")
     rs = s.tables = raw_summary(art)
     record_headline(art, "01_ingest", source=p.source, rows_opprcd=s.rows.get("opprcd", 0),
                     days=int(rs["secprd"]["date"].n_unique()), seconds=round(s.seconds, 1),
                     first_date=str(rs["secprd"]["date"].min()), last_date=str(rs["secprd"]["date"].max()),
                     underlyings=int(rs["secprd"]["secid"].n_unique()),
+                    rows_quarantined=sum(n for c in s.quarantined.values() for n in c.values()),
+                    quarantine_reasons="; ".join(f"{t} {k}: {n}" for t, c in s.quarantined.items() for k, n in sorted(c.items())) or None,
+                    duplicates_dropped=sum(s.duplicates.values()),
                     missing_iv_share=float(rs["per_year"]["missing_iv_share"].mean()) if "per_year" in rs else None)
     return s
 

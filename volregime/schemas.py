@@ -8,8 +8,8 @@ from __future__ import annotations
 import polars as pl
 
 # %% auto #0
-__all__ = ['SCHEMA_DOCS', 'SCHEMAS', 'REQUIRED', 'KEYS', 'DATE_COLUMNS', 'SENTINEL', 'SENTINEL_COLUMNS', 'YEARLY_TABLES',
-           'schema_table']
+__all__ = ['SCHEMA_DOCS', 'SCHEMAS', 'REQUIRED', 'KEYS', 'NOT_NULL', 'DOMAIN', 'DATE_COLUMNS', 'SENTINEL', 'SENTINEL_COLUMNS',
+           'YEARLY_TABLES', 'schema_table']
 
 # %% ../nbs/01a_schemas.ipynb #733c80f2
 # table -> {column: (polars dtype, unit or meaning)}
@@ -113,6 +113,25 @@ KEYS: dict[str, tuple[str, ...]] = {
     "opprcd": ("secid", "date", "optionid"), "secprd": ("secid", "date"), "securd": ("secid",),
     "secnmd": ("secid", "effect_date", "ticker"), "vsurfd": ("secid", "date", "days", "delta", "cp_flag"),
     "dsf": ("permno", "date"), "opcrsphist": ("secid", "permno", "sdate"),
+}
+NOT_NULL: dict[str, tuple[str, ...]] = {   # never empty: a row without them cannot be placed (a damaged file)
+    "opprcd": ("secid", "date", "exdate", "cp_flag", "strike_price", "optionid"), "secprd": ("secid", "date"),
+    "securd": ("secid",), "secnmd": ("secid",), "vsurfd": ("secid", "date", "days", "delta", "cp_flag"),
+    "dsf": ("permno", "date"), "opcrsphist": ("secid", "permno"),
+}
+_CP = ("cp_flag not C or P", ~pl.col("cp_flag").is_in(["C", "P"]))
+DOMAIN: dict[str, tuple[tuple[str, pl.Expr], ...]] = {   # (reason, true where a row breaks it); null compares as fine
+    "opprcd": (("strike_price <= 0", pl.col("strike_price") <= 0), _CP,
+               ("exdate before date", pl.col("exdate") < pl.col("date")),
+               ("impl_volatility <= 0", pl.col("impl_volatility") <= 0),
+               ("best_bid < 0", pl.col("best_bid") < 0), ("best_offer < 0", pl.col("best_offer") < 0),
+               ("best_bid > best_offer", pl.col("best_bid") > pl.col("best_offer")),
+               ("forward_price <= 0", pl.col("forward_price") <= 0),
+               # values no option has: what a damaged page decodes to (a parquet file without page CRCs cannot tell)
+               ("impl_volatility > 20", pl.col("impl_volatility") > 20), ("delta outside [-1, 1]", pl.col("delta").abs() > 1),
+               ("gamma < 0", pl.col("gamma") < 0), ("vega < 0", pl.col("vega") < 0)),
+    "vsurfd": (("impl_volatility <= 0", pl.col("impl_volatility") <= 0), _CP, ("days <= 0", pl.col("days") <= 0)),
+    "secprd": (("close <= 0", pl.col("close") <= 0),),
 }
 DATE_COLUMNS: dict[str, tuple[str, ...]] = {t: tuple(c for c, d in s.items() if d == pl.Date) for t, s in SCHEMAS.items()}
 SENTINEL = -99.99  # IvyDB's "not computed" in export files

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 from scipy.special import ndtr, ndtri
 
 from .core import InputError, atomic_path, get_logger
@@ -381,7 +382,7 @@ def _model_free_iv(dates, S, level, long_run, skew_t, curv_t, spec, T=30 / 365, 
 def _write_frame(df: pl.DataFrame, path: Path, fmt: str, table: str | None) -> None:
     with atomic_path(path) as tmp:
         if fmt == "parquet":
-            df.write_parquet(tmp, compression="zstd")
+            pq.write_table(df.to_arrow(), tmp, compression="zstd", write_page_checksum=True)   # CRCs: damage is detected on read
             return
         if table in SENTINEL_EXPORT:
             df = df.with_columns([pl.col(c).fill_null(SENTINEL) for c in SENTINEL_EXPORT[table] if c in df.columns])
