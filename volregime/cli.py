@@ -163,16 +163,10 @@ def _cmd_load(a) -> int:
     return 0
 
 def _cmd_dashboard(a) -> int:
-    "`volregime dashboard`: Voilà serving the app notebook."
-    import os
-    import subprocess
-    from volregime.dashboard import voila_command, voila_env
-    cmd = voila_command(a.port, a.host)
-    env = dict(os.environ, **voila_env())   # plotly.js served once, shared by every figure
-    print(f"serving the dashboard on http://{a.host}:{a.port}/ (Ctrl-C to stop)", flush=True)
-    if os.name == "posix":   # Voilà takes this process's place: a SIGTERM (a service manager, a test) reaches it
-        os.execve(cmd[0], cmd, env)   # and its kernels; a child left behind a killed parent kept serving
-    return subprocess.call(cmd, env=env)
+    "`volregime dashboard`: Voilà serving the app notebook, supervised (see `volregime.serve`)."
+    from volregime.serve import ServeLimits, supervise
+    limits = ServeLimits(max_kernels=a.max_kernels, kernel_memory_mb=a.kernel_memory_mb, cull_idle_s=a.cull_idle_s)
+    return supervise(a.port, a.host, limits)
 
 # %% ../nbs/09_cli.ipynb #ecbf5fe9
 def build_parser() -> argparse.ArgumentParser:
@@ -235,9 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ds = sub.add_parser("dashboard", help="serve the Voila dashboard",
                         description="Serve nbs/app/dashboard.ipynb with Voila (sources stripped, a preheated kernel, idle kernels culled). "
-                                    "Reads POSTGRES_URI, SCHEMA, TABLE_NAME, LABEL_COL, API_ROWS_CAP (environment, .env or settings.ini).")
+                                    "Reads POSTGRES_URI, SCHEMA, TABLE_NAME, LABEL_COL, API_ROWS_CAP (environment, .env or settings.ini). "
+                                    "Rows as JSON at /api/data (limit, offset, columns, clusters, date_from, date_to).")
     ds.add_argument("--port", type=int, default=8866, help="port to listen on")
-    ds.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 on a shared server)")
+    ds.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 on a shared server: a token is then required, "
+                    "from $VOLREGIME_DASHBOARD_TOKEN or printed once at start)")
+    ds.add_argument("--max-kernels", type=int, default=8, help="pages open at once (each holds a kernel); the next visitor gets 503")
+    ds.add_argument("--kernel-memory-mb", type=int, default=4096, help="address-space cap of each kernel, MiB (0: none)")
+    ds.add_argument("--cull-idle-s", type=int, default=600, help="seconds before an idle page's kernel is shut down")
     ds.set_defaults(func=_cmd_dashboard)
 
     d = sub.add_parser("db", help="the embedded PostgreSQL: start, stop, status, uri",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import html
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,7 @@ from .core import DEFAULTS, Artifacts, InputError, copy_once, get_logger, get_se
 # %% auto #0
 __all__ = ['log', 'NUMERIC_TYPES', 'DATETIME_TYPES', 'LEGEND_ABOVE', 'PALETTE', 'CSS', 'PLOTLY_ESM_ENV', 'WINDOW_LAYOUT',
            'DashboardError', 'DashboardConfig', 'DataSource', 'cluster_name', 'scatter_traces', 'fig_timeline',
-           'cluster_summary_html', 'figure_widget_class', 'App', 'build_app', 'stage_plotly_bundle', 'voila_env',
-           'voila_command']
+           'cluster_summary_html', 'figure_widget_class', 'App', 'build_app', 'stage_plotly_bundle', 'voila_env']
 
 # %% ../nbs/07_dashboard.ipynb #46a13b52
 log = get_logger("dashboard")
@@ -58,9 +58,16 @@ def _iso(d) -> str:
 
 _ident = quote_ident   # the dashboard quotes every identifier it reads through the loader's one helper
 
+_PATHS = re.compile(r"(?<![\w.])/(?:[\w.@+-]+/)+[\w.@+-]*")
+_DB_NAMES = re.compile(r'\b(server at|user|role|database|db|host)(\s*[=:]?\s*)"[^"]*"', re.I)
+
 def _error_text(e: Exception) -> str:
-    "What the page shows for an error: ours as written, anything else with its type, secrets masked."
-    return str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {mask_secrets(str(e))}"
+    """What the page shows for an error: ours as written, anything else with its type and first line; secrets
+    masked, server paths and database user, role, database and host names left out (the server's log has them)."""
+    if isinstance(e, InputError): return str(e)
+    log.warning(f"dashboard: {type(e).__name__}: {mask_secrets(str(e))}")
+    first = mask_secrets(str(e).strip().splitlines()[0]) if str(e).strip() else ""
+    return f"{type(e).__name__}: {_DB_NAMES.sub(lambda m: m[1] + m[2] + '…', _PATHS.sub('…', first))}"
 
 # %% ../nbs/07_dashboard.ipynb #1b15a1df
 NUMERIC_TYPES = ("double precision", "real", "numeric", "bigint", "integer", "smallint")
@@ -83,18 +90,21 @@ class DataSource:
                 uri = resolve_postgres_uri(self.cfg.postgres_uri or None)
                 eng = create_engine(uri, pool_pre_ping=True, connect_args={"connect_timeout": 5})
                 with eng.connect() as c: c.execute(text("select 1"))
-                self._engine, self.note = eng, f"PostgreSQL {mask_secrets(uri).split('?')[0]}, table {self.cfg.schema}.{self.cfg.table}"
-            except Exception as e:
-                self._use_parquet(f"database unreachable ({mask_secrets(str(e).splitlines()[0]) if str(e) else type(e).__name__})")
+                self._engine, self.note = eng, f"PostgreSQL, table {self.cfg.schema}.{self.cfg.table}"
+            except Exception as e:   # the details (server, user, database) go to the server's log, not the page
+                log.warning(f"dashboard: database unreachable: {mask_secrets(str(e).splitlines()[0]) if str(e) else type(e).__name__}")
+                self._use_parquet("database unreachable")
         return self._engine
 
     def _use_parquet(self, why: str):
         p = Artifacts(self.cfg.data_dir).labeled_options
+        rel = f"{p.parent.name}/{p.name}"   # the page names the file within the run, not the server's folders
         if not p.exists():
-            raise DashboardError(f"{why}; and no parquet fallback at {p}")
+            log.warning(f"dashboard: no parquet fallback at {p}")
+            raise DashboardError(f"{why}; and no parquet fallback ({rel} in the run's data dir)")
         self.fallback = p
-        self.note = f"reading {p} — {why}"
-        log.warning(self.note)
+        self.note = f"the run's {rel} — {why}"
+        log.warning(f"dashboard: reading {p} — {why}")
 
     def columns(self) -> dict:
         "{'numeric': [...], 'datetime': [...]} of the table."
@@ -514,23 +524,3 @@ def voila_env(notebook: str | Path | None = None) -> dict:
     except OSError as e:
         log.warning(f"dashboard: cannot stage plotly's bundle beside the app ({e}); each figure will carry its own copy")
         return {}
-
-# %% ../nbs/07_dashboard.ipynb #bdd39495
-def voila_command(port: int = 8866,  # port to listen on
-                  host: str = "127.0.0.1",  # address to bind
-                  notebook: str | Path | None = None,  # the app notebook; default nbs/app/dashboard.ipynb
-                  cull_idle_s: int = 600,  # seconds before an idle kernel is culled
-                 ) -> list:
-    "The voila command line."
-    import sys
-    nb = _app_notebook(notebook)
-    return [sys.executable, "-m", "voila", str(nb), f"--port={port}", f"--Voila.ip={host}", "--no-browser",
-            "--strip_sources=True", "--preheat_kernel=True", "--pool_size=1", "--show_tracebacks=False",
-            f"--MappingKernelManager.cull_idle_timeout={cull_idle_s}", "--MappingKernelManager.cull_interval=60",
-            "--MappingKernelManager.cull_connected=False",
-            # kernels on Unix sockets beside their connection files (Voilà's private temp folder), not localhost TCP
-            "--KernelManager.transport=ipc",
-            # list options one item per flag (the bracketed form is deprecated in traitlets 5)
-            r"--VoilaConfiguration.file_allowlist=.*\.(png|jpg|gif|svg)", r"--VoilaConfiguration.file_allowlist=static/plotly-widget-[0-9.]+\.js",
-            # the page shows widgets only: plotly's mime renderer (a second 4.8 MB copy of plotly.js) is not needed
-            "--VoilaConfiguration.extension_denylist=jupyterlab-plotly"]
