@@ -97,6 +97,11 @@ def test_page_loads_with_one_trace_per_cluster(page, dashboard):
     assert grid[0]["names"] == ["0 calm", "1 normal", "2 stressed"]
     assert grid[0]["xtitle"] == "impl_volatility"
     assert "6,000" in page.inner_text(".vr-count") and "cap 50,000" in page.inner_text(".vr-count")
+    # the page names the table, never the database's server, user or files on the server
+    from conftest import SANDBOX
+    assert "source: PostgreSQL, table vr_dash.dash_test" in page.inner_text("body")
+    html = page.content()
+    assert "postgresql" not in html.lower().replace("source: postgresql", "") and str(SANDBOX) not in html
     # plotly.js reaches the page once, by URL, for every figure (not once per figure in its widget state)
     res = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
     assert sum("plotly-widget-" in r for r in res) == 1 and not any("jupyterlab-plotly" in r for r in res), res
