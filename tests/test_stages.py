@@ -205,7 +205,7 @@ def test_a_corrupt_export_file_is_one_line_naming_it_and_loses_nothing(tmp_path,
     (bad / name).write_bytes(content)
     r = volregime_cli("ingest", "--source", "local", "--local-path", str(bad), "--data-dir", str(tmp_path / "d"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1 and f"{bad / name}: unreadable or corrupt file" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and f"ingest: {name}: unreadable or corrupt file" in r.stderr
     assert {p: p.read_bytes() for p in (tmp_path / "d" / "raw").rglob("*.parquet")} == before
 
 
