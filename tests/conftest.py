@@ -64,3 +64,23 @@ def volregime_cli(*args, cwd=ROOT, env=None, check=False):
     exe = shutil.which("volregime", path=str(Path(sys.executable).parent)) or "volregime"
     e = dict(os.environ, **(env or {}))
     return subprocess.run([exe, *args], cwd=cwd, env=e, capture_output=True, text=True, check=check, timeout=900)
+
+
+def free_port() -> int:
+    "A TCP port free on this machine now."
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def labeled_rows(n: int, seed: int, year: int, secid: int = 109820, n_pca: int = 4):
+    "Labelled option rows as the load stage writes them: three clusters whose IV and PCA components differ."
+    import numpy as np
+    import polars as pl
+    rng = np.random.default_rng(seed)
+    date = np.sort(rng.choice(np.arange(np.datetime64(f"{year}-01-01"), np.datetime64(f"{year}-12-31")), n))
+    cl = rng.integers(0, 3, n)
+    return pl.DataFrame({"date": date, "secid": secid, "optionid": np.arange(n), "impl_volatility": 0.1 + 0.1 * cl + rng.normal(0, 0.02, n),
+                         "delta": rng.uniform(-1, 1, n), "volume": rng.integers(0, 500, n),
+                         **{f"pca_component_{i}": rng.normal(cl, 1.0) for i in range(1, n_pca + 1)}, "cluster": cl})

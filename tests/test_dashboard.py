@@ -2,42 +2,27 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 
-from conftest import ARTIFACTS, ROOT
+from conftest import ARTIFACTS, ROOT, free_port, labeled_rows
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def dashboard(pg_uri, tmp_path_factory):
     "A loaded table, and `volregime dashboard` serving it."
     from volregime.db import load_results, write_table
-    import pyarrow as pa
     d = tmp_path_factory.mktemp("dash")
-    rng = np.random.default_rng(0)
-    n = 6000
-    date = np.sort(rng.choice(np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-12-31")), n))
-    cl = rng.integers(0, 3, n)
-    df = pl.DataFrame({"date": date, "secid": 109820, "optionid": np.arange(n), "impl_volatility": 0.1 + 0.1 * cl + rng.normal(0, 0.02, n),
-                       "delta": rng.uniform(-1, 1, n), "volume": rng.integers(0, 500, n),
-                       **{f"pca_component_{i}": rng.normal(cl, 1.0) for i in range(1, 5)}, "cluster": cl})
+    df = labeled_rows(6000, seed=0, year=2020)
     df.write_parquet(d / "rows.parquet")
     load_results(d / "rows.parquet", pg_uri, table="dash_test", schema="vr_dash", progress=False)
     days = df.group_by("date").agg([(pl.col("cluster") == i).mean().alias(f"share_{i}") for i in range(3)]).sort("date") \

@@ -15,21 +15,12 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import numpy as np
-import polars as pl
 import psutil
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_port, labeled_rows
 
 PROTO = "v1.kernel.websocket.jupyter.org"
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str, headers: dict | None = None, timeout: float = 60) -> tuple[int, str]:
@@ -61,13 +52,7 @@ def served(pg_uri, tmp_path_factory):
     "`volregime dashboard --host 0.0.0.0` over a loaded table, no token configured: it makes one."
     from volregime.db import load_results
     d = tmp_path_factory.mktemp("dash-sec")
-    rng = np.random.default_rng(1)
-    n = 3000
-    cl = rng.integers(0, 3, n)
-    date = np.sort(rng.choice(np.arange(np.datetime64("2021-01-01"), np.datetime64("2021-12-31")), n))
-    pl.DataFrame({"date": date, "secid": 1, "impl_volatility": 0.1 + 0.1 * cl + rng.normal(0, 0.02, n),
-                  "delta": rng.uniform(-1, 1, n), **{f"pca_component_{i}": rng.normal(cl, 1.0) for i in (1, 2)},
-                  "cluster": cl}).write_parquet(d / "rows.parquet")
+    labeled_rows(3000, seed=1, year=2021, secid=1, n_pca=2).write_parquet(d / "rows.parquet")
     load_results(d / "rows.parquet", pg_uri, table="sec_test", schema="vr_sec", progress=False)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "VOLREGIME_DASHBOARD_TOKEN"}

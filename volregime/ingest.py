@@ -5,6 +5,7 @@
 # %% ../nbs/01_ingest.ipynb #655f500c
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -25,10 +26,10 @@ from .synth import simulate_market, write_exports
 
 # %% auto #0
 __all__ = ['log', 'EXPORT_RE', 'MAX_FIELD_BYTES', 'NULL_TOKENS', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'IngestError',
-           'discover_exports', 'canonicalize', 'prefetch', 'read_export', 'IngestSummary', 'screen_rows', 'Quarantine',
-           'RawWriter', 'resolve_secids', 'ingest_local', 'ingest_synthetic', 'wrds_url', 'mirror_to_postgres',
-           'ingest_wrds', 'consolidate_years', 'combine_parquet', 'raw_summary', 'atm_term_structure',
-           'fig_underlying_and_term', 'IngestParams', 'run_ingest', 'raw_ready', 'ensure_raw']
+           'discover_exports', 'canonicalize', 'prefetch', 'read_export', 'IngestSummary', 'screen_rows',
+           'check_bad_rows', 'Quarantine', 'RawWriter', 'resolve_secids', 'ingest_local', 'ingest_synthetic',
+           'wrds_url', 'mirror_to_postgres', 'ingest_wrds', 'consolidate_years', 'combine_parquet', 'raw_summary',
+           'atm_term_structure', 'fig_underlying_and_term', 'IngestParams', 'run_ingest', 'raw_ready', 'ensure_raw']
 
 # %% ../nbs/01_ingest.ipynb #def64e1a
 log = get_logger("ingest")
@@ -354,7 +355,7 @@ class IngestSummary:
     tables: dict = field(default_factory=dict)       # raw_summary of what was written (the stage's report tables)
     quarantined: dict = field(default_factory=dict)  # table -> {reason: rows set aside in raw/quarantine/}
 
-# %% ../nbs/01_ingest.ipynb #f93df3dd
+# %% ../nbs/01_ingest.ipynb #c5858040
 def screen_rows(df: pl.DataFrame,  # canonical rows
                 table: str,        # their table
                 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -368,11 +369,15 @@ def screen_rows(df: pl.DataFrame,  # canonical rows
     bad = d.filter(pl.col("reason").is_not_null())
     return (df if bad.is_empty() else d.filter(pl.col("reason").is_null()).drop("reason")), bad
 
+def check_bad_rows(policy: str) -> str:
+    "The `bad_rows` policy, or an IngestError before anything is read."
+    if policy not in ("quarantine", "refuse"): raise IngestError(f"bad_rows={policy!r}: expected 'quarantine' or 'refuse'")
+    return policy
+
 class Quarantine:
     "Rows set aside by `screen_rows`, written under the ingest's staging folder as they come; counts per table and reason."
     def __init__(self, stage: Path, policy: str = "quarantine"):
-        if policy not in ("quarantine", "refuse"): raise IngestError(f"bad_rows={policy!r}: expected 'quarantine' or 'refuse'")
-        self.dir, self.policy, self.writers, self.counts = Path(stage) / "quarantine", policy, {}, {}
+        self.dir, self.policy, self.writers, self.counts = Path(stage) / "quarantine", check_bad_rows(policy), {}, {}
 
     def screen(self, df: pl.DataFrame, table: str, fname: str, unit: str = "line") -> pl.DataFrame:
         "The rows of `df` that keep the rules (without `_row`); the others set aside, or the file refused."
@@ -592,12 +597,21 @@ class RawWriter:
         self._close_writers(quiet=True)
 
 # %% ../nbs/01_ingest.ipynb #5eb1dda4
-def _read_all(path: Path, table: str, q: "Quarantine | None" = None) -> pl.DataFrame:
-    "A whole (small) export file; screened by `q` when given."
+def _read_all(path: Path, table: str, with_rows: bool = False) -> pl.DataFrame:
+    "A whole (small) export file."
     if not path: return pl.DataFrame(schema=SCHEMAS[table])
-    if q is None: return pl.concat(list(read_export(path, table)))
-    unit = "row" if path.suffix.lower() == ".parquet" else "line"
-    return pl.concat([q.screen(b, table, path.name, unit) for b in read_export(path, table, with_rows=True)])
+    return pl.concat(list(read_export(path, table, with_rows=with_rows)))
+
+def _unit(path: Path) -> str:
+    "What `_row` counts in a file: lines of a CSV (the header is line 1), rows of a parquet file."
+    return "row" if path.suffix.lower() == ".parquet" else "line"
+
+@contextlib.contextmanager
+def _raw_lock(art: Artifacts):
+    "One writer of `art.raw` at a time (others exit 2 at once); what a killed writer left is cleaned first."
+    with exclusive(art.lock("raw"), f"data dir {art.data_dir}"):
+        clean_leftovers(art.raw)
+        yield
 
 def _date_filter(df: pl.DataFrame, start, end) -> pl.DataFrame:
     if start: df = df.filter(pl.col("date") >= pl.lit(start).str.to_date())
@@ -629,9 +643,8 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
     """WRDS export files -> canonical parquet under data_dir/raw (atomic, one ingest per data dir at a time).
     A damaged file is refused whole with its name and line; rows breaking a domain rule are quarantined."""
     art = Artifacts.of(data_dir)
-    with exclusive(art.lock("raw"), f"data dir {art.data_dir}"):
-        clean_leftovers(art.raw)
-        return _ingest_local(Path(path), art, tickers, start, end, batch_rows, bad_rows)
+    check_bad_rows(bad_rows)
+    with _raw_lock(art): return _ingest_local(Path(path), art, tickers, start, end, batch_rows, bad_rows)
 
 def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: int, bad_rows: str) -> IngestSummary:
     t0 = time.perf_counter()
@@ -641,30 +654,30 @@ def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: in
     for need in ("secprd",):
         if need not in files: raise IngestError(f"{src}: missing {need} export file (expected {need}.parquet or .csv.gz)")
     raw = art.raw
-    q = Quarantine(raw, bad_rows)   # checked before anything is read; files go under the staging folder below
-    sec_all = _read_all(files["secprd"][0][1], "secprd")   # small: read once, for the ticker check and the table
+    sec_path = files["secprd"][0][1]
+    sec_all = _read_all(sec_path, "secprd", with_rows=True)   # small: read once, for the ticker check and the table
     names_t = "secnmd" if "secnmd" in files else ("securd" if "securd" in files else None)
     secmap: dict[str, int] = {}
-    if names_t: secmap = resolve_secids(_read_all(files[names_t][0][1], names_t), tickers, files[names_t][0][1].name)
+    nm = _read_all(files[names_t][0][1], names_t) if names_t else None   # small: read once, for the map and the table
+    if names_t: secmap = resolve_secids(nm, tickers, files[names_t][0][1].name)
     elif tickers:   # no ticker map: one underlying in the folder is unambiguous, several are not
         ids = sec_all["secid"].unique().to_list()
         if len(ids) != 1:
             raise IngestError(f"{src}: tickers {tickers} given but no secnmd/securd file maps tickers to the {len(ids)} secids "
-                              f"in {files['secprd'][0][1].name}; tickers=[] keeps every underlying (or add secnmd)")
+                              f"in {sec_path.name}; tickers=[] keeps every underlying (or add secnmd)")
         log.warning(f"{src}: no secnmd/securd to check tickers {tickers} against; the folder's one underlying (secid {ids[0]}) is kept")
         tickers = None
     secids = sorted(set(secmap.values())) if tickers else None
     sy, ey = (int(start[:4]) if start else None), (int(end[:4]) if end else None)
     with atomic_path(raw) as stage:
         stage.mkdir(parents=True)
-        w = RawWriter(stage)
-        q.dir = stage / "quarantine"
+        w, q = RawWriter(stage), Quarantine(stage, bad_rows)
         try:
             for table in ("opprcd", "vsurfd"):
                 for year, p in files.get(table, []):
                     if (sy and year and year < sy) or (ey and year and year > ey): continue
                     n = 0
-                    unit = "row" if p.suffix.lower() == ".parquet" else "line"
+                    unit = _unit(p)
                     for b in prefetch(read_export(p, table, batch_rows, with_rows=True)):
                         if secids is not None: b = b.filter(pl.col("secid").is_in(secids))
                         b = _date_filter(b, start, end)
@@ -676,12 +689,11 @@ def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: in
                     if n == 0: raise IngestError(f"{p.name}: no rows for year {year}" + (f" and secids {secids}" if secids else "") +
                                                  " (an empty year: remove the file or widen start/end)")
                     log.info(f"{p.name}: {n:,} rows")
-            sec = _date_filter(_read_all(files["secprd"][0][1], "secprd", q), start, end)
+            sec = _date_filter(q.screen(sec_all, "secprd", sec_path.name, _unit(sec_path)), start, end)
             if secids is not None: sec = sec.filter(pl.col("secid").is_in(secids))
-            if sec.is_empty(): raise IngestError(f"{files['secprd'][0][1].name}: no rows for the requested secids and dates")
+            if sec.is_empty(): raise IngestError(f"{sec_path.name}: no rows for the requested secids and dates")
             w.add("secprd", sec)
             if names_t:
-                nm = _read_all(files[names_t][0][1], names_t)
                 w.add("securd", (nm if names_t == "securd" else nm.sort("effect_date").unique("secid", keep="last")
                                  .with_columns(issue_type=pl.lit(None, pl.String)))
                       .select(list(SCHEMAS["securd"])).filter(pl.col("secid").is_in(secids) if secids else pl.lit(True)))
@@ -799,9 +811,8 @@ def ingest_wrds(data_dir: str | Path = "data",
     "WRDS PostgreSQL -> canonical parquet under data_dir/raw (atomic, one ingest per data dir at a time)."
     if not tickers: raise IngestError("source wrds: give tickers (e.g. tickers=[SPY]); WRDS holds every US underlying")
     art = Artifacts.of(data_dir)
-    with exclusive(art.lock("raw"), f"data dir {art.data_dir}"):
-        clean_leftovers(art.raw)
-        return _ingest_wrds(art, tickers, start, end, uri, vsurfd, chunk_rows, bad_rows)
+    check_bad_rows(bad_rows)
+    with _raw_lock(art): return _ingest_wrds(art, tickers, start, end, uri, vsurfd, chunk_rows, bad_rows)
 
 def _ingest_wrds(art: Artifacts, tickers, start, end, uri, vsurfd, chunk_rows, bad_rows) -> IngestSummary:
     from sqlalchemy import create_engine, text
@@ -810,11 +821,10 @@ def _ingest_wrds(art: Artifacts, tickers, start, end, uri, vsurfd, chunk_rows, b
     log.info(f"wrds: connecting to {mask_secrets(url)}")
     eng = create_engine(url, pool_pre_ping=True)
     raw = art.raw
-    q = Quarantine(raw, bad_rows)
     sy, ey = int(start[:4]), int(end[:4])
     with eng.connect() as conn, atomic_path(raw) as stage:
         stage.mkdir(parents=True)
-        q.dir = stage / "quarantine"
+        q = Quarantine(stage, bad_rows)
         names = pl.DataFrame(conn.execute(text("select secid, ticker, effect_date from optionm.secnmd where upper(ticker) = any(:t)"),
                                           {"t": [t.upper() for t in tickers]}).fetchall(), schema=["secid", "ticker", "effect_date"], orient="row")
         secmap = resolve_secids(canonicalize(names, "secnmd", "optionm.secnmd"), tickers, "optionm.secnmd")
