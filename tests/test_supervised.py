@@ -78,30 +78,63 @@ def test_scalers_fit_on_training_rows_only():
     assert np.allclose(scaler.mean_, X[tr].reshape(len(tr), -1).mean(0))
     assert np.allclose(est.transformer_.data_max_, s.y[tr].max(0))
     configure_devices("none", True, 0)
-    kf = KerasForecaster("lstm", units=4, lr=0.01, window=10, epochs=2, patience=1, gap=5).fit(X[tr], s.y[tr])
+    # early stopping only: the scalers see the rows before the tail
+    kf = KerasForecaster("lstm", units=4, lr=0.01, window=10, epochs=2, patience=1, gap=5, refit_full=False).fit(X[tr], s.y[tr])
     n_val = max(5, int(0.15 * len(tr)))
     fit_rows = np.arange(0, len(tr) - n_val - 5)
     assert np.allclose(kf.feature_scaler_.mean_, X[fit_rows].reshape(-1, X.shape[-1]).mean(0))
     assert np.allclose(kf.target_scaler_.data_max_, s.y[fit_rows].max(0))
+    # the default refit: every training row, still nothing after them
+    kf = KerasForecaster("lstm", units=4, lr=0.01, window=10, epochs=2, patience=1, gap=5).fit(X[tr], s.y[tr])
+    assert kf.refit_rows_ == len(tr)
+    assert np.allclose(kf.feature_scaler_.mean_, X[tr].reshape(-1, X.shape[-1]).mean(0))
+    assert np.allclose(kf.target_scaler_.data_max_, s.y[tr].max(0))
 
 
 def test_diebold_mariano_against_a_hand_computed_value():
-    e1 = np.array([0.5, -0.3, 0.2, 0.4, -0.1, 0.3, -0.2, 0.1, 0.2, -0.4])
-    e2 = np.array([0.8, -0.6, 0.1, 0.9, -0.5, 0.7, -0.3, 0.4, 0.6, -0.2])
+    e1 = np.array([0.5, -0.3, 0.2, 0.4, -0.1, 0.3, -0.2, 0.1, 0.2, -0.4, 0.1, -0.2])
+    e2 = np.array([0.8, -0.6, 0.1, 0.9, -0.5, 0.7, -0.3, 0.4, 0.6, -0.2, 0.5, -0.6])
     h = 2
-    # by hand: loss differential, its mean, the variance with one autocovariance, the HLN factor
-    d = e1 ** 2 - e2 ** 2
-    T = len(d)
-    g0 = sum((x - d.mean()) ** 2 for x in d) / T
-    g1 = sum((d[i] - d.mean()) * (d[i - 1] - d.mean()) for i in range(1, T)) / T
-    dm = d.mean() / math.sqrt((g0 + 2 * g1) / T) * math.sqrt((T + 1 - 2 * h + h * (h - 1) / T) / T)
+    # by hand, step by step: the AR(1) prewhitening with Kendall's correction, Andrews' bandwidth on the residuals,
+    # the Bartlett long-run variance recoloured, the fixed-b scaling and Student's t
+    d = [a * a - b * b for a, b in zip(e1, e2)]
+    T = len(d); mean = sum(d) / T; u = [x - mean for x in d]
+    rho = sum(u[i] * u[i - 1] for i in range(1, T)) / sum(u[i - 1] ** 2 for i in range(1, T))
+    rho = max(-0.97, min(0.97, rho + (1 + 3 * rho) / T))
+    e = [u[i] - rho * u[i - 1] for i in range(1, T)]
+    n = len(e)
+    r = max(-0.97, min(0.97, sum(e[i] * e[i - 1] for i in range(1, n)) / sum(e[i - 1] ** 2 for i in range(1, n))))
+    M = min(max(h - 1, 1.1447 * (4 * r * r / ((1 - r) ** 2 * (1 + r) ** 2) * n) ** (1 / 3)), n - 1)
+    lrv = sum(x * x for x in e) / n + sum(2 * (1 - k / (M + 1)) * sum(e[i] * e[i - k] for i in range(k, n)) / n for k in range(1, int(M) + 1))
+    lrv /= (1 - rho) ** 2
+    b = (M + 1) / T
+    z = mean / math.sqrt(lrv / T) * 1.96 / (1.96 + 2.9694 * b + 0.4160 * b * b - 0.5324 * b ** 3)
     from scipy.stats import t as student
-    p = 2 * (1 - student.cdf(abs(dm), T - 1))
+    p = 2 * (1 - student.cdf(abs(z), T - 1))
     got_dm, got_p = diebold_mariano(e1, e2, h)
-    assert abs(got_dm - dm) < 1e-12 and abs(got_p - p) < 1e-12
+    assert abs(got_dm - z) < 1e-10 and abs(got_p - p) < 1e-10
     assert got_dm < 0                        # e1 has the smaller losses
-    assert abs(got_dm - (-5.18)) < 0.01      # worked on paper: mean d = -0.232, var = (0.046954 - 2*0.016246)/10, HLN factor sqrt(0.72)
     assert qlike(np.array([0.2, 0.3]), np.array([0.2, 0.3])) == 0.0
+
+
+def test_diebold_mariano_holds_its_size_where_the_h_minus_1_cut_does_not():
+    # AR(1) loss differentials, phi = 0.8, T = 63, h = 5, true mean zero; nominal 5 %
+    from scipy.stats import t as student
+    rs = np.random.RandomState(11)
+    ours = old = 0
+    n_rep = 1500
+    for _ in range(n_rep):
+        x = rs.normal(size=163); dd = np.zeros_like(x)
+        for t in range(1, 163): dd[t] = 0.8 * dd[t - 1] + x[t]
+        dd = dd[100:]
+        ours += diebold_mariano(dd, np.zeros_like(dd), 5, loss="given")[1] < 0.05
+        # the former test: h - 1 autocovariances and the HLN factor
+        T, m = len(dd), dd.mean()
+        g = [np.sum((dd[k:] - m) * (dd[:T - k] - m)) / T for k in range(5)]
+        st = m / np.sqrt((g[0] + 2 * sum(g[1:])) / T) * np.sqrt((T + 1 - 10 + 20 / T) / T)
+        old += 2 * student.sf(abs(st), T - 1) < 0.05
+    assert 0.03 <= ours / n_rep <= 0.08, ours / n_rep
+    assert old / n_rep > 0.12, old / n_rep
 
 
 def test_har_beats_nothing_it_should_not():

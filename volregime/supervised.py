@@ -21,12 +21,14 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from .core import Artifacts, InputError, StageParams, atomic_path, get_logger, record_headline, seed_of
 
 # %% auto #0
-__all__ = ['log', 'SKLEARN_GRIDS', 'BUILDERS', 'ForecastInputError', 'Sequences', 'make_sequences', 'as_sequences', 'Fold',
-           'outer_folds', 'inner_splits_of', 'default_anchors', 'choose_folds', 'persistence_forecast', 'har_forecast',
-           'sklearn_model', 'tune', 'fit_sklearn', 'configure_devices', 'build_recurrent', 'build_lstm', 'build_gru',
-           'build_seq2seq', 'KerasForecaster', 'keras_grid', 'qlike', 'diebold_mariano', 'pooled_dm_rows', 'CVResult',
-           'nested_cv', 'add_regime_rmse', 'summary_table', 'save_family', 'load_family', 'fig_folds', 'fig_forecasts',
-           'fig_histories', 'verdict', 'ForecastParams', 'ForecastStageResult', 'forecast_frame', 'run_forecast']
+__all__ = ['log', 'SKLEARN_GRIDS', 'BUILDERS', 'QLIKE_FLOOR', 'ForecastInputError', 'Sequences', 'make_sequences', 'as_sequences',
+           'Fold', 'outer_folds', 'inner_splits_of', 'default_anchors', 'choose_folds', 'persistence_forecast',
+           'har_forecast', 'sklearn_model', 'tune', 'fit_sklearn', 'configure_devices', 'build_recurrent', 'build_lstm',
+           'build_gru', 'build_seq2seq', 'KerasForecaster', 'keras_grid', 'qlike_loss', 'qlike', 'hac_variance',
+           'fixed_b_critical', 'loss_test', 'diebold_mariano', 'clark_west', 'combine_folds', 'holm',
+           'model_confidence_set', 'combined_rows', 'CVResult', 'nested_cv', 'add_regime_rmse', 'summary_table',
+           'mcs_losses', 'save_family', 'load_family', 'fig_folds', 'fig_forecasts', 'fig_histories', 'verdict',
+           'ForecastParams', 'ForecastStageResult', 'forecast_frame', 'run_forecast']
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #4aa92d92
 log = get_logger("supervised")
@@ -377,10 +379,11 @@ class KerasForecaster(RegressorMixin, BaseEstimator):
                  batch_size: int = 64,         # minibatch size
                  gap: int = 5,                 # samples skipped between training rows and the validation tail (= H)
                  n_steps: int | None = None,   # steps in a flattened 2-D input row; None: 2-D rows are one step
-                 random_state: int = 0):       # Keras seed
+                 random_state: int = 0,        # Keras seed
+                 refit_full: bool = True):     # refit on every row for the early-stopped number of epochs
         self.family, self.units, self.depth, self.dropout, self.lr, self.window = family, units, depth, dropout, lr, window
         self.epochs, self.patience, self.batch_size, self.gap, self.n_steps = epochs, patience, batch_size, gap, n_steps
-        self.random_state = random_state
+        self.random_state, self.refit_full = random_state, refit_full
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -397,7 +400,9 @@ class KerasForecaster(RegressorMixin, BaseEstimator):
         return self.feature_scaler_.transform(Xw.reshape(-1, Xw.shape[-1])).reshape(Xw.shape)
 
     def fit(self, X, y):
-        "Train on (X, y); the last 15% (after `gap` samples) is the early-stopping tail when there are 30 or more samples."
+        """Train on (X, y). With 30 or more samples the last 15 % (after `gap` samples) is an early-stopping tail that
+        chooses the number of epochs; with `refit_full` the model is then refit on every row for that many epochs, as the
+        scikit-learn families are refit on the whole training set."""
         import keras
         from sklearn.preprocessing import MinMaxScaler, StandardScaler
         from sklearn.utils.validation import validate_data
@@ -421,6 +426,17 @@ class KerasForecaster(RegressorMixin, BaseEstimator):
                       callbacks=[keras.callbacks.EarlyStopping(patience=int(self.patience), restore_best_weights=True)])
         h = self.model_.fit(self._scaled(Xw[tr]), self.target_scaler_.transform(Y[tr]), **kw)
         self.history_ = {k: list(map(float, v)) for k, v in h.history.items()}
+        self.epochs_ = int(np.argmin(self.history_["val_loss"]) + 1) if tail else int(self.epochs)
+        self.refit_rows_ = len(tr)
+        if tail and self.refit_full:          # the tail chose the epochs; now every row trains the model
+            keras.utils.set_random_seed(seed_of(self.random_state))
+            self.feature_scaler_ = StandardScaler().fit(Xw.reshape(-1, Xw.shape[-1]))
+            self.target_scaler_ = MinMaxScaler().fit(Y)
+            self.model_ = BUILDERS[self.family](Xw.shape[1:], Y.shape[1], units=int(self.units), depth=int(self.depth),
+                                                dropout=float(self.dropout), lr=float(self.lr))
+            self.model_.fit(self._scaled(Xw), self.target_scaler_.transform(Y), epochs=self.epochs_, batch_size=int(self.batch_size),
+                            verbose=0, shuffle=False)
+            self.refit_rows_ = len(Xw)
         self.n_outputs_ = Y.shape[1]
         return self
 
@@ -449,46 +465,167 @@ def keras_grid(units: list,    # recurrent units tried
             "lr": [float(v) for v in lr], "window": [int(w) for w in windows]}
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #0cd85905
-def qlike(y: np.ndarray, f: np.ndarray) -> float:
-    "Mean QLIKE loss of volatility forecasts f for realised y (on variances)."
-    r = (np.asarray(y) ** 2) / np.maximum(np.asarray(f) ** 2, 1e-12)
-    return float(np.mean(r - np.log(r) - 1))
+QLIKE_FLOOR = 1e-3   # forecast volatility floor (0.1 %): forecasts at or below it are scored at it
+
+def qlike_loss(y: np.ndarray,  # realised (target) volatility
+               f: np.ndarray,  # forecast volatility
+               floor: float = QLIKE_FLOOR,  # forecasts below this volatility are scored at it
+              ) -> np.ndarray:
+    "Per-sample QLIKE on variances, y²/f² − log(y²/f²) − 1, with non-positive or tiny forecasts floored (not squared)."
+    y2 = np.maximum(np.asarray(y, float), floor) ** 2
+    f2 = np.maximum(np.asarray(f, float), floor) ** 2    # max before squaring: a negative forecast is not a positive variance
+    r = y2 / f2
+    return r - np.log(r) - 1
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #b26b200b
+def qlike(y: np.ndarray, f: np.ndarray, floor: float = QLIKE_FLOOR) -> float:
+    "Mean QLIKE loss of volatility forecasts f for realised y (on variances, forecasts floored)."
+    return float(np.mean(qlike_loss(y, f, floor)))
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #9aaf57b2
+def hac_variance(d: np.ndarray,  # a series (loss differentials)
+                 h: int = 1,  # forecast horizon: the bandwidth is at least h - 1
+                ) -> tuple[float, float]:
+    """(long-run variance, Bartlett bandwidth) of d: AR(1)-prewhitened (bias-corrected coefficient, |ρ| <= 0.97),
+    Bartlett kernel on the residuals with Andrews' AR(1) plug-in bandwidth (at least h - 1), recoloured."""
+    u = np.asarray(d, float); u = u - u.mean(); T = len(u)
+    den = float(u[:-1] @ u[:-1])
+    rho = float(u[1:] @ u[:-1]) / den if den > 0 else 0.0
+    rho = float(np.clip(rho + (1 + 3 * rho) / T, -0.97, 0.97))          # Kendall's small-sample bias correction
+    e = u[1:] - rho * u[:-1]
+    de = float(e[:-1] @ e[:-1])
+    r = float(np.clip(float(e[1:] @ e[:-1]) / de if de > 0 else 0.0, -0.97, 0.97))
+    a = 4 * r ** 2 / ((1 - r) ** 2 * (1 + r) ** 2)
+    M = float(min(max(h - 1, 1.1447 * (a * len(e)) ** (1 / 3)), len(e) - 1))
+    n = len(e); v = float(e @ e) / n
+    for k in range(1, int(M) + 1): v += 2 * (1 - k / (M + 1)) * float(e[k:] @ e[:-k]) / n
+    return max(v, 0.0) / (1 - rho) ** 2, M
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #5c21219a
+def fixed_b_critical(b: float) -> float:
+    "Two-sided 5 % fixed-b critical value of a Bartlett-HAC t statistic, bandwidth share b = M/T (Kiefer & Vogelsang 2005)."
+    b = float(np.clip(b, 0.0, 1.0))
+    return 1.96 + 2.9694 * b + 0.4160 * b ** 2 - 0.5324 * b ** 3
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #b853ef1a
+def loss_test(d: np.ndarray,  # loss differentials, model minus benchmark (negative: the model's loss is lower)
+              h: int = 1,  # forecast horizon
+              alternative: str = "two-sided",  # two-sided, or less (model better: mean < 0)
+             ) -> tuple[float, float]:
+    "(statistic, p-value) of a zero mean of d: prewhitened Bartlett HAC variance, fixed-b scaling, Student's t(T-1)."
+    if alternative not in ("two-sided", "less"): raise ForecastInputError(f"alternative={alternative!r}: expected 'two-sided' or 'less'")
+    d = np.asarray(d, float)
+    T = len(d)
+    if T < 8 or not np.isfinite(d).all(): return np.nan, np.nan
+    v, M = hac_variance(d, h)
+    if v <= 0: return np.nan, np.nan
+    t = float(d.mean() / np.sqrt(v / T))
+    z = t * 1.96 / fixed_b_critical((M + 1) / T)          # fixed-b: the statistic scaled onto the normal 5 % point
+    p = 2 * stats.t.sf(abs(z), T - 1) if alternative == "two-sided" else stats.t.cdf(z, T - 1)
+    return z, float(p)
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #df1e6c52
 def diebold_mariano(e1: np.ndarray,  # forecast errors of the model
                     e2: np.ndarray,  # forecast errors of the benchmark
-                    h: int = 1,  # forecast horizon (autocovariances used: h - 1)
+                    h: int = 1,  # forecast horizon
+                    loss: str = "squared",  # squared errors; for QLIKE pass per-sample losses with loss="given"
                    ) -> tuple[float, float]:
-    "HLN-corrected DM statistic and two-sided p-value for squared-error losses of e1 versus e2."
-    d = np.asarray(e1, float) ** 2 - np.asarray(e2, float) ** 2
-    T = len(d)
-    if T < 3: return np.nan, np.nan
-    dbar = d.mean()
-    gam = [np.sum((d[k:] - dbar) * (d[:T - k] - dbar)) / T for k in range(h)]
-    var = (gam[0] + 2 * sum(gam[1:])) / T
-    if var <= 0: return np.nan, np.nan
-    dm = dbar / np.sqrt(var)
-    dm *= np.sqrt((T + 1 - 2 * h + h * (h - 1) / T) / T)
-    return float(dm), float(2 * stats.t.sf(abs(dm), df=T - 1))
+    "DM statistic and two-sided p-value of model versus benchmark (negative: the model's loss is lower), see `loss_test`."
+    e1, e2 = np.asarray(e1, float), np.asarray(e2, float)
+    if loss not in ("squared", "given"): raise ForecastInputError(f"loss={loss!r}: expected 'squared' or 'given'")
+    d = e1 ** 2 - e2 ** 2 if loss == "squared" else e1 - e2
+    return loss_test(d, h)
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #82558e99
+def clark_west(y: np.ndarray,  # realised values
+               f_bench: np.ndarray,  # forecasts of the nested benchmark (persistence)
+               f_model: np.ndarray,  # forecasts of the larger model
+               h: int = 1,  # forecast horizon
+              ) -> tuple[float, float]:
+    "Clark–West (2007) statistic and one-sided p-value that the larger model beats the nested benchmark (positive: it does)."
+    y, fb, fm = (np.asarray(a, float) for a in (y, f_bench, f_model))
+    adj = (y - fb) ** 2 - ((y - fm) ** 2 - (fb - fm) ** 2)
+    stat, p = loss_test(-adj, h, alternative="less")
+    return (-stat if np.isfinite(stat) else stat), p
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #dbb853a4
+def combine_folds(stats_: np.ndarray,  # each fold's statistic (approximately N(0,1) under the null)
+                  n: np.ndarray,  # each fold's sample count (weights)
+                  alternative: str = "two-sided",  # two-sided, or less / greater
+                 ) -> tuple[float, float]:
+    "(combined z, p) of independent folds by Stouffer's method weighted by sqrt(n); folds without a statistic are left out."
+    z, n = np.asarray(stats_, float), np.asarray(n, float)
+    ok = np.isfinite(z) & (n > 0)
+    if not ok.any(): return np.nan, np.nan
+    Z = float((np.sqrt(n[ok]) * z[ok]).sum() / np.sqrt(n[ok].sum()))
+    p = {"two-sided": 2 * stats.norm.sf(abs(Z)), "less": stats.norm.cdf(Z), "greater": stats.norm.sf(Z)}[alternative]
+    return Z, float(p)
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #5aa9eb8d
+def holm(p: np.ndarray) -> np.ndarray:
+    "Holm's step-down adjusted p-values (NaN kept where there is no test)."
+    p = np.asarray(p, float); out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p)); m = len(ok)
+    if not m: return out
+    order = ok[np.argsort(p[ok])]
+    adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out[order] = adj
+    return out
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #c099f50b
+def model_confidence_set(losses: pl.DataFrame,  # one column per model, one row per forecast (in time order)
+                         size: float = 0.10,  # the MCS's size: the set holds the best model with 1 - size
+                         block_size: int = 10,  # stationary bootstrap mean block length (samples)
+                         reps: int = 1000,  # bootstrap replications
+                         random_state: int = 0,  # bootstrap seed
+                        ) -> pl.DataFrame:
+    "model, mcs_pvalue, in_mcs: Hansen–Lunde–Nason's set of models not beaten at `size` (arch's MCS, range statistic)."
+    from arch.bootstrap import MCS
+    names = losses.columns
+    L = losses.to_numpy().astype(float)
+    keep = np.isfinite(L).all(axis=1); L = L[keep]
+    if len(names) < 2 or len(L) < 2 * block_size:
+        return pl.DataFrame({"model": names, "mcs_pvalue": [None] * len(names), "in_mcs": [True] * len(names)},
+                            schema={"model": pl.String, "mcs_pvalue": pl.Float64, "in_mcs": pl.Boolean})
+    m = MCS(L, size=size, reps=reps, block_size=int(block_size), method="R", bootstrap="stationary", seed=int(random_state))
+    m.compute()
+    pv = m.pvalues["Pvalue"]
+    return pl.DataFrame({"model": names, "mcs_pvalue": [float(pv.loc[i]) for i in range(len(names))],
+                         "in_mcs": [i in set(m.included) for i in range(len(names))]})
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #edaa9b61
 def _score(name: str, fold: int, anchor: str, h: int, y: np.ndarray, f: np.ndarray, naive: np.ndarray) -> dict:
-    "One metrics row: RMSE, MAE, QLIKE and the DM test against persistence at horizon h."
+    "One metrics row: RMSE, MAE, QLIKE, DM (squared and QLIKE losses) and Clark–West against persistence at horizon h."
     e, en = f - y, naive - y
-    dm, p = diebold_mariano(e, en, h) if name != "persistence" else (np.nan, np.nan)
+    bench = name == "persistence"
+    dm, p = diebold_mariano(e, en, h) if not bench else (np.nan, np.nan)
+    dq, pq = loss_test(qlike_loss(y, f) - qlike_loss(y, naive), h) if not bench else (np.nan, np.nan)
+    cw, pcw = clark_west(y, naive, f, h) if not bench else (np.nan, np.nan)
     return {"model": name, "fold": fold, "anchor": anchor, "horizon": h, "n": len(e), "rmse": float(np.sqrt(np.mean(e ** 2))),
-            "mae": float(np.mean(np.abs(e))), "qlike": qlike(y, f), "dm_stat": dm, "dm_pvalue": p}
+            "mae": float(np.mean(np.abs(e))), "qlike": qlike(y, f), "floored": int((np.asarray(f) <= QLIKE_FLOOR).sum()),
+            "dm_stat": dm, "dm_pvalue": p, "dm_qlike_stat": dq, "dm_qlike_pvalue": pq, "cw_stat": cw, "cw_pvalue": pcw}
 
-def pooled_dm_rows(preds: pl.DataFrame, horizon: int) -> list[dict]:
-    "Metrics and DM test on all outer folds' forecasts together (fold -1, anchor 'all')."
+def combined_rows(preds: pl.DataFrame,  # every fold's predictions
+                  fold_rows: list,  # the per-fold metrics rows (_score)
+                  horizon: int,  # H
+                 ) -> list[dict]:
+    "Rows over all outer folds (fold -1, anchor 'all'): errors over every forecast, tests combined across folds (Stouffer)."
     rows = []
-    p = preds.sort("fold", "date")
-    naive = p.filter(pl.col("model") == "persistence")
-    for name in p["model"].unique(maintain_order=True):
-        q = p.filter(pl.col("model") == name)
+    fr = pl.DataFrame(fold_rows)
+    for name in preds["model"].unique(maintain_order=True):
+        q = preds.filter(pl.col("model") == name)
         for h in range(1, horizon + 1):
-            a, b = q.filter(pl.col("horizon") == h), naive.filter(pl.col("horizon") == h)
-            rows.append(_score(name, -1, "all", h, a["y_true"].to_numpy(), a["y_pred"].to_numpy(), b["y_pred"].to_numpy()))
+            a = q.filter(pl.col("horizon") == h)
+            e = (a["y_pred"] - a["y_true"]).to_numpy()
+            per = fr.filter((pl.col("model") == name) & (pl.col("horizon") == h))
+            n = per["n"].to_numpy()
+            dm = combine_folds(per["dm_stat"].to_numpy(), n)
+            dq = combine_folds(per["dm_qlike_stat"].to_numpy(), n)
+            cw = combine_folds(per["cw_stat"].to_numpy(), n, "greater")
+            rows.append({"model": name, "fold": -1, "anchor": "all", "horizon": h, "n": len(e), "rmse": float(np.sqrt(np.mean(e ** 2))),
+                         "mae": float(np.mean(np.abs(e))), "qlike": qlike(a["y_true"].to_numpy(), a["y_pred"].to_numpy()),
+                         "floored": int((a["y_pred"] <= QLIKE_FLOOR).sum()), "dm_stat": dm[0], "dm_pvalue": dm[1],
+                         "dm_qlike_stat": dq[0], "dm_qlike_pvalue": dq[1], "cw_stat": cw[0], "cw_pvalue": cw[1]})
     return rows
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #9b535370
@@ -553,7 +690,7 @@ def nested_cv(seq: Sequences,               # the sequences (X, y, dates)
                                        "y_true": y_lvl.ravel(), "y_pred": f.ravel()}))
     bar.close()
     preds = pl.concat(preds)
-    rows += pooled_dm_rows(preds, horizon)
+    rows += combined_rows(preds, rows, horizon)
     return CVResult(pl.DataFrame(rows), preds, selected, folds, hist, time.perf_counter() - t0)
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #28ae5fc6
@@ -563,16 +700,40 @@ def add_regime_rmse(preds: pl.DataFrame, regimes: pl.DataFrame) -> pl.DataFrame:
     return j.group_by("model", "horizon", "regime").agg(rmse=((pl.col("y_pred") - pl.col("y_true")) ** 2).mean().sqrt(), n=pl.len()).sort("model", "horizon", "regime")
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #34dc4d3f
-def summary_table(results: pl.DataFrame, horizon: int) -> pl.DataFrame:
-    "RMSE by model and anchor at one horizon, with DM statistics and p-values against persistence."
+def summary_table(results: pl.DataFrame,  # nested_cv's metrics rows
+                  horizon: int,  # H
+                  mcs: pl.DataFrame | None = None,  # model_confidence_set rows (squared error), when computed
+                  mcs_qlike: pl.DataFrame | None = None,  # and on QLIKE
+                 ) -> pl.DataFrame:
+    """RMSE by model and anchor at one horizon; DM, QLIKE-DM and Clark–West against persistence combined over folds,
+    with Holm-adjusted p-values over the models; membership of the model confidence sets."""
     r = results.filter((pl.col("horizon") == horizon) & (pl.col("fold") >= 0))
-    pooled = results.filter((pl.col("horizon") == horizon) & (pl.col("fold") == -1)).select(
-        "model", pl.col("rmse").alias("rmse_pooled"), pl.col("dm_stat").alias("dm_stat_pooled"), pl.col("dm_pvalue").alias("dm_pvalue_pooled"))
-    overall = r.group_by("model").agg(rmse_mean=pl.col("rmse").mean(), folds_beating=(pl.col("dm_stat") < 0).sum(),
-                                      dm_pvalue_max=pl.col("dm_pvalue").max())
+    comb = results.filter((pl.col("horizon") == horizon) & (pl.col("fold") == -1)).select(
+        "model", pl.col("rmse").alias("rmse_pooled"), pl.col("qlike").alias("qlike_pooled"),
+        pl.col("dm_stat").alias("dm_stat_combined"), pl.col("dm_pvalue").alias("dm_pvalue_combined"),
+        pl.col("dm_qlike_pvalue").alias("dm_qlike_pvalue_combined"), pl.col("cw_pvalue").alias("cw_pvalue_combined"))
+    for c in ("dm_pvalue_combined", "cw_pvalue_combined"):
+        comb = comb.with_columns(pl.Series(c.replace("_combined", "_holm"), holm(comb[c].to_numpy())))
+    overall = r.group_by("model").agg(rmse_mean=pl.col("rmse").mean(), folds_beating=(pl.col("dm_stat") < 0).sum())
     wide = r.pivot(on="anchor", index="model", values="rmse").rename(lambda c: c if c == "model" else f"rmse@{c}")
     pv = r.pivot(on="anchor", index="model", values="dm_pvalue").rename(lambda c: c if c == "model" else f"dm_p@{c}")
-    return overall.join(pooled, on="model", how="left").join(wide, on="model").join(pv, on="model").sort("rmse_pooled")
+    out = overall.join(comb, on="model", how="left").join(wide, on="model").join(pv, on="model")
+    for m, col in ((mcs, "in_mcs"), (mcs_qlike, "in_mcs_qlike")):
+        if m is not None: out = out.join(m.select("model", pl.col("in_mcs").alias(col), pl.col("mcs_pvalue").alias(col.replace("in_", "") + "_pvalue")), on="model", how="left")
+    return out.sort("rmse_pooled")
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #433f0105
+def mcs_losses(preds: pl.DataFrame,  # every fold's predictions
+               horizon: int,  # the horizon compared
+               loss: str = "squared",  # squared (errors) or qlike
+              ) -> pl.DataFrame:
+    "One column of per-forecast losses per model at one horizon, rows in fold then date order (the MCS's input)."
+    if loss not in ("squared", "qlike"): raise ForecastInputError(f"loss={loss!r}: expected 'squared' or 'qlike'")
+    p = preds.filter(pl.col("horizon") == horizon)
+    val = ((pl.col("y_pred") - pl.col("y_true")) ** 2) if loss == "squared" else \
+        pl.struct("y_true", "y_pred").map_batches(lambda s: pl.Series(qlike_loss(s.struct.field("y_true").to_numpy(), s.struct.field("y_pred").to_numpy())))
+    w = p.with_columns(loss=val).pivot(on="model", index=["fold", "date"], values="loss").sort("fold", "date")
+    return w.drop("fold", "date")
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #59408840
 def save_family(out_dir: Path,           # the run's models folder
@@ -679,24 +840,33 @@ def fig_histories(histories: dict):
     return fig
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #fd580ead
-def verdict(table: pl.DataFrame,  # summary_table rows
+def verdict(table: pl.DataFrame,  # summary_table rows (with in_mcs when the MCS ran)
             horizon: int,  # H
-            alpha: float = 0.05,  # test size
+            alpha: float = 0.05,  # test size of the single comparisons
+            mcs_size: float = 0.10,  # the model confidence set's size
            ) -> str:
-    "A plain sentence: which model wins at this horizon and whether it beats persistence significantly."
+    "A plain sentence from the model confidence set, and Holm-corrected tests against persistence combined over folds."
     best = table.filter(~pl.col("model").is_in(["persistence"])).row(0, named=True)
     pers = table.filter(pl.col("model") == "persistence").row(0, named=True)
-    learned = table.filter(~pl.col("model").is_in(["persistence", "har"]))
-    sig = learned.filter((pl.col("dm_stat_pooled") < 0) & (pl.col("dm_pvalue_pooled") < alpha))
     s = (f"At H = {horizon}, {best['model']} has the lowest out-of-sample RMSE over all folds ({best['rmse_pooled']:.4f} "
          f"vs persistence {pers['rmse_pooled']:.4f}). ")
+    if "in_mcs" in table.columns:
+        inset = table.filter(pl.col("in_mcs").fill_null(False))["model"].to_list()
+        s += (f"The {1 - mcs_size:.0%} model confidence set (squared error) holds {len(inset)} of {table.height} models: "
+              f"{', '.join(inset)}; ")
+        s += ("persistence is among them, so no model is shown to beat it. " if "persistence" in inset
+              else "persistence is not among them: the models in the set beat it. ")
+    learned = table.filter(~pl.col("model").is_in(["persistence"]))
+    sig = learned.filter((pl.col("dm_stat_combined") < 0) & (pl.col("dm_pvalue_holm") < alpha))
+    cw = learned.filter(pl.col("cw_pvalue_holm") < alpha)
     if len(sig):
-        s += (f"Learned models beating persistence with a Diebold–Mariano p < {alpha} on all folds' forecasts together: "
-              f"{', '.join(f'{m} (p = {p:.3g})' for m, p in zip(sig['model'], sig['dm_pvalue_pooled']))}.")
+        s += (f"Diebold–Mariano against persistence, folds combined, Holm-corrected over {learned.height} models, p < {alpha}: "
+              f"{', '.join(f'{m} (p = {p:.3g})' for m, p in zip(sig['model'], sig['dm_pvalue_holm']))}.")
     else:
-        s += (f"No learned model beats persistence with DM p < {alpha}: implied volatility is close to a random walk "
-              f"at this horizon, the test windows are short, and the folds start in stressed episodes where level shifts "
-              f"are least predictable.")
+        s += f"No model beats persistence by Diebold–Mariano (folds combined, Holm-corrected over {learned.height} models, p < {alpha})"
+        s += (f"; Clark–West, which allows for the noise of the nesting models' extra parameters, does for "
+              f"{', '.join(cw['model'])}." if len(cw) else
+              ": implied volatility is close to a random walk at this horizon and the test windows are short.")
     return s
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #895b21f5
@@ -706,7 +876,7 @@ class ForecastParams(StageParams):
     target: str = "atm_iv_30d"          # forecast target column of features/daily.parquet
     target_transform: str = "level"     # level or log: models learn the target or its log
     features: list = field(default_factory=lambda: ["atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", "rv_21d", "ret_1d"])  # input columns
-    use_regime_shares: bool = False     # add stage-03 daily regime shares as inputs
+    use_regime_shares: bool = False     # add stage 04's causal K-means regime (one-hot, known on the day) as inputs
     window: int = 20                    # W: days of history in each input sequence
     horizon: int = 5                    # H: days ahead forecast (t+1..t+H)
     max_gap_days: int = 7               # a sample may not span two days further apart than this (calendar days)
@@ -727,6 +897,9 @@ class ForecastParams(StageParams):
     batch_size: int = 64                # minibatch size
     gpu_devices: str = ""               # GPU indices made visible, e.g. 0 or 0,1; empty: all; none: CPU only
     memory_growth: bool = True          # let TensorFlow grow GPU memory instead of taking it all
+    mcs_size: float = 0.10              # model confidence set size (the set holds the best model with 1 - size)
+    mcs_block: int = 10                 # stationary-bootstrap mean block length of the MCS (forecasts; at least H)
+    mcs_reps: int = 1000                # MCS bootstrap replications
     random_state: int = 0               # seeds numpy, TensorFlow and every estimator
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #b7ef6420
@@ -748,15 +921,27 @@ class ForecastStageResult:
 def forecast_frame(art: Artifacts,           # the run's artifact paths
                    params: ForecastParams,   # the stage's parameters
                    ) -> tuple[int, pl.DataFrame, list]:
-    "(secid, its daily rows in date order, input columns): the first underlying, with regime shares when asked."
+    """(secid, its daily rows in date order, input columns): the first underlying, with its causal regime when asked.
+    Regime inputs come only from stage 04's expanding-window labels (each day labelled by models fitted on data up to
+    that day); labels fitted on every date would leak the test windows into the training inputs, and are refused."""
     daily = pl.read_parquet(art.features_daily)
     secid0 = int(daily["secid"][0])
     daily = daily.filter(pl.col("secid") == secid0).sort("date")
     cols = list(params.features)
     if params.use_regime_shares:
-        shares = pl.read_parquet(art.regimes_daily).filter(pl.col("secid") == secid0)
-        share_cols = [c for c in shares.columns if c.startswith("share_")]
-        daily = daily.join(shares.select("date", *share_cols), on="date", how="left")
+        if not art.methods.exists():
+            raise ForecastInputError("use_regime_shares=True needs stage 04's causal regime labels (regimes/methods.parquet): run stage 04 first")
+        m = pl.read_parquet(art.methods)
+        if "label_kind" not in m.columns:
+            raise ForecastInputError(f"{art.methods.name} has no expanding-window labels (written before they existed): rerun stage 04")
+        m = m.filter((pl.col("label_kind") == "causal") & (pl.col("method") == "kmeans") & (pl.col("secid") == secid0))
+        if m.is_empty(): raise ForecastInputError(f"use_regime_shares=True: no causal K-means labels for secid {secid0} in {art.methods.name}")
+        k = int(m["regime"].max()) + 1
+        share_cols = [f"regime_causal_{i}" for i in range(k)]
+        daily = daily.join(m.select("date", *[(pl.col("regime") == i).cast(pl.Float64).alias(c) for i, c in enumerate(share_cols)]),
+                           on="date", how="left")
+        log.info(f"regime inputs: causal K-means regimes of {m.height} days; {daily.height - m.height} earlier days have none "
+                 f"(before the first refit) and are left out of the samples")
         cols += share_cols
     return secid0, daily, cols
 
@@ -780,7 +965,10 @@ def run_forecast(art: Artifacts,           # the run's artifact paths
                    p.epochs, p.patience, p.batch_size, p.random_state, progress)
     with atomic_path(art.cv_results) as tmp: cv.results.write_parquet(tmp)
     with atomic_path(art.predictions) as tmp: cv.predictions.write_parquet(tmp)
-    table = summary_table(cv.results, p.horizon)
+    if p.mcs_block < p.horizon: raise ForecastInputError(f"mcs_block={p.mcs_block}: expected at least the horizon ({p.horizon})")
+    mcs = model_confidence_set(mcs_losses(cv.predictions, p.horizon), p.mcs_size, p.mcs_block, p.mcs_reps, p.random_state)
+    mcs_q = model_confidence_set(mcs_losses(cv.predictions, p.horizon, "qlike"), p.mcs_size, p.mcs_block, p.mcs_reps, p.random_state)
+    table = summary_table(cv.results, p.horizon, mcs, mcs_q)
     regimes = pl.read_parquet(art.regimes_daily).filter(pl.col("secid") == secid0)
     by_regime = add_regime_rmse(cv.predictions, regimes).filter(pl.col("horizon") == p.horizon).pivot(on="regime", index="model", values="rmse")
     saved = {}
@@ -789,10 +977,14 @@ def run_forecast(art: Artifacts,           # the run's artifact paths
         pr = cv.predictions.filter((pl.col("model") == fam) & (pl.col("fold") == fold_no))
         saved[fam] = save_family(art.models, fam, fitted, best, m, pr)
     best = table.filter(pl.col("model") != "persistence").row(0, named=True)
-    text = verdict(table, p.horizon)
+    text = verdict(table, p.horizon, mcs_size=p.mcs_size)
     headline = dict(best_model=best["model"], best_rmse_h=best["rmse_pooled"],
                     persistence_rmse_h=float(table.filter(pl.col("model") == "persistence")["rmse_pooled"][0]),
-                    best_dm_pvalue_pooled=best["dm_pvalue_pooled"], horizon=p.horizon, folds=len(folds), samples=len(seq.X),
+                    mcs=sorted(mcs.filter("in_mcs")["model"].to_list()), mcs_qlike=sorted(mcs_q.filter("in_mcs")["model"].to_list()),
+                    mcs_size=p.mcs_size, mcs_block=p.mcs_block,
+                    best_dm_pvalue_holm=best["dm_pvalue_holm"], best_cw_pvalue_holm=best["cw_pvalue_holm"],
+                    forecasts_floored_qlike=int(cv.results.filter((pl.col("fold") == -1) & (pl.col("horizon") == p.horizon))["floored"].sum()),
+                    horizon=p.horizon, folds=len(folds), samples=len(seq.X),
                     days_dropped_missing=seq.report["days_dropped_missing"], samples_refused_long_gap=seq.report["samples_refused_long_gap"],
                     seconds=round(cv.seconds, 1), device=device["test_op_device"], verdict=text)
     record_headline(art, "05_lstm_nested_cv", **headline)
