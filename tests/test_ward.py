@@ -151,3 +151,27 @@ def test_ward_regimes_are_ordered_like_kmeans():
     k = RegimeKMeans(3, random_state=0).fit(X, order_values=order)
     assert adjusted_rand_score(w.labels_, k.labels_) == 1.0 and np.array_equal(w.labels_, k.labels_)
     assert w.labels_[y == 1].max() == 0 and w.labels_[y == 2].min() == 2
+
+
+def test_causal_labels_do_not_change_when_later_data_arrives(tmp_path):
+    "Stages 01-03 on a two-and-a-half-year market; stage 04's causal labels of every day up to T are the same on data ending at T."
+    import shutil
+    from volregime.core import Artifacts, merge_params
+    from volregime.robustness import stage_runners
+    from volregime.validate import daily_methods
+    p = merge_params("smoke", sets=["start=2018-01-02", "end=2020-06-30", "n_contracts=40", "granularities=[day]"])
+    full = Artifacts(tmp_path / "full")
+    for stage, (cls, fn) in list(stage_runners().items())[:3]: fn(full, cls.from_dict(p))
+    cut = Artifacts(tmp_path / "cut")
+    shutil.copytree(full.data_dir, cut.data_dir)
+    T = dt.date(2019, 6, 28)
+    pl.read_parquet(full.features_daily).filter(pl.col("date") <= T).write_parquet(cut.features_daily)
+    a = daily_methods(full, random_state=0).filter(pl.col("label_kind") == "causal")
+    b = daily_methods(cut, random_state=0).filter(pl.col("label_kind") == "causal")
+    assert b["date"].max() == T and a["date"].max() > dt.date(2020, 6, 1)
+    joined = b.join(a, on=["date", "secid", "method"], how="left", suffix="_later")
+    assert joined["regime_later"].null_count() == 0 and len(joined) == len(b) > 3 * 200
+    assert (joined["regime"] == joined["regime_later"]).all()
+    # the in-sample filtered labels, by contrast, move: their models saw the later data
+    ia = daily_methods(full, random_state=0).filter(pl.col("label_kind") == "filtered_insample")
+    assert ia["date"].min() < b["date"].min()          # and cover the first months, which have no causal label

@@ -116,12 +116,19 @@ def score_run(art: Artifacts | str | Path,  # the scenario run's artifacts
     out.update(k_star=s.get("k_star_day"), ari_default=s.get("ari_vs_truth"), mean_duration=s.get("mean_duration_day"),
                true_mean_duration=float(durations(truth.unique("date").sort("date")["regime"].to_numpy())["length"].mean()))
     if art.validation.exists():
-        v = pl.read_parquet(art.validation).filter(pl.col("metric") == "ari_truth")
+        val = pl.read_parquet(art.validation)
+        if "label_kind" not in val.columns: val = val.with_columns(label_kind=pl.when("causal").then(pl.lit("causal")).otherwise(pl.lit("smoothed")))
+        v = val.filter(pl.col("metric") == "ari_truth")
         for r in v.iter_rows(named=True):
-            out[f"ari_{r['method']}_{'causal' if r['causal'] else 'smoothed'}"] = r["value"]
-        for kind, c in (("causal", True), ("smoothed", False)):
-            vv = v.filter(pl.col("causal") == c)["value"].drop_nulls()
-            out[f"ari_best_{kind}"] = float(vv.max()) if len(vv) else None
+            out[f"ari_{r['method']}_{r['label_kind']}"] = r["value"]
+        for kind in ("causal", "filtered_insample", "smoothed"):
+            vv = v.filter(pl.col("label_kind") == kind).sort("value", descending=True, nulls_last=True)
+            out[f"ari_best_{kind}"] = vv["value"][0] if len(vv) else None
+            if kind == "causal" and len(vv):   # the switch timing of the best causal labels (expanding-window refits)
+                best = val.filter((pl.col("label_kind") == "causal") & (pl.col("method") == vv["method"][0]))
+                for mname, col in (("detection_lag_median", "detection_lag_causal"), ("false_switches_per_year", "false_switches_causal")):
+                    x = best.filter(pl.col("metric") == mname)["value"]
+                    out[col] = x[0] if len(x) else None
     f = h.get("05_lstm_nested_cv", {})
     if f:
         out.update(best_model=f.get("best_model"), rmse_ratio=f["best_rmse_h"] / f["persistence_rmse_h"],
@@ -171,8 +178,9 @@ def run_suite(seeds,                      # scenario seeds (see split_of)
                  f"k*={row.get('k_star')} vs {row.get('true_k')}, ARI {row.get('ari_default')}, rmse/pers {row.get('rmse_ratio')}")
     return pl.DataFrame(rows, infer_schema_length=None)
 
-METRICS = ("surface_missing_share", "atm_iv_corr", "ari_default", "ari_peer", "ari_best_causal", "ari_best_smoothed",
-           "duration_ratio", "rmse_ratio", "k_match")
+METRICS = ("surface_missing_share", "atm_iv_corr", "ari_default", "ari_peer", "ari_best_causal", "ari_kmeans_causal",
+           "ari_hmm_causal", "ari_jump_causal", "detection_lag_causal", "false_switches_causal", "ari_best_filtered_insample",
+           "ari_best_smoothed", "duration_ratio", "rmse_ratio", "k_match")
 
 def with_derived(rows: pl.DataFrame) -> pl.DataFrame:
     "Adds k_match (k* = true k), duration_ratio (estimated / true mean spell) and beats_persistence."
@@ -245,7 +253,8 @@ def suite_report(rows: pl.DataFrame,   # run_suite's rows (both splits)
         return f"<table><tr>{head}</tr>{body}</table>"
     shown = [c for c in ("scenario", "split", "k", "true_k", "k_star", "tickers", "schedule", "mean_spell_days", "level_ratio",
                          "missing_iv", "failed_stage", "error", "surface_missing_share", "atm_iv_corr", "ari_default", "ari_peer",
-                         "ari_best_causal", "ari_best_smoothed", "duration_ratio", "best_model", "rmse_ratio", "seconds") if c in r.columns]
+                         "ari_best_causal", "detection_lag_causal", "false_switches_causal", "ari_best_smoothed", "duration_ratio", "best_model",
+                         "rmse_ratio", "seconds") if c in r.columns]
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:12px}} td,th{{border:1px solid #ccc;padding:2px 6px}}</style>
 </head><body><h1>{title}</h1>

@@ -16,41 +16,25 @@ from sklearn.metrics import adjusted_rand_score
 
 from .core import (Artifacts, InputError, durations, get_logger, order_labels, seed_of,
                             transition_matrix)
+from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['log', 'hmm_regimes', 'jump_regimes', 'persistence', 'ValidationInputError', 'read_reference', 'load_references',
-           'align', 'agreement', 'truth_scores', 'load_truth', 'daily_methods', 'validate_methods', 'comparison_table',
+__all__ = ['log', 'RANK_REFERENCES', 'hmm_filter', 'fit_hmm', 'hmm_regimes', 'jump_scale', 'jump_regimes', 'select_sticky',
+           'select_jump_penalty', 'persistence', 'ValidationInputError', 'read_reference', 'load_references', 'align',
+           'agreement', 'truth_scores', 'load_truth', 'refit_points', 'align_states', 'CausalLabels', 'causal_labels',
+           'daily_methods', 'switch_scores', 'validate_methods', 'ari_intervals', 'comparison_table',
            'fig_methods_timeline']
 
 # %% ../nbs/04a_validate.ipynb #64539fe1
 log = get_logger("validate")
 
 # %% ../nbs/04a_validate.ipynb #2694d0c7
-def hmm_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
-                k: int,  # hidden states
-                covariance: str = "full",  # GaussianHMM covariance type
-                random_state=None,  # seed or RandomState
-                n_iter: int = 200,  # most EM iterations
-                n_init: int = 3,  # EM runs; the best likelihood kept
-                stay: float = 0.95,  # starting probability of staying in a state
-               ) -> tuple[np.ndarray, np.ndarray, object]:
-    "(filtered labels, smoothed Viterbi labels, fitted model) of a Gaussian HMM with k states (best of n_init EM runs)."
-    from hmmlearn.hmm import GaussianHMM
-    rs = np.random.RandomState(seed_of(random_state))
-    best, best_ll = None, -np.inf
-    for seed in rs.randint(2**31 - 1, size=n_init):
-        # means and covariances from k-means; a persistent transition matrix to start: a random one
-        # lets EM merge regimes into a fast-switching pair (seen on clean 3-state data)
-        m = GaussianHMM(n_components=k, covariance_type=covariance, n_iter=n_iter, random_state=int(seed), tol=1e-4, init_params="mc")
-        m.startprob_ = np.full(k, 1 / k)
-        m.transmat_ = np.full((k, k), (1 - stay) / max(k - 1, 1)) + np.eye(k) * (stay - (1 - stay) / max(k - 1, 1))
-        m.fit(X)
-        ll = m.score(X)
-        if ll > best_ll: best, best_ll = m, ll
-    m = best
-    smoothed = m.predict(X)
-    covs = m.covars_
-    logb = np.column_stack([multivariate_normal(m.means_[s], covs[s], allow_singular=True).logpdf(X) for s in range(k)])
+def hmm_filter(m,  # a fitted GaussianHMM
+               X: np.ndarray,  # (T, d) rows in date order
+              ) -> np.ndarray:
+    "Filtered labels: argmax over states of P(state_t | x_1..x_t) by the forward recursion (no later day used)."
+    k = m.n_components
+    logb = np.column_stack([multivariate_normal(m.means_[s], m.covars_[s], allow_singular=True).logpdf(X) for s in range(k)])
     logA = np.log(np.clip(m.transmat_, 1e-300, None))
     alpha = np.log(np.clip(m.startprob_, 1e-300, None)) + logb[0]
     filt = np.empty(len(X), np.int64); filt[0] = np.argmax(alpha)
@@ -58,19 +42,128 @@ def hmm_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
         alpha = logsumexp(alpha[:, None] + logA, axis=0) + logb[t]
         alpha -= logsumexp(alpha)
         filt[t] = np.argmax(alpha)
-    return filt, smoothed.astype(np.int64), m
+    return filt
+
+# %% ../nbs/04a_validate.ipynb #ac3fda24
+def fit_hmm(X: np.ndarray,  # (T, d) daily matrix in date order
+            k: int,  # hidden states
+            covariance: str = "full",  # GaussianHMM covariance type
+            random_state=None,  # seed or RandomState
+            n_iter: int = 200,  # most EM iterations
+            n_init: int = 3,  # EM runs; the best likelihood kept
+            stay: float = 0.95,  # starting probability of staying in a state
+            sticky: float = 0.0,  # prior pseudo-counts of staying, as a share of T / k
+           ):
+    "A Gaussian HMM with k states: best of n_init EM runs from k-means means and a persistent start."
+    from hmmlearn.hmm import GaussianHMM
+    rs = np.random.RandomState(seed_of(random_state))
+    prior = 1.0 + np.eye(k) * float(sticky) * len(X) / k
+    best, best_ll = None, -np.inf
+    for seed in rs.randint(2**31 - 1, size=n_init):
+        # means and covariances from k-means; a persistent transition matrix to start: a random one
+        # lets EM merge regimes into a fast-switching pair
+        m = GaussianHMM(n_components=k, covariance_type=covariance, n_iter=n_iter, random_state=int(seed), tol=1e-4,
+                        init_params="mc", transmat_prior=prior)
+        m.startprob_ = np.full(k, 1 / k)
+        m.transmat_ = np.full((k, k), (1 - stay) / max(k - 1, 1)) + np.eye(k) * (stay - (1 - stay) / max(k - 1, 1))
+        m.fit(X)
+        ll = m.score(X)
+        if ll > best_ll: best, best_ll = m, ll
+    return best
+
+# %% ../nbs/04a_validate.ipynb #5f401957
+def hmm_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
+                k: int,  # hidden states
+                covariance: str = "full",  # GaussianHMM covariance type
+                random_state=None,  # seed or RandomState
+                n_iter: int = 200,  # most EM iterations
+                n_init: int = 3,  # EM runs; the best likelihood kept
+                stay: float = 0.95,  # starting probability of staying in a state
+                sticky: float = 0.0,  # prior pseudo-counts of staying, as a share of T / k
+               ) -> tuple[np.ndarray, np.ndarray, object]:
+    "(filtered labels, smoothed Viterbi labels, fitted model) of a Gaussian HMM fitted on all of X."
+    m = fit_hmm(X, k, covariance, random_state, n_iter, n_init, stay, sticky)
+    return hmm_filter(m, X), m.predict(X).astype(np.int64), m
 
 # %% ../nbs/04a_validate.ipynb #dd5a8fa6
+def jump_scale(X: np.ndarray,  # (T, d) matrix
+               k: int,  # states
+               random_state=None,  # K-means seed
+              ) -> float:
+    "The matrix's loss scale: mean squared distance of a row to its nearest of k K-means centres (a jump's cost is counted in it)."
+    from sklearn.cluster import KMeans
+    km = KMeans(k, n_init=2, random_state=seed_of(random_state)).fit(X)
+    return float(km.inertia_ / len(X))
+
+# %% ../nbs/04a_validate.ipynb #3d325c50
 def jump_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
                  k: int,  # states
-                 penalty: float = 50.0,  # jump penalty
+                 penalty: float = 8.0,  # jump penalty in units of jump_scale(X, k): a jump costs that many rows' loss
                  random_state=None,  # seed or RandomState
+                 n_init: int = 5,  # initialisations
                 ) -> tuple[np.ndarray, np.ndarray, object]:
-    "(online labels, fitted labels, model) of a statistical jump model (jumpmodels) with k states."
+    "(online labels, fitted labels, model) of a statistical jump model (jumpmodels) with k states, penalty scale-free."
     from jumpmodels.jump import JumpModel
-    jm = JumpModel(n_components=k, jump_penalty=penalty, random_state=seed_of(random_state), n_init=5)
+    lam = float(penalty) * jump_scale(X, k, random_state)
+    jm = JumpModel(n_components=k, jump_penalty=lam, random_state=seed_of(random_state), n_init=n_init)
     jm.fit(X, sort_by=None)
+    jm.penalty_units_, jm.scale_ = float(penalty), lam / max(float(penalty), 1e-12)
     return np.asarray(jm.predict_online(X), np.int64), np.asarray(jm.labels_, np.int64), jm
+
+# %% ../nbs/04a_validate.ipynb #461c1796
+def _cv_blocks(T: int, n_splits: int = 2, share: float = 0.2) -> list[tuple[int, int]]:
+    "(train end, validation end) of n_splits expanding splits, validation blocks of `share` of T ending at T."
+    v = max(10, int(share * T / n_splits) if n_splits > 1 else int(share * T))
+    return [(T - (n_splits - i) * v, T - (n_splits - i - 1) * v) for i in range(n_splits) if T - (n_splits - i) * v >= 30]
+
+def _pick(table: pl.DataFrame, col: str, higher_better: bool, persistent_first: bool = True) -> tuple[float, pl.DataFrame]:
+    "The setting: among candidates within one standard error of the best, the most persistent; ties marked."
+    best = table.sort(col, descending=higher_better).row(0, named=True)
+    se = best[f"{col}_se"] or 0.0
+    tie = (pl.col(col) >= best[col] - se) if higher_better else (pl.col(col) <= best[col] + se)
+    table = table.with_columns(tie_with_best=tie)
+    pick = table.filter("tie_with_best").sort("value", descending=persistent_first).row(0, named=True)["value"]
+    return float(pick), table.with_columns(chosen=pl.col("value") == pick)
+
+def select_sticky(X: np.ndarray,  # (T, d) daily matrix in date order
+                  k: int,  # states
+                  grid: tuple = (0.0, 0.05, 0.2, 1.0),  # stickiness candidates (prior pseudo-counts, share of T / k)
+                  covariance: str = "full",  # GaussianHMM covariance type
+                  random_state=None,  # seed
+                  n_splits: int = 2,  # validation blocks
+                 ) -> tuple[float, pl.DataFrame]:
+    "(chosen stickiness, table of value, heldout_loglik per day and its standard error over blocks)."
+    rows = []
+    blocks = _cv_blocks(len(X), n_splits)
+    for v in grid:
+        ll = []
+        for a, b in blocks:
+            m = fit_hmm(X[:a], k, covariance, random_state, n_init=1, sticky=v)
+            ll.append((m.score(X[:b]) - m.score(X[:a])) / (b - a))
+        rows.append({"value": float(v), "heldout_loglik": float(np.mean(ll)) if ll else np.nan,
+                     "heldout_loglik_se": float(np.std(ll) / np.sqrt(len(ll))) if len(ll) > 1 else 0.0})
+    return _pick(pl.DataFrame(rows), "heldout_loglik", True)
+
+def select_jump_penalty(X: np.ndarray,  # (T, d) daily matrix in date order
+                        k: int,  # states
+                        grid: tuple = (1.0, 4.0, 16.0, 64.0),  # penalties in units of jump_scale
+                        random_state=None,  # seed
+                        n_splits: int = 2,  # validation blocks
+                       ) -> tuple[float, pl.DataFrame]:
+    "(chosen penalty, table of value, one-step-ahead validation loss and its standard error over blocks)."
+    from jumpmodels.jump import JumpModel
+    rows = []
+    blocks = _cv_blocks(len(X), n_splits)
+    for v in grid:
+        loss = []
+        for a, b in blocks:
+            lam = v * jump_scale(X[:a], k, random_state)
+            jm = JumpModel(n_components=k, jump_penalty=lam, random_state=seed_of(random_state), n_init=3).fit(X[:a], sort_by=None)
+            lab = np.asarray(jm.predict_online(X[:b]), np.int64)
+            loss.append(float(np.mean(((X[a:b] - jm.centers_[lab[a - 1:b - 1]]) ** 2).sum(axis=1))))
+        rows.append({"value": float(v), "onestep_loss": float(np.mean(loss)) if loss else np.nan,
+                     "onestep_loss_se": float(np.std(loss) / np.sqrt(len(loss))) if len(loss) > 1 else 0.0})
+    return _pick(pl.DataFrame(rows), "onestep_loss", False)
 
 # %% ../nbs/04a_validate.ipynb #0482995f
 def persistence(labels: np.ndarray,  # daily labels of one method, in date order
@@ -122,6 +215,10 @@ def load_references(data_dir, reference_path: str | None = None) -> dict:
     dd = feats.sort("secid", "date").with_columns(value=(pl.col("close") / pl.col("close").cum_max() - 1).over("secid"))
     out["drawdown"] = (dd.select("date", "secid", "value"), False)
     out["rv_21d"] = (feats.select("date", "secid", pl.col("rv_21d").alias("value")).drop_nulls(), True)
+    if "ret_1d" in feats.columns:   # the next 21 days' realised volatility: an outcome, never a clustering input
+        fwd = feats.sort("secid", "date").with_columns(
+            value=(pl.col("ret_1d").rolling_std(21).shift(-21) * np.sqrt(252)).over("secid"))
+        out["fwd_rv_21d"] = (fwd.select("date", "secid", "value").drop_nulls(), True)
     return out
 
 # %% ../nbs/04a_validate.ipynb #2820a296
@@ -172,78 +269,295 @@ def load_truth(data_dir) -> pl.DataFrame | None:
     p = Artifacts.of(data_dir).truth
     return pl.read_parquet(p).select("date", "secid", "regime") if p.exists() else None
 
+# %% ../nbs/04a_validate.ipynb #fcc6d73c
+def refit_points(dates,  # the days, in order
+                 every: str = "month",  # week, month, quarter or year: refit on the first day of each
+                 min_days: int = 126,  # days of history before the first refit
+                ) -> np.ndarray:
+    "Row indices of the refit days: the first day of each calendar period, once `min_days` rows exist (end of sample not used)."
+    d = pl.Series("d", dates).cast(pl.Date)
+    key = {"week": d.dt.truncate("1w"), "month": d.dt.truncate("1mo"), "quarter": d.dt.truncate("1q"), "year": d.dt.truncate("1y")}.get(every)
+    if key is None: raise ValidationInputError(f"causal_refit={every!r}: expected week, month, quarter or year")
+    k = key.to_numpy()
+    first = np.r_[True, k[1:] != k[:-1]]
+    idx = np.flatnonzero(first)
+    return idx[idx >= min_days - 1]
+
+# %% ../nbs/04a_validate.ipynb #c466727d
+def align_states(order_means: np.ndarray,  # each new state's mean ordering value (IV) on the training days
+                 centres: np.ndarray,  # each new state's centre in standardised feature space
+                 prev_centres: np.ndarray | None = None,  # the previous refit's centres, by aligned label
+                 scale: float = 1.0,  # the ordering value's standard deviation on the training days
+                 tol: float = 0.25,  # IV means closer than tol * scale are ambiguous
+                ) -> tuple[np.ndarray, bool]:
+    "(relabel[new state] = aligned label, whether the Hungarian match was used): IV order, or centres matched where that is ambiguous."
+    k = len(order_means)
+    om = np.nan_to_num(np.asarray(order_means, float), nan=np.inf)
+    order = np.argsort(om, kind="stable")
+    relabel = np.empty(k, np.int64); relabel[order] = np.arange(k)
+    gaps = np.diff(om[order])
+    ambiguous = bool(np.any(~np.isfinite(gaps)) or np.any(gaps < tol * scale))
+    if not ambiguous or prev_centres is None or len(prev_centres) != k: return relabel, False
+    C, P_ = np.nan_to_num(np.asarray(centres, float)), np.nan_to_num(np.asarray(prev_centres, float))
+    cost = ((C[:, None, :] - P_[None, :, :]) ** 2).sum(-1)
+    r, c = linear_sum_assignment(cost)
+    relabel[r] = c
+    return relabel, True
+
+# %% ../nbs/04a_validate.ipynb #1670627e
+@dataclass
+class CausalLabels:
+    "Expanding-window labels of one underlying: method -> labels (-1 before the first refit), and what each refit did."
+    labels: dict           # kmeans, hmm, jump -> (T,) int labels, -1 where no model existed yet
+    refits: pl.DataFrame   # refit date, training days, hmm sticky, jump penalty, whether centres were matched
+    settings: list         # the selection tables (date, method, table) of each yearly re-selection
+
+# %% ../nbs/04a_validate.ipynb #0cfb7996
+def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (before any scaling)
+                  order_values: np.ndarray,  # (T,) 30-day ATM IV, orders the states
+                  dates,  # (T,) the days
+                  k: int = 3,  # regimes, fixed in advance
+                  every: str = "month",  # refit period
+                  min_days: int = 126,  # history before the first refit
+                  pca_variance: float = 0.95,  # PCA share kept at each refit
+                  covariance: str = "full",  # HMM covariance type
+                  random_state: int = 0,  # base seed; each refit's seed depends only on it and the refit date
+                  select_every: str = "year",  # re-choose HMM stickiness and jump penalty at the first refit of each
+                  tol: float = 0.25,  # IV-order ambiguity threshold (standard deviations)
+                 ) -> CausalLabels:
+    "K-means, HMM (filtered) and jump (online) labels of each day from models fitted on data up to that day only."
+    from sklearn.cluster import KMeans
+    from volregime.scan import ZPCA
+    from jumpmodels.jump import JumpModel
+    X, iv = np.asarray(X, float), np.asarray(order_values, float)
+    dts = pl.Series("d", dates).cast(pl.Date)
+    T = len(X)
+    pts = refit_points(dts, every, min_days)
+    out = {m: np.full(T, -1, np.int64) for m in ("kmeans", "hmm", "jump")}
+    prev = {m: None for m in out}
+    rows, settings = [], []
+    year_of = dts.dt.truncate({"month": "1mo", "quarter": "1q", "year": "1y", "week": "1w"}.get(select_every, "1y")).to_numpy()
+    sticky, penalty = 0.2, 8.0
+    for j, r in enumerate(pts):
+        end = pts[j + 1] if j + 1 < len(pts) else T
+        day = dts[int(r)]
+        seed = int((seed_of(random_state) * 1_000_003 + day.toordinal()) % (2**31 - 1))
+        tr = slice(0, int(r) + 1)
+        zp = ZPCA(pca_variance, random_state=seed).fit(X[tr])
+        Z = zp.transform(X[:end])
+        Ztr, ivtr = Z[tr], iv[tr]
+        sd_iv = float(np.nanstd(ivtr)) or 1.0
+        xs = zp.scaler_.transform(X[tr])
+        if j == 0 or year_of[r] != year_of[pts[j - 1]]:
+            sticky, st_tab = select_sticky(Ztr, k, covariance=covariance, random_state=seed)
+            penalty, jp_tab = select_jump_penalty(Ztr, k, random_state=seed)
+            settings += [(day, "hmm_sticky", st_tab), (day, "jump_penalty", jp_tab)]
+        fitted = {}
+        km = KMeans(k, n_init=4, random_state=seed).fit(Ztr)
+        fitted["kmeans"] = (km.labels_, km.predict(Z[r:end]))
+        hm = fit_hmm(Ztr, k, covariance, seed, n_init=2, sticky=sticky)
+        fitted["hmm"] = (hm.predict(Ztr), hmm_filter(hm, Z)[r:end])
+        lam = penalty * jump_scale(Ztr, k, seed)
+        jm = JumpModel(n_components=k, jump_penalty=lam, random_state=seed, n_init=3).fit(Ztr, sort_by=None)
+        fitted["jump"] = (np.asarray(jm.labels_, np.int64), np.asarray(jm.predict_online(Z), np.int64)[r:end])
+        matched = {}
+        for m, (trl, block) in fitted.items():
+            means = np.array([ivtr[trl == c].mean() if (trl == c).any() else np.nan for c in range(k)])
+            cents = np.array([xs[trl == c].mean(axis=0) if (trl == c).any() else np.full(xs.shape[1], np.nan) for c in range(k)])
+            relabel, used = align_states(means, cents, prev[m], sd_iv, tol)
+            aligned = np.full_like(cents, np.nan); aligned[relabel] = cents
+            # centres are kept in the refit's own z-units of the raw features: comparable across refits up to the rescaling
+            prev[m] = aligned
+            out[m][r:end] = relabel[block]
+            matched[m] = used
+        rows.append({"refit_date": day, "training_days": int(r) + 1, "labelled_days": int(end - r), "hmm_sticky": sticky,
+                     "jump_penalty": penalty, "pca_components": int(zp.n_components_),
+                     **{f"matched_{m}": v for m, v in matched.items()}})
+    return CausalLabels(out, pl.DataFrame(rows), settings)
+
 # %% ../nbs/04a_validate.ipynb #c79e6947
 def daily_methods(art: Artifacts,            # the run's artifact paths
                   hmm_covariance: str = "full",  # GaussianHMM covariance type
-                  jump_penalty: float = 50.0,    # statistical jump model penalty
+                  jump_penalty: float = 0.0,     # in-sample jump penalty in units of jump_scale; 0: chosen by select_jump_penalty
                   ward_sample: int = 50_000,     # exact Ward up to this many rows
                   random_state=0,                # seed or RandomState for every model
+                  hmm_sticky: float = -1.0,      # in-sample HMM stickiness; negative: chosen by select_sticky
+                  causal_k: int = 3,             # regimes of the causal labels (fixed in advance)
+                  causal_refit: str = "month",   # refit period of the causal labels
+                  causal_min_days: int = 126,    # history before the first causal refit
+                  pca_variance: float = 0.95,    # PCA share kept by each causal refit
+                  report: dict | None = None,    # filled with what was chosen, dropped and refitted
                   ) -> pl.DataFrame:
-    "date, secid, method, causal, regime for kmeans, ward, hmm (filtered/smoothed), jump (online/fitted)."
-    from volregime.scan import RegimeModel
+    "date, secid, method, causal, label_kind, regime: causal refits, in-sample filtered and smoothed labels of every method."
+    from volregime.scan import RegimeModel, feature_matrix
     from volregime.ward import WardRegimes
     art = Artifacts.of(art)
+    report = {} if report is None else report
     model = RegimeModel.load(art.model("day"))
     k = model.k_star
     feats = pl.read_parquet(art.features_daily)
     km = pl.read_parquet(art.regimes_daily).select("date", "secid", "regime")
-    frames = []
+    frames, refits, settings, unlabelled = [], [], [], 0
     for (secid,), f in feats.sort("date").group_by("secid", maintain_order=True):
         Z, ok = model.matrix(f)
         rows = f.filter(pl.Series(ok)).select("date", "secid", "atm_iv_30d")
         iv = rows["atm_iv_30d"].to_numpy()
-        out = {("kmeans", True): rows.join(km, on=["date", "secid"], how="left")["regime"].to_numpy().astype(np.int64)}
-        out[("ward", False)] = WardRegimes(k, ward_sample, random_state=random_state).fit(Z, order_values=iv).labels_
-        hf, hs, _ = hmm_regimes(Z, k, hmm_covariance, random_state)
-        out[("hmm", True)], out[("hmm", False)] = order_labels(hf, iv)[0], order_labels(hs, iv)[0]
-        jo, jf, _ = jump_regimes(Z, k, jump_penalty, random_state)
-        out[("jump", True)], out[("jump", False)] = order_labels(jo, iv)[0], order_labels(jf, iv)[0]
-        for (name, causal), lab in out.items():
-            frames.append(rows.select("date", "secid").with_columns(method=pl.lit(name), causal=pl.lit(causal), regime=pl.Series(lab)))
-    return pl.concat(frames).sort("method", "causal", "secid", "date")
+        out = {("kmeans", "filtered_insample"): rows.join(km, on=["date", "secid"], how="left")["regime"].to_numpy().astype(np.int64)}
+        out[("ward", "smoothed")] = WardRegimes(k, ward_sample, random_state=random_state).fit(Z, order_values=iv).labels_
+        st = hmm_sticky if hmm_sticky >= 0 else select_sticky(Z, k, covariance=hmm_covariance, random_state=random_state)[0]
+        hf, hs, _ = hmm_regimes(Z, k, hmm_covariance, random_state, sticky=st)
+        out[("hmm", "filtered_insample")], out[("hmm", "smoothed")] = order_labels(hf, iv)[0], order_labels(hs, iv)[0]
+        jp = jump_penalty if jump_penalty > 0 else select_jump_penalty(Z, k, random_state=random_state)[0]
+        jo, jf, _ = jump_regimes(Z, k, jp, random_state)
+        out[("jump", "filtered_insample")], out[("jump", "smoothed")] = order_labels(jo, iv)[0], order_labels(jf, iv)[0]
+        settings.append({"secid": int(secid), "hmm_sticky_insample": st, "jump_penalty_insample": jp})
+        Xraw, okr = feature_matrix(f, model.columns)
+        crow = f.filter(pl.Series(okr)).select("date", "secid", "atm_iv_30d")
+        if len(crow) > causal_min_days:
+            cl = causal_labels(Xraw, crow["atm_iv_30d"].to_numpy(), crow["date"], causal_k, causal_refit, causal_min_days,
+                               pca_variance, hmm_covariance, seed_of(random_state))
+            refits.append(cl.refits.with_columns(secid=pl.lit(int(secid))))
+            for m, lab in cl.labels.items():
+                keep = lab >= 0
+                frames.append(crow.filter(pl.Series(keep)).select("date", "secid").with_columns(
+                    method=pl.lit(m), causal=pl.lit(True), label_kind=pl.lit("causal"), regime=pl.Series(lab[keep])))
+            unlabelled += int((cl.labels["kmeans"] < 0).sum())
+        else:
+            log.warning(f"secid {secid}: {len(crow)} days, not more than causal_min_days={causal_min_days}: no causal labels")
+            unlabelled += len(crow)
+        for (name, kind), lab in out.items():
+            frames.append(rows.select("date", "secid").with_columns(method=pl.lit(name), causal=pl.lit(False), label_kind=pl.lit(kind),
+                                                                    regime=pl.Series(lab)))
+    report.update(settings=settings, refits=pl.concat(refits) if refits else None, days_before_first_causal_refit=unlabelled)
+    if unlabelled: log.info(f"causal labels: {unlabelled} day(s) before the first refit ({causal_min_days} days of history) have none")
+    return pl.concat(frames).sort("method", "label_kind", "secid", "date")
+
+# %% ../nbs/04a_validate.ipynb #7f097854
+def switch_scores(est: np.ndarray,  # estimated labels of one underlying, in date order
+                  truth: np.ndarray,  # true labels of the same days
+                  dates,  # the days
+                  tol_days: int = 10,  # an estimated switch within this many rows after a true change is not false
+                 ) -> dict:
+    "Median detection lag (rows) at true regime changes, share detected before the next change, false switches per year."
+    est, truth = np.asarray(est), np.asarray(truth)
+    m = np.zeros((est.max() + 1, truth.max() + 1)); np.add.at(m, (est, truth), 1)
+    r, c = linear_sum_assignment(-m)
+    to_true = np.full(est.max() + 1, -1); to_true[r] = c
+    e = to_true[est]
+    changes = np.flatnonzero(truth[1:] != truth[:-1]) + 1
+    bounds = np.r_[changes, len(truth)]
+    lags = []
+    for i, t in enumerate(changes):
+        hit = np.flatnonzero(e[t:bounds[i + 1]] == truth[t])
+        if len(hit): lags.append(int(hit[0]))
+    sw = np.flatnonzero(e[1:] != e[:-1]) + 1
+    near = np.zeros(len(sw), bool)
+    for t in changes: near |= (sw >= t) & (sw <= t + tol_days)
+    d = pl.Series(dates)
+    years = max((d.max() - d.min()).days / 365.25, 1 / 365.25)
+    return {"detection_lag_median": float(np.median(lags)) if lags else np.nan,
+            "detected_share": len(lags) / len(changes) if len(changes) else np.nan,
+            "false_switches_per_year": float((~near).sum() / years)}
 
 # %% ../nbs/04a_validate.ipynb #c287ef26
 def validate_methods(methods: pl.DataFrame,  # every method's daily labels
                      refs: dict,  # name -> (reference, higher_is_stress)
                      truth: pl.DataFrame | None = None,  # true daily regimes, when known
                     ) -> pl.DataFrame:
-    "method, causal, metric, value, note: persistence, reference agreement, truth scores."
+    "method, causal, label_kind, metric, value, note: persistence, reference agreement, truth scores and switch timing."
     rows = []
-    def add(m, c, metric, value, note=None): rows.append({"method": m, "causal": c, "metric": metric, "value": value, "note": note})
-    for (m, c), g in methods.group_by("method", "causal", maintain_order=True):
+    def add(m, c, kd, metric, value, note=None):
+        rows.append({"method": m, "causal": c, "label_kind": kd, "metric": metric, "value": value, "note": note})
+    if "label_kind" not in methods.columns:   # a frame from before label kinds: causal or smoothed
+        methods = methods.with_columns(label_kind=pl.when("causal").then(pl.lit("causal")).otherwise(pl.lit("smoothed")))
+    for (m, kd), g in methods.group_by("method", "label_kind", maintain_order=True):
+        c = bool(g["causal"][0])
         g = g.sort("secid", "date")
-        for key, val in persistence(g["regime"].to_numpy(), g["date"]).items(): add(m, c, key, float(val))
+        for key, val in persistence(g["regime"].to_numpy(), g["date"]).items(): add(m, c, kd, key, float(val))
         for name, (ref, hi) in refs.items():
             try:
                 j, info = align(g, ref, name)
-                for key, val in agreement(j["regime"].to_numpy(), j["value"].to_numpy(), hi).items(): add(m, c, f"{key}_{name}", val)
-                add(m, c, f"overlap_share_{name}", info["overlap_share"])
+                for key, val in agreement(j["regime"].to_numpy(), j["value"].to_numpy(), hi).items(): add(m, c, kd, f"{key}_{name}", val)
+                add(m, c, kd, f"overlap_share_{name}", info["overlap_share"])
             except ValidationInputError as e:
-                log.warning(f"{m} ({'causal' if c else 'smoothed'}): {e}")
-                add(m, c, f"spearman_{name}", None, str(e))
+                log.warning(f"{m} ({kd}): {e}")
+                add(m, c, kd, f"spearman_{name}", None, str(e))
         if truth is not None:
             j = g.join(truth, on=["date", "secid"], suffix="_true")
             if len(j):
-                for key, val in truth_scores(j["regime"].to_numpy(), j["regime_true"].to_numpy()).items(): add(m, c, key, val)
-    return pl.DataFrame(rows, schema={"method": pl.String, "causal": pl.Boolean, "metric": pl.String, "value": pl.Float64, "note": pl.String})
+                for key, val in truth_scores(j["regime"].to_numpy(), j["regime_true"].to_numpy()).items(): add(m, c, kd, key, val)
+                parts = [switch_scores(q["regime"].to_numpy(), q["regime_true"].to_numpy(), q["date"])
+                         for _, q in j.group_by("secid") if q.height > 1]
+                for key in ("detection_lag_median", "detected_share", "false_switches_per_year"):
+                    v = [p[key] for p in parts if np.isfinite(p[key])]
+                    add(m, c, kd, key, float(np.median(v) if key == "detection_lag_median" else np.mean(v)) if v else None)
+    return pl.DataFrame(rows, schema={"method": pl.String, "causal": pl.Boolean, "label_kind": pl.String, "metric": pl.String,
+                                      "value": pl.Float64, "note": pl.String})
 
 # %% ../nbs/04a_validate.ipynb #2729046b
-def comparison_table(val: pl.DataFrame) -> tuple[pl.DataFrame, str]:
-    "One row per method and label kind, best first, and a sentence saying which wins and why."
-    wide = val.filter(pl.col("value").is_not_null()).pivot(on="metric", index=["method", "causal"], values="value")
-    key = "ari_truth" if "ari_truth" in wide.columns else ("spearman_vix" if "spearman_vix" in wide.columns else "spearman_rv_21d")
+def ari_intervals(methods: pl.DataFrame,  # every method's daily labels
+                  truth: pl.DataFrame,  # true daily regimes
+                  n_boot: int = 200,  # block-bootstrap resamples of the days
+                  block: int = 20,  # days per block
+                  level: float = 0.9,  # interval coverage
+                  random_state: int = 0,  # seed
+                 ) -> pl.DataFrame:
+    "method, label_kind, ari_lo, ari_hi: ARI vs truth over moving-block resamples of the days (the same resamples for every method)."
+    rs = np.random.RandomState(random_state)
+    days = methods.select("date").unique().sort("date")["date"]
+    n = len(days)
+    from volregime.scan import moving_block_indices
+    picks = [days.gather(moving_block_indices(n, block, rs)) for _ in range(n_boot)]
+    out = []
+    for (m, kd), g in methods.group_by("method", "label_kind", maintain_order=True):
+        j = g.join(truth, on=["date", "secid"], suffix="_true")
+        if j.height < 10: continue
+        aris = []
+        for pk in picks:
+            q = pl.DataFrame({"date": pk}).join(j, on="date", how="inner")
+            if q.height > 10: aris.append(adjusted_rand_score(q["regime_true"], q["regime"]))
+        a = (1 - level) / 2
+        out.append({"method": m, "label_kind": kd, "ari_lo": float(np.quantile(aris, a)), "ari_hi": float(np.quantile(aris, 1 - a))})
+    return pl.DataFrame(out, schema={"method": pl.String, "label_kind": pl.String, "ari_lo": pl.Float64, "ari_hi": pl.Float64})
+
+# %% ../nbs/04a_validate.ipynb #e82351e6
+RANK_REFERENCES = ("fwd_rv_21d", "drawdown")   # without a truth, methods are ranked by these (not built from the smile)
+
+def comparison_table(val: pl.DataFrame,  # validate_methods rows
+                     intervals: pl.DataFrame | None = None,  # ari_intervals rows, when a truth exists
+                    ) -> tuple[pl.DataFrame, str]:
+    "One row per method and label kind, best first, and a sentence saying which leads, which tie with it, and why."
+    wide = val.filter(pl.col("value").is_not_null()).pivot(on="metric", index=["method", "causal", "label_kind"], values="value")
+    refs = [f"spearman_{r}" for r in RANK_REFERENCES if f"spearman_{r}" in wide.columns]
+    if "ari_truth" in wide.columns: key = "ari_truth"
+    else:
+        key = "reference_score"
+        wide = wide.with_columns(reference_score=pl.mean_horizontal(refs) if refs else pl.lit(None, pl.Float64))
+    if intervals is not None and key == "ari_truth": wide = wide.join(intervals, on=["method", "label_kind"], how="left")
     wide = wide.sort(key, descending=True, nulls_last=True)
-    cols = [c for c in ("method", "causal", "ari_truth", "accuracy_truth", "spearman_vix", "top_decile_share_vix", "spearman_drawdown",
-                        "spearman_rv_21d", "mean_duration", "switches_per_year", "persistence", "n_regimes") if c in wide.columns]
+    cols = [c for c in ("method", "label_kind", "causal", "ari_truth", "ari_lo", "ari_hi", "accuracy_truth", "detection_lag_median",
+                        "false_switches_per_year", "reference_score", "spearman_fwd_rv_21d", "spearman_drawdown", "spearman_vix",
+                        "top_decile_share_vix", "spearman_rv_21d", "mean_duration", "switches_per_year", "persistence", "n_regimes")
+            if c in wide.columns]
     wide = wide.select(cols)
-    b = wide.row(0, named=True)
-    kind = "causal" if b["causal"] else "smoothed"
-    why = f"ARI against the true regimes {b['ari_truth']:.3f}" if key == "ari_truth" else f"rank correlation with {key.split('_', 1)[1]} {b[key]:.3f}"
-    best_causal = wide.filter(pl.col("causal")).row(0, named=True) if wide["causal"].any() else None
-    verdict = (f"{b['method']} ({kind} labels) wins on {why}, with regimes lasting {b['mean_duration']:.0f} days on average "
-               f"({b['switches_per_year']:.1f} switches a year).")
-    if best_causal and (best_causal["method"], best_causal["causal"]) != (b["method"], b["causal"]):
-        verdict += f" Among labels known on the day, {best_causal['method']} leads ({key} {best_causal[key]:.3f})."
+    def leader(t):
+        b = t.row(0, named=True)
+        why = (f"ARI against the true regimes {b['ari_truth']:.3f}" + (f" [{b['ari_lo']:.3f}, {b['ari_hi']:.3f}]" if b.get("ari_lo") is not None else "")
+               if key == "ari_truth" else f"mean rank correlation {b[key]:.3f} with {' and '.join(RANK_REFERENCES)}")
+        ties = []
+        if b.get("ari_lo") is not None:
+            ties = [f"{r['method']} ({r['label_kind']})" for r in t.slice(1).iter_rows(named=True)
+                    if r.get("ari_hi") is not None and r["ari_hi"] >= b["ari_lo"]]
+        return b, why, ties
+    b, why, ties = leader(wide)
+    verdict = (f"{b['method']} ({b['label_kind']} labels) leads on {why}, with regimes lasting {b['mean_duration']:.0f} days on average "
+               f"({b['switches_per_year']:.1f} switches a year)")
+    verdict += f"; tied with it (90 % intervals overlap): {', '.join(ties)}." if ties else "."
+    causal = wide.filter(pl.col("causal"))
+    if causal.height and not b["causal"]:
+        c, cwhy, cties = leader(causal)
+        verdict += f" Among labels known on the day (expanding-window refits), {c['method']} leads ({cwhy})"
+        verdict += f", tied with {', '.join(cties)}." if cties else "."
     return wide, verdict
 
 # %% ../nbs/04a_validate.ipynb #ce456312
@@ -251,21 +565,21 @@ def fig_methods_timeline(methods: pl.DataFrame,  # every method's daily labels
                          refs: dict,  # name -> (reference, higher_is_stress)
                          secid: int | None = None,  # underlying shown; default the first
                         ):
-    "Each method's daily regime as a coloured strip (smoothed and causal), under the VIX-like reference."
+    "Each method's daily regime as a coloured strip (causal, filtered in-sample, smoothed), under the VIX-like reference."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     secid = secid if secid is not None else int(methods["secid"][0])
     m = methods.filter(pl.col("secid") == secid)
-    keys = m.select("method", "causal").unique().sort("method", "causal").rows()
+    keys = m.select("method", "label_kind").unique().sort("method", "label_kind").rows()
     ref_name = "vix" if "vix" in refs else "rv_21d"
     ref = refs[ref_name][0]
     if "secid" in ref.columns: ref = ref.filter(pl.col("secid") == secid)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.35, 0.65], vertical_spacing=0.05,
                         subplot_titles=(f"reference: {ref_name}", "daily regime by method (0 = calm)"))
     fig.add_trace(go.Scatter(x=ref["date"], y=ref["value"], name=ref_name, line=dict(color="black", width=1)), 1, 1)
-    for i, (name, causal) in enumerate(keys):
-        g = m.filter((pl.col("method") == name) & (pl.col("causal") == causal)).sort("date")
-        fig.add_trace(go.Heatmap(x=g["date"], y=[f"{name} ({'causal' if causal else 'smoothed'})"] * g.height, z=g["regime"],
+    for i, (name, kind) in enumerate(keys):
+        g = m.filter((pl.col("method") == name) & (pl.col("label_kind") == kind)).sort("date")
+        fig.add_trace(go.Heatmap(x=g["date"], y=[f"{name} ({kind})"] * g.height, z=g["regime"],
                                  colorscale="RdYlGn_r", showscale=i == 0, colorbar=dict(title="regime"), zmin=0,
                                  zmax=int(methods["regime"].max())), 2, 1)
     fig.update_xaxes(title_text="date", row=2, col=1)

@@ -21,8 +21,8 @@ from .core import (Artifacts, InputError, StageParams, atomic_path, get_logger, 
 
 # %% auto #0
 __all__ = ['log', 'weighted_ward', 'WardInputError', 'WardTree', 'WardRegimes', 'threshold_grid', 'ward_scan', 'contingency',
-           'nestedness', 'WardParams', 'WardStageResult', 'ward_matrix', 'run_ward', 'fig_dendrogram', 'fig_ward_scan',
-           'fig_contingency']
+           'nestedness', 'nestedness_test', 'WardParams', 'WardStageResult', 'ward_matrix', 'run_ward',
+           'fig_dendrogram', 'fig_ward_scan', 'fig_contingency']
 
 # %% ../nbs/04_ward_validation.ipynb #66a7fa25
 log = get_logger("ward")
@@ -196,6 +196,24 @@ def nestedness(kmeans_labels: np.ndarray, ward_labels: np.ndarray) -> float:
     m = contingency(kmeans_labels, ward_labels)
     return float(m.max(axis=1).sum() / m.sum())
 
+# %% ../nbs/04_ward_validation.ipynb #8124420f
+def nestedness_test(kmeans_labels: np.ndarray,  # K-means labels of the rows
+                    ward_labels: np.ndarray,  # Ward labels of the same rows (one fixed level)
+                    n_perm: int = 200,  # permutations of the Ward labels
+                    random_state=None,  # seed
+                   ) -> dict:
+    "nestedness, its permutation null (mean, 95th percentile), the chance-corrected value and the permutation p-value."
+    a, b = np.asarray(kmeans_labels, np.int64), np.asarray(ward_labels, np.int64)
+    ka, kb = int(a.max()) + 1, int(b.max()) + 1
+    def nest(bb): return np.bincount(a * kb + bb, minlength=ka * kb).reshape(ka, kb).max(axis=1).sum() / len(a)
+    obs = float(nest(b))
+    rs = check_random_state(random_state)
+    null = np.array([nest(rs.permutation(b)) for _ in range(n_perm)])
+    mu = float(null.mean())
+    return {"nestedness": obs, "null_mean": mu, "null_q95": float(np.quantile(null, 0.95)),
+            "corrected": float((obs - mu) / (1 - mu)) if mu < 1 else 0.0,
+            "p_value": float((1 + (null >= obs).sum()) / (1 + n_perm))}
+
 # %% ../nbs/04_ward_validation.ipynb #d1ebcb7b
 @dataclass(repr=False)
 class WardParams(StageParams):
@@ -208,7 +226,13 @@ class WardParams(StageParams):
     n_thresholds: int = 15              # thresholds in the scan
     rescale_thresholds: bool = True     # map the range onto the tree's heights when it cuts nothing useful
     hmm_covariance: str = "full"        # GaussianHMM covariance type
-    jump_penalty: float = 50.0          # statistical jump model penalty
+    jump_penalty: float = 0.0           # jump penalty in units of the matrix's loss scale; 0: chosen by time-series CV
+    hmm_sticky: float = -1.0            # HMM stickiness (prior stay counts, share of T / k); negative: chosen by time-series CV
+    ward_level: int = 3                 # Ward clusters of the nesting test, fixed in advance
+    n_permutations: int = 200           # permutations of the nestedness null
+    causal_k: int = 3                   # regimes of the causal (expanding-window) labels, fixed in advance
+    causal_refit: str = "month"         # refit period of the causal labels: week, month, quarter or year
+    causal_min_days: int = 126          # days of history before the first causal refit
     reference_path: str = ""            # VIX-like csv/parquet (date,value); empty uses the synthetic market's
     silhouette_sample: int = 3000       # rows for silhouette scores
     random_state: int = 0               # passed to every estimator
@@ -227,6 +251,7 @@ class WardStageResult:
     methods: pl.DataFrame      # every method's daily labels (methods.parquet)
     references: dict           # name -> (reference frame, higher_is_stress)
     validation: pl.DataFrame   # validation.parquet
+    causal_refits: pl.DataFrame | None  # each causal refit: date, training days, settings chosen, matching used
     comparison: pl.DataFrame   # one row per method and label kind, best first
     verdict: str               # which method wins and why
     headline: dict             # the numbers recorded for the report index
@@ -262,27 +287,46 @@ def run_ward(art: Artifacts,      # the run's artifact paths
     wscan = ward_scan(Xg, tree, km_labels, grid, p.silhouette_sample, p.random_state)
     with atomic_path(art.ward_scan) as tmp: wscan.write_parquet(tmp)
     k_km = int(km_labels.max()) + 1
+    if p.ward_level < 2: raise WardInputError(f"ward_level={p.ward_level}: expected an integer >= 2")
     nest_rows, cont = [], {}
-    for kw in sorted({max(2, k_km - 1), 2, 3}):
+    for kw in sorted({max(2, k_km - 1), 2, 3, p.ward_level}):
         wl = tree.cut_k(kw)
         cont[kw] = contingency(km_labels, wl)
-        nest_rows.append({"ward_clusters": kw, "kmeans_clusters": k_km, "nestedness": nestedness(km_labels, wl)})
+        t = nestedness_test(km_labels, wl, p.n_permutations, p.random_state)
+        nest_rows.append({"ward_clusters": kw, "kmeans_clusters": k_km, "nestedness": t["nestedness"], "null_mean": t["null_mean"],
+                          "null_q95": t["null_q95"], "corrected": t["corrected"], "p_value": t["p_value"], "fixed_level": kw == p.ward_level})
     nest = pl.DataFrame(nest_rows)
-    methods = V.daily_methods(art, p.hmm_covariance, p.jump_penalty, p.ward_sample, p.random_state)
+    fixed = nest.filter("fixed_level").row(0, named=True)
+    rep_ = {}
+    methods = V.daily_methods(art, p.hmm_covariance, p.jump_penalty, p.ward_sample, p.random_state, p.hmm_sticky,
+                              p.causal_k, p.causal_refit, p.causal_min_days, report=rep_)
     with atomic_path(art.methods) as tmp: methods.write_parquet(tmp)
     refs = V.load_references(art, p.reference_path or None)
-    val = V.validate_methods(methods, refs, V.load_truth(art))
+    truth = V.load_truth(art)
+    val = V.validate_methods(methods, refs, truth)
     with atomic_path(art.validation) as tmp: val.write_parquet(tmp)
-    comp, verdict = V.comparison_table(val)
+    comp, verdict = V.comparison_table(val, V.ari_intervals(methods, truth, random_state=p.random_state) if truth is not None else None)
     best = comp.row(0, named=True)
+    causal = comp.filter(pl.col("causal"))
+    bc = causal.row(0, named=True) if causal.height else {}
+    key = "ari_truth" if "ari_truth" in comp.columns else "reference_score"
     headline = dict(ward_granularity_used=gran, ward_method=tree.method_, thresholds_rescaled=rescaled,
-                    nestedness=float(nest["nestedness"].max()),
-                    best_method=f"{best['method']} ({'causal' if best['causal'] else 'smoothed'})",
-                    best_ari_vs_truth=best.get("ari_truth"), verdict=verdict,
-                    days_labelled=int(methods.filter((pl.col("method") == "kmeans") & pl.col("causal")).height))
+                    ward_level=p.ward_level, nestedness=fixed["nestedness"], nestedness_null_mean=fixed["null_mean"],
+                    nestedness_corrected=fixed["corrected"], nestedness_pvalue=fixed["p_value"],
+                    nesting_note="Ward and K-means minimise the same within-cluster sum of squares on the same matrix: "
+                                 "their agreement is a consistency check, not an external validation",
+                    best_method=f"{best['method']} ({best['label_kind']})", best_ari_vs_truth=best.get("ari_truth"),
+                    best_causal_method=bc.get("method"), best_causal_score=bc.get(key), ranked_by=key,
+                    causal_refit=p.causal_refit, causal_k=p.causal_k,
+                    causal_refits=int(rep_["refits"].height) if rep_.get("refits") is not None else 0,
+                    days_before_first_causal_refit=rep_.get("days_before_first_causal_refit"),
+                    hmm_sticky_insample=[s_["hmm_sticky_insample"] for s_ in rep_.get("settings", [])],
+                    jump_penalty_insample=[s_["jump_penalty_insample"] for s_ in rep_.get("settings", [])],
+                    verdict=verdict,
+                    days_labelled=int(methods.filter((pl.col("method") == "kmeans") & (pl.col("label_kind") == "filtered_insample")).height))
     headline["days_dropped_missing"] = pl.scan_parquet(art.features_daily).select(pl.len()).collect().item() - headline["days_labelled"]
     record_headline(art, "04_ward_validation", **headline)
-    return WardStageResult(gran, tree, grid, rescaled, wscan, nest, cont, methods, refs, val, comp, verdict, headline)
+    return WardStageResult(gran, tree, grid, rescaled, wscan, nest, cont, methods, refs, val, rep_.get("refits"), comp, verdict, headline)
 
 # %% ../nbs/04_ward_validation.ipynb #074ec216
 def fig_dendrogram(tree: WardTree,  # a fitted WardTree
