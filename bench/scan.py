@@ -30,7 +30,7 @@ from volregime.core import Artifacts  # noqa: E402
 from volregime.features import FeatureParams, run_features  # noqa: E402
 from volregime.ingest import IngestParams, run_ingest  # noqa: E402
 
-cols = ["impl_volatility", "delta", "gamma", "vega", "theta", "log_moneyness", "dte", "volume", "open_interest", "volume_ma5"]
+cols = ["impl_volatility", "delta", "gamma_rel", "vega_rel", "theta_rel", "log_moneyness", "dte", "volume", "open_interest", "volume_ma5"]
 years = max(1, a.rows // 400_000)
 run_ingest(Artifacts(tmp), IngestParams(start="2016-01-04", end=f"{2016 + years}-12-30",
                                         n_contracts=int(a.rows / (252 * (years + 1)) * 1.6), seed=0))

@@ -71,8 +71,8 @@ def test_stability_floor_and_weights():
                       "wasserstein_compactness": [1.0, 0.5, 0.4]})
     _, k, ru = select_k(t, alpha=0.5, beta=0.25, stability_floor=0.6)
     assert k in (3, 4) and 2 not in (k, ru)
-    _, k, _ = select_k(t, alpha=0.0, beta=1.0, stability_floor=0.0)
-    assert k == 2                                   # separation alone prefers the coarsest split
+    _, k, _ = select_k(t.with_columns(wasserstein_compactness=pl.lit(1.0)), alpha=0.0, beta=1.0, stability_floor=0.0)
+    assert k == 2                                   # separation alone (same compactness) prefers the most separated split
     with pytest.raises(ScanInputError, match="alpha=0.8, beta=0.5"):
         select_k(t, alpha=0.8, beta=0.5)
     t2 = t.with_columns(wasserstein_nn_separation=pl.Series([3.0, 0.1, 0.1]))
@@ -125,7 +125,7 @@ def test_day_regimes_recover_the_synthetic_truth(tmp_path):
     run_ingest(Artifacts(tmp_path), IngestParams(start="2016-01-04", end="2019-12-31", n_contracts=80, seed=2))
     build_features(tmp_path, options=False)
     daily = pl.read_parquet(tmp_path / "features" / "daily.parquet")
-    f = fit_granularity(daily, ["atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope"], "atm_iv_30d", "day",
+    f = fit_granularity(daily, ["atm_iv_30d", "term_slope", "skew_25d", "curvature_25d"], "atm_iv_30d", "day",
                         ["date", "secid"], k_min=2, k_max=8, n_boot=6, block_length=20, random_state=0)
     truth = pl.read_parquet(tmp_path / "truth" / "truth.parquet")
     x = truth.join(f.rows.select("date", "secid").with_columns(r=pl.Series(f.labels)), on=["date", "secid"])

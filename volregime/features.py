@@ -56,6 +56,7 @@ def underlying_frame(raw_dir: str | Path,  # data_dir/raw
 # %% ../nbs/02_features.ipynb #b8c6ddb6
 OPTION_COLUMNS = ("date", "secid", "optionid", "exdate", "cp_flag", "dte", "strike", "moneyness", "log_moneyness",
                   "mid", "rel_spread", "best_bid", "best_offer", "impl_volatility", "delta", "gamma", "vega", "theta",
+                  "gamma_rel", "vega_rel", "theta_rel",
                   "volume", "open_interest", "volume_ma5", "prc", "vol", *[f"price_diff_{n}d" for n in FIB_HORIZONS])
 
 def volume_ma5(optionid: np.ndarray,  # contract of each row, rows grouped by contract
@@ -87,7 +88,9 @@ def option_features(opprcd: pl.LazyFrame,  # canonical opprcd rows (lazy)
                         mid=(pl.col("best_bid") + pl.col("best_offer")) / 2)
           .with_columns(moneyness=pl.col("strike") / pl.col("close_raw"),
                         rel_spread=pl.when(pl.col("mid") > 0).then((pl.col("best_offer") - pl.col("best_bid")) / pl.col("mid")))
-          .with_columns(log_moneyness=pl.col("moneyness").log())).collect()
+          .with_columns(log_moneyness=pl.col("moneyness").log(),
+                        gamma_rel=pl.col("gamma") * pl.col("close_raw"), vega_rel=pl.col("vega") / pl.col("close_raw"),
+                        theta_rel=pl.col("theta") / pl.col("close_raw"))).collect()
     ma = volume_ma5(df["optionid"].to_numpy(), df["tday"].fill_null(-10**9).to_numpy(), df["volume"].fill_null(0).to_numpy())
     return df.with_columns(volume_ma5=pl.Series(ma)).select(OPTION_COLUMNS)
 

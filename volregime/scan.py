@@ -27,10 +27,11 @@ from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, 
 
 # %% auto #0
 __all__ = ['log', 'LOG1P_COLUMNS', 'ScanInputError', 'feature_matrix', 'ZPCA', 'RegimeKMeans', 'sliced_wasserstein',
-           'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices', 'ScanResult', 'select_k', 'scan_k',
-           'ScanParams', 'GroupScaler', 'RegimeModel', 'GranularityFit', 'fit_granularity', 'daily_regimes',
-           'write_scan', 'ScanStageResult', 'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan',
-           'fig_pca_scatter', 'cluster_profile', 'fig_timeline']
+           'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices', 'grouped_block_indices',
+           'day_block_indices', 'ScanResult', 'scale_free_terms', 'select_k', 'scan_k', 'ScanParams', 'GroupScaler',
+           'RegimeModel', 'GranularityFit', 'fit_granularity', 'daily_regimes', 'write_scan', 'ScanStageResult',
+           'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan', 'fig_pca_scatter', 'cluster_profile',
+           'fig_timeline']
 
 # %% ../nbs/03_unsupervised_scan.ipynb #6786e3f1
 log = get_logger("scan")
@@ -195,6 +196,33 @@ def moving_block_indices(n: int,  # rows in the series
     starts = rs.randint(0, n - L + 1, size=int(np.ceil(n / L)))
     return (starts[:, None] + np.arange(L)[None, :]).ravel()[:n]
 
+def grouped_block_indices(groups: np.ndarray,  # group of each row (secid; rows of a group in time order)
+                          block_length: int,  # consecutive rows per block
+                          rs,  # a numpy RandomState
+                         ) -> np.ndarray:
+    "A moving-block resample within each group: no block crosses from one underlying's history into the next."
+    g = np.asarray(groups)
+    out = []
+    for v in np.unique(g):
+        rows = np.flatnonzero(g == v)
+        out.append(rows[moving_block_indices(len(rows), block_length, rs)])
+    return np.concatenate(out)
+
+def day_block_indices(day_codes: np.ndarray,  # each row's day (any sortable code), rows of a day move together
+                      block_length: int,  # consecutive days per block
+                      rs,  # a numpy RandomState
+                      max_rows: int | None = None,  # rows kept at most (a uniform subsample of the resampled rows)
+                     ) -> np.ndarray:
+    "Rows of a moving-block resample of the days: whole days drawn in blocks, then thinned to max_rows."
+    days, inv = np.unique(np.asarray(day_codes), return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    starts = np.searchsorted(inv[order], np.arange(len(days)))
+    ends = np.r_[starts[1:], len(order)]
+    pick = moving_block_indices(len(days), block_length, rs)
+    rows = np.concatenate([order[starts[d]:ends[d]] for d in pick])
+    if max_rows and len(rows) > max_rows: rows = rows[np.sort(rs.choice(len(rows), max_rows, replace=False))]
+    return rows
+
 def _boot_ari(X, order_values, full_labels, k, idx, minibatch, seed):
     m = RegimeKMeans(k, n_init=2, minibatch=minibatch, random_state=seed).fit(X[idx], order_values=order_values[idx])
     u = np.unique(idx)
@@ -213,10 +241,19 @@ class ScanResult:
     runner_up: int | None
     seconds: float = 0.0
 
-def _norm(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, float)
-    lo, hi = np.nanmin(v), np.nanmax(v)
-    return np.zeros_like(v) if not np.isfinite(hi - lo) or hi == lo else (v - lo) / (hi - lo)
+def scale_free_terms(table: pl.DataFrame,  # the scan's metrics per k
+                     col: str = "wasserstein_nn_separation",  # the separation column
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(separation, compactness) of each k on scales of that k alone: sep / (sep + comp) and comp / the matrix's total
+    dispersion (`wasserstein_total`; without it, 1 - the separation ratio)."""
+    sep = table[col].cast(pl.Float64).fill_null(0).to_numpy()
+    comp = table["wasserstein_compactness"].cast(pl.Float64).fill_null(0).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.nan_to_num(sep / (sep + comp), nan=0.0)
+        if "wasserstein_total" in table.columns:
+            comp_n = np.clip(np.nan_to_num(comp / table["wasserstein_total"].cast(pl.Float64).to_numpy(), nan=1.0), 0, 1)
+        else: comp_n = 1 - ratio
+    return ratio, comp_n
 
 # %% ../nbs/03_unsupervised_scan.ipynb #43df3c47
 def select_k(table: pl.DataFrame,  # the scan's metrics per k
@@ -232,8 +269,8 @@ def select_k(table: pl.DataFrame,  # the scan's metrics per k
     if not (0 <= alpha <= 1 and 0 <= beta <= 1 and alpha + beta <= 1):
         raise ScanInputError(f"alpha={alpha}, beta={beta}: expected alpha, beta >= 0 and alpha + beta <= 1")
     stab = np.clip(table["ari_mean"].fill_null(0).to_numpy(), 0, 1)
-    score = alpha * stab + beta * _norm(table[col].to_numpy()) \
-        - (1 - alpha - beta) * _norm(table["wasserstein_compactness"].to_numpy())
+    sep_n, comp_n = scale_free_terms(table, col)
+    score = alpha * stab + beta * sep_n - (1 - alpha - beta) * comp_n
     table = table.with_columns(score=pl.Series(score), eligible=pl.Series(stab >= stability_floor))
     pool = table.filter(pl.col("eligible"))
     if pool.is_empty():
@@ -247,9 +284,9 @@ def scan_k(X: np.ndarray,  # PCA matrix
            order_values: np.ndarray,  # per-row ordering variable (implied volatility)
            k_min: int = 2,  # smallest k
            k_max: int = 12,  # largest k
-           n_boot: int = 10,  # bootstrap refits per k
-           boot_sample: int | None = None,  # rows per refit (None = n, i.i.d.)
-           block_length: int | None = None,  # moving blocks for time-ordered rows (day granularity)
+           n_boot: int = 20,  # bootstrap refits per k
+           boot_sample: int | None = None,  # rows per refit (None = n)
+           block_length: int | None = None,  # moving blocks of this many days (None: i.i.d. rows)
            silhouette_sample: int = 5000,  # rows for the silhouette
            alpha: float = 0.5,  # weight of stability
            beta: float = 0.25,  # weight of separation
@@ -259,43 +296,59 @@ def scan_k(X: np.ndarray,  # PCA matrix
            random_state=None,  # seed or RandomState
            granularity: str = "day",  # names the rows in messages and the table
            separation_metric: str = "nearest",  # nearest or pairwise
+           groups: np.ndarray | None = None,  # underlying of each row: day blocks never cross from one to the next
+           day_codes: np.ndarray | None = None,  # day of each row (option rows): whole days resampled in blocks
           ) -> ScanResult:
-    "The k-scan: metrics per k, k* and the runner-up."
+    "The k-scan: metrics per k, k* and the runner-up; each k's fits and resamples seeded by k alone."
     t0 = time.perf_counter()
     if k_min < 2: raise ScanInputError(f"k_min={k_min}: need at least 2 clusters")
     if k_min > k_max: raise ScanInputError(f"k_min={k_min} > k_max={k_max}: empty k range")
     n = len(X)
     if n <= k_max: raise ScanInputError(f"{granularity}: {n} rows is not more than k_max={k_max}; lower k_max or add data")
     rs = check_random_state(random_state)
+    base = int(rs.randint(np.iinfo(np.int32).max))
+    def seed(*key): return int(np.random.SeedSequence([base, *key]).generate_state(1)[0] % np.iinfo(np.int32).max)
     ks = list(range(k_min, k_max + 1))
-    seeds = rs.randint(np.iinfo(np.int32).max, size=len(ks) * (1 + n_boot) + 3)
     # threads by default (KMeans releases the GIL; no worker processes outlive the scan); a joblib
     # backend set by the caller (parallel_config(backend="dask" or "ray")) still takes over
-    fits = dict(Parallel(n_jobs=n_jobs, prefer="threads")(delayed(_fit_k)(X, order_values, k, minibatch, seeds[i]) for i, k in enumerate(ks)))
+    fits = dict(Parallel(n_jobs=n_jobs, prefer="threads")(delayed(_fit_k)(X, order_values, k, minibatch, seed(k)) for k in ks))
     jobs = []
-    for i, k in enumerate(ks):
+    for k in ks:
         for b in range(n_boot):
-            brs = np.random.RandomState(seeds[len(ks) + i * n_boot + b])
-            if block_length: idx = moving_block_indices(n, block_length, brs)
+            brs = np.random.RandomState(seed(k, b + 1))
+            if day_codes is not None: idx = day_block_indices(day_codes, block_length or 1, brs, boot_sample)
+            elif block_length and groups is not None: idx = grouped_block_indices(groups, block_length, brs)
+            elif block_length: idx = moving_block_indices(n, block_length, brs)
             else: idx = brs.randint(0, n, size=min(n, boot_sample or n))
-            jobs.append((k, idx, seeds[len(ks) + i * n_boot + b]))
-    aris = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(_boot_ari)(X, order_values, fits[k].labels_, k, idx, minibatch, s) for k, idx, s in jobs)
-    by_k = {k: [a for (kk, _, _), a in zip(jobs, aris) if kk == k] for k in ks}
+            jobs.append((k, b, idx, seed(k, b + 1, 0)))
+    aris = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(_boot_ari)(X, order_values, fits[k].labels_, k, idx, minibatch, s) for k, _, idx, s in jobs)
+    by_k = {k: np.array([a for (kk, _, _, _), a in zip(jobs, aris) if kk == k]) for k in ks}
     rows = []
-    sil_rs = int(seeds[-1])
+    sil_rs = seed(0)
     sub = np.random.RandomState(sil_rs).choice(n, min(n, 20000), replace=False)   # CH/DB on a large sample
+    total = sliced_dispersion(X[sub], random_state=sil_rs)                        # the matrix's own scale, the same for every k
     for k in ks:
         lab = fits[k].labels_
         ok = len(np.unique(lab)) > 1
         sep, nn_sep, comp = wasserstein_scores(X, lab, random_state=sil_rs)
+        a = by_k[k]
         rows.append({"granularity": granularity, "k": k, "inertia": fits[k].inertia_,
                      "silhouette": float(silhouette_score(X, lab, sample_size=min(n, silhouette_sample), random_state=sil_rs)) if ok else None,
                      "calinski_harabasz": float(calinski_harabasz_score(X[sub], lab[sub])) if len(np.unique(lab[sub])) > 1 else None,
                      "davies_bouldin": float(davies_bouldin_score(X[sub], lab[sub])) if len(np.unique(lab[sub])) > 1 else None,
                      "wasserstein_separation": sep, "wasserstein_nn_separation": nn_sep, "wasserstein_compactness": comp,
-                     "ari_mean": float(np.mean(by_k[k])) if by_k[k] else None, "ari_std": float(np.std(by_k[k])) if by_k[k] else None,
+                     "wasserstein_total": total,
+                     "ari_mean": float(a.mean()) if len(a) else None, "ari_std": float(a.std()) if len(a) else None,
+                     "ari_se": float(a.std() / np.sqrt(len(a))) if len(a) > 1 else None,
                      "min_cluster_share": float(np.bincount(lab, minlength=k).min() / n)})
     table, k_star, runner = select_k(pl.DataFrame(rows), alpha, beta, stability_floor, separation_metric)
+    if n_boot:   # k* of each bootstrap replicate: its own ARI in the score, the same floor
+        per = np.array([by_k[k] for k in ks])                       # (k, replicate)
+        fixed = table["score"].to_numpy() - alpha * np.clip(table["ari_mean"].fill_null(0).to_numpy(), 0, 1)
+        sc = fixed[:, None] + alpha * np.clip(per, 0, 1)
+        sc[per < stability_floor] = -np.inf
+        pick = np.array(ks)[np.argmax(sc, axis=0)]
+        table = table.with_columns(k_star_share=pl.Series([float((pick == k).mean()) for k in ks]))
     return ScanResult(table, fits, k_star, runner, time.perf_counter() - t0)
 
 # %% ../nbs/03_unsupervised_scan.ipynb #7175b0a9
@@ -303,15 +356,15 @@ def scan_k(X: np.ndarray,  # PCA matrix
 class ScanParams(StageParams):
     "Parameters of the unsupervised scan (03)."
     granularities: list = field(default_factory=lambda: ["day", "option"])  # which scans to run; the daily regime comes from day
-    day_columns: list = field(default_factory=lambda: ["atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope"])  # day features (surface only: rv_21d lags 21 days)
-    option_columns: list = field(default_factory=lambda: ["impl_volatility", "delta", "gamma", "vega", "theta", "log_moneyness", "dte", "volume", "open_interest", "volume_ma5"])  # option features
+    day_columns: list = field(default_factory=lambda: ["atm_iv_30d", "term_slope", "skew_25d", "curvature_25d"])  # day features: level, slope, skew, curvature (atm_iv_91d = level + slope is not counted twice; rv_21d lags 21 days)
+    option_columns: list = field(default_factory=lambda: ["impl_volatility", "delta", "gamma_rel", "vega_rel", "theta_rel", "log_moneyness", "dte", "volume", "open_interest", "volume_ma5"])  # option features (greeks per unit of spot: scale-free)
     pca_variance: float = 0.95          # explained-variance share the PCA keeps
     k_min: int = 2                      # smallest number of clusters scanned
     k_max: int = 6                      # largest number of clusters scanned
     n_boot: int = 5                     # bootstrap refits per k
     boot_sample: int = 20000            # rows per bootstrap refit (option granularity)
     silhouette_sample: int = 3000       # rows for the silhouette score
-    block_length: int = 20              # moving-block length in days (day granularity bootstrap)
+    block_length: int = 20              # moving-block length in days of the bootstrap (day rows per underlying; option rows by whole days)
     alpha: float = 0.5                  # weight of stability in the score
     beta: float = 0.25                  # weight of Wasserstein separation (1 - alpha - beta on compactness)
     stability_floor: float = 0.6        # k with mean bootstrap ARI below this are not selected
@@ -441,8 +494,10 @@ def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features
     zp = ZPCA(pca_variance, random_state=random_state).fit(X)
     Z = zp.transform(X)
     ov = df.filter(pl.Series(ok))[order_col].cast(pl.Float64).to_numpy()
+    groups = df["secid"].to_numpy()[ok] if "secid" in df.columns else None
+    days = df["date"].cast(pl.Date).cast(pl.Int32).to_numpy()[ok] if granularity == "option" and "date" in df.columns else None
     res = scan_k(Z, ov, k_min, k_max, n_boot, boot_sample, block_length, silhouette_sample, alpha, beta, stability_floor,
-                 minibatch, n_jobs, random_state, granularity, separation_metric)
+                 minibatch, n_jobs, random_state, granularity, separation_metric, groups=groups, day_codes=days)
     log.info(f"{granularity}: n={len(X):,}, {zp.n_components_} PCs, k*={res.k_star} (runner-up {res.runner_up}) in {res.seconds:.1f}s")
     return GranularityFit(granularity, list(columns), zp, res, rows, Z, res.models[res.k_star].labels_, order_col, scaler)
 
@@ -524,7 +579,7 @@ def run_scan(art: Artifacts,       # the run's artifact paths
         if art.features_options.exists():
             opts = pl.read_parquet(art.features_options, columns=list(dict.fromkeys(["date", "secid", "optionid", *p.option_columns])))
             fits["option"] = fit_granularity(opts, p.option_columns, "impl_volatility", "option", ["date", "secid", "optionid"],
-                                             boot_sample=p.boot_sample, **common)
+                                             boot_sample=p.boot_sample, block_length=p.block_length, **common)
             del opts
         else: log.warning(f"option granularity skipped: {art.features_options} does not exist (no option quotes ingested)")
     paths = write_scan(art, fits)
@@ -535,6 +590,7 @@ def run_scan(art: Artifacts,       # the run's artifact paths
         f = fits["day"]; kd = f.scan.k_star
         res.transitions, res.durations = transition_matrix(f.labels, kd), durations(f.labels)
         h.update(k_star_day=kd, runner_up_day=f.scan.runner_up,
+                 k_star_share_day=float(f.scan.table.filter(pl.col("k") == kd)["k_star_share"][0]) if "k_star_share" in f.scan.table.columns else None,
                  ari_stability_day=float(f.scan.table.filter(pl.col("k") == kd)["ari_mean"][0]),
                  mean_duration_day=float(res.durations["length"].mean()),
                  day_rows=day_rows, day_rows_dropped_missing=day_rows - len(f.rows))   # days lacking a day feature get no regime
