@@ -44,7 +44,7 @@ def hmm_filter(m,  # a fitted GaussianHMM
         filt[t] = np.argmax(alpha)
     return filt
 
-# %% ../nbs/04a_validate.ipynb #ac3fda24
+# %% ../nbs/04a_validate.ipynb #9849f83b
 def fit_hmm(X: np.ndarray,  # (T, d) daily matrix in date order
             k: int,  # hidden states
             covariance: str = "full",  # GaussianHMM covariance type
@@ -55,7 +55,11 @@ def fit_hmm(X: np.ndarray,  # (T, d) daily matrix in date order
             sticky: float = 0.0,  # prior pseudo-counts of staying, as a share of T / k
            ):
     "A Gaussian HMM with k states: best of n_init EM runs from k-means means and a persistent start."
+    import logging
     from hmmlearn.hmm import GaussianHMM
+    # with a sticky prior EM maximises the posterior, whose likelihood part may dip between iterations: hmmlearn's
+    # monitor logs that as "not converging" at every step; it is expected here, not a failure
+    logging.getLogger("hmmlearn.base").setLevel(logging.ERROR)
     rs = np.random.RandomState(seed_of(random_state))
     prior = 1.0 + np.eye(k) * float(sticky) * len(X) / k
     best, best_ll = None, -np.inf
@@ -71,7 +75,7 @@ def fit_hmm(X: np.ndarray,  # (T, d) daily matrix in date order
         if ll > best_ll: best, best_ll = m, ll
     return best
 
-# %% ../nbs/04a_validate.ipynb #5f401957
+# %% ../nbs/04a_validate.ipynb #28e96f84
 def hmm_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
                 k: int,  # hidden states
                 covariance: str = "full",  # GaussianHMM covariance type
@@ -95,7 +99,7 @@ def jump_scale(X: np.ndarray,  # (T, d) matrix
     km = KMeans(k, n_init=2, random_state=seed_of(random_state)).fit(X)
     return float(km.inertia_ / len(X))
 
-# %% ../nbs/04a_validate.ipynb #3d325c50
+# %% ../nbs/04a_validate.ipynb #aaeec558
 def jump_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
                  k: int,  # states
                  penalty: float = 8.0,  # jump penalty in units of jump_scale(X, k): a jump costs that many rows' loss
@@ -110,7 +114,7 @@ def jump_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
     jm.penalty_units_, jm.scale_ = float(penalty), lam / max(float(penalty), 1e-12)
     return np.asarray(jm.predict_online(X), np.int64), np.asarray(jm.labels_, np.int64), jm
 
-# %% ../nbs/04a_validate.ipynb #461c1796
+# %% ../nbs/04a_validate.ipynb #3393ffcc
 def _cv_blocks(T: int, n_splits: int = 2, share: float = 0.2) -> list[tuple[int, int]]:
     "(train end, validation end) of n_splits expanding splits, validation blocks of `share` of T ending at T."
     v = max(10, int(share * T / n_splits) if n_splits > 1 else int(share * T))
@@ -269,7 +273,7 @@ def load_truth(data_dir) -> pl.DataFrame | None:
     p = Artifacts.of(data_dir).truth
     return pl.read_parquet(p).select("date", "secid", "regime") if p.exists() else None
 
-# %% ../nbs/04a_validate.ipynb #fcc6d73c
+# %% ../nbs/04a_validate.ipynb #a9fb3466
 def refit_points(dates,  # the days, in order
                  every: str = "month",  # week, month, quarter or year: refit on the first day of each
                  min_days: int = 126,  # days of history before the first refit
@@ -283,7 +287,7 @@ def refit_points(dates,  # the days, in order
     idx = np.flatnonzero(first)
     return idx[idx >= min_days - 1]
 
-# %% ../nbs/04a_validate.ipynb #c466727d
+# %% ../nbs/04a_validate.ipynb #95a8e75d
 def align_states(order_means: np.ndarray,  # each new state's mean ordering value (IV) on the training days
                  centres: np.ndarray,  # each new state's centre in standardised feature space
                  prev_centres: np.ndarray | None = None,  # the previous refit's centres, by aligned label
@@ -304,7 +308,7 @@ def align_states(order_means: np.ndarray,  # each new state's mean ordering valu
     relabel[r] = c
     return relabel, True
 
-# %% ../nbs/04a_validate.ipynb #1670627e
+# %% ../nbs/04a_validate.ipynb #3e9b7f0e
 @dataclass
 class CausalLabels:
     "Expanding-window labels of one underlying: method -> labels (-1 before the first refit), and what each refit did."
@@ -312,11 +316,11 @@ class CausalLabels:
     refits: pl.DataFrame   # refit date, training days, hmm sticky, jump penalty, whether centres were matched
     settings: list         # the selection tables (date, method, table) of each yearly re-selection
 
-# %% ../nbs/04a_validate.ipynb #0cfb7996
+# %% ../nbs/04a_validate.ipynb #508d34ce
 def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (before any scaling)
                   order_values: np.ndarray,  # (T,) 30-day ATM IV, orders the states
                   dates,  # (T,) the days
-                  k: int = 3,  # regimes, fixed in advance
+                  k: int = 0,  # regimes: fixed in advance, or 0: chosen by the k-scan at each re-selection on data up to then
                   every: str = "month",  # refit period
                   min_days: int = 126,  # history before the first refit
                   pca_variance: float = 0.95,  # PCA share kept at each refit
@@ -324,6 +328,7 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
                   random_state: int = 0,  # base seed; each refit's seed depends only on it and the refit date
                   select_every: str = "year",  # re-choose HMM stickiness and jump penalty at the first refit of each
                   tol: float = 0.25,  # IV-order ambiguity threshold (standard deviations)
+                  k_max: int = 6,  # largest k the causal k-scan considers (k = 0)
                  ) -> CausalLabels:
     "K-means, HMM (filtered) and jump (online) labels of each day from models fitted on data up to that day only."
     from sklearn.cluster import KMeans
@@ -337,7 +342,8 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
     prev = {m: None for m in out}
     rows, settings = [], []
     year_of = dts.dt.truncate({"month": "1mo", "quarter": "1q", "year": "1y", "week": "1w"}.get(select_every, "1y")).to_numpy()
-    sticky, penalty = 0.2, 8.0
+    from volregime.scan import scan_k
+    sticky, penalty, kk = 0.2, 8.0, k
     for j, r in enumerate(pts):
         end = pts[j + 1] if j + 1 < len(pts) else T
         day = dts[int(r)]
@@ -349,28 +355,32 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
         sd_iv = float(np.nanstd(ivtr)) or 1.0
         xs = zp.scaler_.transform(X[tr])
         if j == 0 or year_of[r] != year_of[pts[j - 1]]:
-            sticky, st_tab = select_sticky(Ztr, k, covariance=covariance, random_state=seed)
-            penalty, jp_tab = select_jump_penalty(Ztr, k, random_state=seed)
+            if not k:   # the stage-03 k-scan (stability, separation, compactness) on the days known then
+                sc = scan_k(Ztr, ivtr, 2, min(k_max, len(Ztr) // 20), n_boot=10, block_length=20, random_state=seed)
+                kk = sc.k_star
+                settings.append((day, "k", sc.table))
+            sticky, st_tab = select_sticky(Ztr, kk, covariance=covariance, random_state=seed)
+            penalty, jp_tab = select_jump_penalty(Ztr, kk, random_state=seed)
             settings += [(day, "hmm_sticky", st_tab), (day, "jump_penalty", jp_tab)]
         fitted = {}
-        km = KMeans(k, n_init=4, random_state=seed).fit(Ztr)
+        km = KMeans(kk, n_init=4, random_state=seed).fit(Ztr)
         fitted["kmeans"] = (km.labels_, km.predict(Z[r:end]))
-        hm = fit_hmm(Ztr, k, covariance, seed, n_init=2, sticky=sticky)
+        hm = fit_hmm(Ztr, kk, covariance, seed, n_init=2, sticky=sticky)
         fitted["hmm"] = (hm.predict(Ztr), hmm_filter(hm, Z)[r:end])
-        lam = penalty * jump_scale(Ztr, k, seed)
-        jm = JumpModel(n_components=k, jump_penalty=lam, random_state=seed, n_init=3).fit(Ztr, sort_by=None)
+        lam = penalty * jump_scale(Ztr, kk, seed)
+        jm = JumpModel(n_components=kk, jump_penalty=lam, random_state=seed, n_init=3).fit(Ztr, sort_by=None)
         fitted["jump"] = (np.asarray(jm.labels_, np.int64), np.asarray(jm.predict_online(Z), np.int64)[r:end])
         matched = {}
         for m, (trl, block) in fitted.items():
-            means = np.array([ivtr[trl == c].mean() if (trl == c).any() else np.nan for c in range(k)])
-            cents = np.array([xs[trl == c].mean(axis=0) if (trl == c).any() else np.full(xs.shape[1], np.nan) for c in range(k)])
+            means = np.array([ivtr[trl == c].mean() if (trl == c).any() else np.nan for c in range(kk)])
+            cents = np.array([xs[trl == c].mean(axis=0) if (trl == c).any() else np.full(xs.shape[1], np.nan) for c in range(kk)])
             relabel, used = align_states(means, cents, prev[m], sd_iv, tol)
             aligned = np.full_like(cents, np.nan); aligned[relabel] = cents
             # centres are kept in the refit's own z-units of the raw features: comparable across refits up to the rescaling
             prev[m] = aligned
             out[m][r:end] = relabel[block]
             matched[m] = used
-        rows.append({"refit_date": day, "training_days": int(r) + 1, "labelled_days": int(end - r), "hmm_sticky": sticky,
+        rows.append({"refit_date": day, "training_days": int(r) + 1, "labelled_days": int(end - r), "k": kk, "hmm_sticky": sticky,
                      "jump_penalty": penalty, "pca_components": int(zp.n_components_),
                      **{f"matched_{m}": v for m, v in matched.items()}})
     return CausalLabels(out, pl.DataFrame(rows), settings)
@@ -382,7 +392,7 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
                   ward_sample: int = 50_000,     # exact Ward up to this many rows
                   random_state=0,                # seed or RandomState for every model
                   hmm_sticky: float = -1.0,      # in-sample HMM stickiness; negative: chosen by select_sticky
-                  causal_k: int = 3,             # regimes of the causal labels (fixed in advance)
+                  causal_k: int = 0,             # regimes of the causal labels: fixed, or 0: k-scan at each yearly re-selection
                   causal_refit: str = "month",   # refit period of the causal labels
                   causal_min_days: int = 126,    # history before the first causal refit
                   pca_variance: float = 0.95,    # PCA share kept by each causal refit
@@ -432,7 +442,7 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
     if unlabelled: log.info(f"causal labels: {unlabelled} day(s) before the first refit ({causal_min_days} days of history) have none")
     return pl.concat(frames).sort("method", "label_kind", "secid", "date")
 
-# %% ../nbs/04a_validate.ipynb #7f097854
+# %% ../nbs/04a_validate.ipynb #8a365e95
 def switch_scores(est: np.ndarray,  # estimated labels of one underlying, in date order
                   truth: np.ndarray,  # true labels of the same days
                   dates,  # the days
@@ -520,7 +530,7 @@ def ari_intervals(methods: pl.DataFrame,  # every method's daily labels
         out.append({"method": m, "label_kind": kd, "ari_lo": float(np.quantile(aris, a)), "ari_hi": float(np.quantile(aris, 1 - a))})
     return pl.DataFrame(out, schema={"method": pl.String, "label_kind": pl.String, "ari_lo": pl.Float64, "ari_hi": pl.Float64})
 
-# %% ../nbs/04a_validate.ipynb #e82351e6
+# %% ../nbs/04a_validate.ipynb #f59870f3
 RANK_REFERENCES = ("fwd_rv_21d", "drawdown")   # without a truth, methods are ranked by these (not built from the smile)
 
 def comparison_table(val: pl.DataFrame,  # validate_methods rows

@@ -196,7 +196,7 @@ def nestedness(kmeans_labels: np.ndarray, ward_labels: np.ndarray) -> float:
     m = contingency(kmeans_labels, ward_labels)
     return float(m.max(axis=1).sum() / m.sum())
 
-# %% ../nbs/04_ward_validation.ipynb #8124420f
+# %% ../nbs/04_ward_validation.ipynb #bb1645ee
 def nestedness_test(kmeans_labels: np.ndarray,  # K-means labels of the rows
                     ward_labels: np.ndarray,  # Ward labels of the same rows (one fixed level)
                     n_perm: int = 200,  # permutations of the Ward labels
@@ -230,7 +230,7 @@ class WardParams(StageParams):
     hmm_sticky: float = -1.0            # HMM stickiness (prior stay counts, share of T / k); negative: chosen by time-series CV
     ward_level: int = 3                 # Ward clusters of the nesting test, fixed in advance
     n_permutations: int = 200           # permutations of the nestedness null
-    causal_k: int = 3                   # regimes of the causal (expanding-window) labels, fixed in advance
+    causal_k: int = 0                   # regimes of the causal labels: fixed, or 0: k-scan on the days known at each yearly re-selection
     causal_refit: str = "month"         # refit period of the causal labels: week, month, quarter or year
     causal_min_days: int = 126          # days of history before the first causal refit
     reference_path: str = ""            # VIX-like csv/parquet (date,value); empty uses the synthetic market's
