@@ -44,7 +44,7 @@ def hmm_filter(m,  # a fitted GaussianHMM
         filt[t] = np.argmax(alpha)
     return filt
 
-# %% ../nbs/04a_validate.ipynb #9849f83b
+# %% ../nbs/04a_validate.ipynb #7c0a66c5
 def fit_hmm(X: np.ndarray,  # (T, d) daily matrix in date order
             k: int,  # hidden states
             covariance: str = "full",  # GaussianHMM covariance type
@@ -62,20 +62,29 @@ def fit_hmm(X: np.ndarray,  # (T, d) daily matrix in date order
     logging.getLogger("hmmlearn.base").setLevel(logging.ERROR)
     rs = np.random.RandomState(seed_of(random_state))
     prior = 1.0 + np.eye(k) * float(sticky) * len(X) / k
-    best, best_ll = None, -np.inf
-    for seed in rs.randint(2**31 - 1, size=n_init):
-        # means and covariances from k-means; a persistent transition matrix to start: a random one
-        # lets EM merge regimes into a fast-switching pair
-        m = GaussianHMM(n_components=k, covariance_type=covariance, n_iter=n_iter, random_state=int(seed), tol=1e-4,
-                        init_params="mc", transmat_prior=prior)
-        m.startprob_ = np.full(k, 1 / k)
-        m.transmat_ = np.full((k, k), (1 - stay) / max(k - 1, 1)) + np.eye(k) * (stay - (1 - stay) / max(k - 1, 1))
-        m.fit(X)
-        ll = m.score(X)
-        if ll > best_ll: best, best_ll = m, ll
+    best, best_ll, failed = None, -np.inf, []
+    for cov in dict.fromkeys([covariance, "diag"]):   # a full covariance that collapses (a short window, a flat feature): diagonal
+        for seed in rs.randint(2**31 - 1, size=n_init):
+            # means and covariances from k-means; a persistent transition matrix to start: a random one
+            # lets EM merge regimes into a fast-switching pair
+            m = GaussianHMM(n_components=k, covariance_type=cov, n_iter=n_iter, random_state=int(seed), tol=1e-4,
+                            init_params="mc", transmat_prior=prior)
+            m.startprob_ = np.full(k, 1 / k)
+            m.transmat_ = np.full((k, k), (1 - stay) / max(k - 1, 1)) + np.eye(k) * (stay - (1 - stay) / max(k - 1, 1))
+            try:
+                m.fit(X); ll = m.score(X)
+            except (ValueError, np.linalg.LinAlgError) as e:   # EM reached a singular covariance: this start is dropped
+                failed.append(f"{cov}: {e}"); continue
+            if np.isfinite(ll) and ll > best_ll: best, best_ll = m, ll
+        if best is not None: break
+    if best is None:
+        raise ValidationInputError(f"HMM with {k} states on {len(X)} days: every EM start reached a singular covariance ({failed[-1]}); "
+                                   "fewer states or more days are needed")
+    if failed: log.info(f"HMM with {k} states on {len(X)} days: {len(failed)} EM start(s) reached a singular covariance and were dropped"
+                        + ("; diagonal covariances used" if best.covariance_type != covariance else ""))
     return best
 
-# %% ../nbs/04a_validate.ipynb #28e96f84
+# %% ../nbs/04a_validate.ipynb #15a8039f
 def hmm_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
                 k: int,  # hidden states
                 covariance: str = "full",  # GaussianHMM covariance type
@@ -99,7 +108,7 @@ def jump_scale(X: np.ndarray,  # (T, d) matrix
     km = KMeans(k, n_init=2, random_state=seed_of(random_state)).fit(X)
     return float(km.inertia_ / len(X))
 
-# %% ../nbs/04a_validate.ipynb #aaeec558
+# %% ../nbs/04a_validate.ipynb #66785b46
 def jump_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
                  k: int,  # states
                  penalty: float = 8.0,  # jump penalty in units of jump_scale(X, k): a jump costs that many rows' loss
@@ -114,7 +123,7 @@ def jump_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
     jm.penalty_units_, jm.scale_ = float(penalty), lam / max(float(penalty), 1e-12)
     return np.asarray(jm.predict_online(X), np.int64), np.asarray(jm.labels_, np.int64), jm
 
-# %% ../nbs/04a_validate.ipynb #3393ffcc
+# %% ../nbs/04a_validate.ipynb #212e6033
 def _cv_blocks(T: int, n_splits: int = 2, share: float = 0.2) -> list[tuple[int, int]]:
     "(train end, validation end) of n_splits expanding splits, validation blocks of `share` of T ending at T."
     v = max(10, int(share * T / n_splits) if n_splits > 1 else int(share * T))
@@ -273,7 +282,7 @@ def load_truth(data_dir) -> pl.DataFrame | None:
     p = Artifacts.of(data_dir).truth
     return pl.read_parquet(p).select("date", "secid", "regime") if p.exists() else None
 
-# %% ../nbs/04a_validate.ipynb #a9fb3466
+# %% ../nbs/04a_validate.ipynb #86ca61b6
 def refit_points(dates,  # the days, in order
                  every: str = "month",  # week, month, quarter or year: refit on the first day of each
                  min_days: int = 126,  # days of history before the first refit
@@ -287,7 +296,7 @@ def refit_points(dates,  # the days, in order
     idx = np.flatnonzero(first)
     return idx[idx >= min_days - 1]
 
-# %% ../nbs/04a_validate.ipynb #95a8e75d
+# %% ../nbs/04a_validate.ipynb #9215a135
 def align_states(order_means: np.ndarray,  # each new state's mean ordering value (IV) on the training days
                  centres: np.ndarray,  # each new state's centre in standardised feature space
                  prev_centres: np.ndarray | None = None,  # the previous refit's centres, by aligned label
@@ -308,7 +317,7 @@ def align_states(order_means: np.ndarray,  # each new state's mean ordering valu
     relabel[r] = c
     return relabel, True
 
-# %% ../nbs/04a_validate.ipynb #3e9b7f0e
+# %% ../nbs/04a_validate.ipynb #ef43e644
 @dataclass
 class CausalLabels:
     "Expanding-window labels of one underlying: method -> labels (-1 before the first refit), and what each refit did."
@@ -316,7 +325,7 @@ class CausalLabels:
     refits: pl.DataFrame   # refit date, training days, hmm sticky, jump penalty, whether centres were matched
     settings: list         # the selection tables (date, method, table) of each yearly re-selection
 
-# %% ../nbs/04a_validate.ipynb #508d34ce
+# %% ../nbs/04a_validate.ipynb #ff50ed96
 def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (before any scaling)
                   order_values: np.ndarray,  # (T,) 30-day ATM IV, orders the states
                   dates,  # (T,) the days
@@ -442,7 +451,7 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
     if unlabelled: log.info(f"causal labels: {unlabelled} day(s) before the first refit ({causal_min_days} days of history) have none")
     return pl.concat(frames).sort("method", "label_kind", "secid", "date")
 
-# %% ../nbs/04a_validate.ipynb #8a365e95
+# %% ../nbs/04a_validate.ipynb #22ed0cf1
 def switch_scores(est: np.ndarray,  # estimated labels of one underlying, in date order
                   truth: np.ndarray,  # true labels of the same days
                   dates,  # the days
@@ -530,7 +539,7 @@ def ari_intervals(methods: pl.DataFrame,  # every method's daily labels
         out.append({"method": m, "label_kind": kd, "ari_lo": float(np.quantile(aris, a)), "ari_hi": float(np.quantile(aris, 1 - a))})
     return pl.DataFrame(out, schema={"method": pl.String, "label_kind": pl.String, "ari_lo": pl.Float64, "ari_hi": pl.Float64})
 
-# %% ../nbs/04a_validate.ipynb #f59870f3
+# %% ../nbs/04a_validate.ipynb #6a410881
 RANK_REFERENCES = ("fwd_rv_21d", "drawdown")   # without a truth, methods are ranked by these (not built from the smile)
 
 def comparison_table(val: pl.DataFrame,  # validate_methods rows
