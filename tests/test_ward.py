@@ -166,12 +166,13 @@ def test_causal_labels_do_not_change_when_later_data_arrives(tmp_path):
     shutil.copytree(full.data_dir, cut.data_dir)
     T = dt.date(2019, 6, 28)
     pl.read_parquet(full.features_daily).filter(pl.col("date") <= T).write_parquet(cut.features_daily)
-    a = daily_methods(full, random_state=0).filter(pl.col("label_kind") == "causal")
+    every = daily_methods(full, random_state=0)
+    a = every.filter(pl.col("label_kind") == "causal")
     b = daily_methods(cut, random_state=0).filter(pl.col("label_kind") == "causal")
     assert b["date"].max() == T and a["date"].max() > dt.date(2020, 6, 1)
     joined = b.join(a, on=["date", "secid", "method"], how="left", suffix="_later")
     assert joined["regime_later"].null_count() == 0 and len(joined) == len(b) > 3 * 200
     assert (joined["regime"] == joined["regime_later"]).all()
     # the in-sample filtered labels, by contrast, move: their models saw the later data
-    ia = daily_methods(full, random_state=0).filter(pl.col("label_kind") == "filtered_insample")
+    ia = every.filter(pl.col("label_kind") == "filtered_insample")
     assert ia["date"].min() < b["date"].min()          # and cover the first months, which have no causal label

@@ -116,8 +116,8 @@ def score_run(art: Artifacts | str | Path,  # the scenario run's artifacts
     out.update(k_star=s.get("k_star_day"), ari_default=s.get("ari_vs_truth"), mean_duration=s.get("mean_duration_day"),
                true_mean_duration=float(durations(truth.unique("date").sort("date")["regime"].to_numpy())["length"].mean()))
     if art.validation.exists():
-        val = pl.read_parquet(art.validation)
-        if "label_kind" not in val.columns: val = val.with_columns(label_kind=pl.when("causal").then(pl.lit("causal")).otherwise(pl.lit("smoothed")))
+        from volregime.validate import with_label_kind
+        val = with_label_kind(pl.read_parquet(art.validation))
         v = val.filter(pl.col("metric") == "ari_truth")
         for r in v.iter_rows(named=True):
             out[f"ari_{r['method']}_{r['label_kind']}"] = r["value"]

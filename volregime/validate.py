@@ -22,7 +22,7 @@ from dataclasses import dataclass
 __all__ = ['log', 'RANK_REFERENCES', 'hmm_filter', 'fit_hmm', 'hmm_regimes', 'jump_scale', 'jump_regimes', 'select_sticky',
            'select_jump_penalty', 'persistence', 'ValidationInputError', 'read_reference', 'load_references', 'align',
            'agreement', 'truth_scores', 'load_truth', 'refit_points', 'align_states', 'CausalLabels', 'causal_labels',
-           'daily_methods', 'switch_scores', 'validate_methods', 'ari_intervals', 'comparison_table',
+           'daily_methods', 'switch_scores', 'with_label_kind', 'validate_methods', 'ari_intervals', 'comparison_table',
            'fig_methods_timeline']
 
 # %% ../nbs/04a_validate.ipynb #64539fe1
@@ -44,7 +44,7 @@ def hmm_filter(m,  # a fitted GaussianHMM
         filt[t] = np.argmax(alpha)
     return filt
 
-# %% ../nbs/04a_validate.ipynb #7c0a66c5
+# %% ../nbs/04a_validate.ipynb #cc29958b
 def fit_hmm(X: np.ndarray,  # (T, d) daily matrix in date order
             k: int,  # hidden states
             covariance: str = "full",  # GaussianHMM covariance type
@@ -84,7 +84,7 @@ def fit_hmm(X: np.ndarray,  # (T, d) daily matrix in date order
                         + ("; diagonal covariances used" if best.covariance_type != covariance else ""))
     return best
 
-# %% ../nbs/04a_validate.ipynb #15a8039f
+# %% ../nbs/04a_validate.ipynb #7c515b5a
 def hmm_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
                 k: int,  # hidden states
                 covariance: str = "full",  # GaussianHMM covariance type
@@ -108,7 +108,7 @@ def jump_scale(X: np.ndarray,  # (T, d) matrix
     km = KMeans(k, n_init=2, random_state=seed_of(random_state)).fit(X)
     return float(km.inertia_ / len(X))
 
-# %% ../nbs/04a_validate.ipynb #66785b46
+# %% ../nbs/04a_validate.ipynb #444c53d3
 def jump_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
                  k: int,  # states
                  penalty: float = 8.0,  # jump penalty in units of jump_scale(X, k): a jump costs that many rows' loss
@@ -123,7 +123,7 @@ def jump_regimes(X: np.ndarray,  # (T, d) daily matrix in date order
     jm.penalty_units_, jm.scale_ = float(penalty), lam / max(float(penalty), 1e-12)
     return np.asarray(jm.predict_online(X), np.int64), np.asarray(jm.labels_, np.int64), jm
 
-# %% ../nbs/04a_validate.ipynb #212e6033
+# %% ../nbs/04a_validate.ipynb #09f7ca5d
 def _cv_blocks(T: int, n_splits: int = 2, share: float = 0.2) -> list[tuple[int, int]]:
     "(train end, validation end) of n_splits expanding splits, validation blocks of `share` of T ending at T."
     v = max(10, int(share * T / n_splits) if n_splits > 1 else int(share * T))
@@ -282,7 +282,7 @@ def load_truth(data_dir) -> pl.DataFrame | None:
     p = Artifacts.of(data_dir).truth
     return pl.read_parquet(p).select("date", "secid", "regime") if p.exists() else None
 
-# %% ../nbs/04a_validate.ipynb #86ca61b6
+# %% ../nbs/04a_validate.ipynb #5c0631ae
 def refit_points(dates,  # the days, in order
                  every: str = "month",  # week, month, quarter or year: refit on the first day of each
                  min_days: int = 126,  # days of history before the first refit
@@ -296,7 +296,7 @@ def refit_points(dates,  # the days, in order
     idx = np.flatnonzero(first)
     return idx[idx >= min_days - 1]
 
-# %% ../nbs/04a_validate.ipynb #9215a135
+# %% ../nbs/04a_validate.ipynb #4636a80e
 def align_states(order_means: np.ndarray,  # each new state's mean ordering value (IV) on the training days
                  centres: np.ndarray,  # each new state's centre in standardised feature space
                  prev_centres: np.ndarray | None = None,  # the previous refit's centres, by aligned label
@@ -317,7 +317,7 @@ def align_states(order_means: np.ndarray,  # each new state's mean ordering valu
     relabel[r] = c
     return relabel, True
 
-# %% ../nbs/04a_validate.ipynb #ef43e644
+# %% ../nbs/04a_validate.ipynb #5e8d3a63
 @dataclass
 class CausalLabels:
     "Expanding-window labels of one underlying: method -> labels (-1 before the first refit), and what each refit did."
@@ -325,7 +325,7 @@ class CausalLabels:
     refits: pl.DataFrame   # refit date, training days, hmm sticky, jump penalty, whether centres were matched
     settings: list         # the selection tables (date, method, table) of each yearly re-selection
 
-# %% ../nbs/04a_validate.ipynb #ff50ed96
+# %% ../nbs/04a_validate.ipynb #040f20f7
 def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (before any scaling)
                   order_values: np.ndarray,  # (T,) 30-day ATM IV, orders the states
                   dates,  # (T,) the days
@@ -451,7 +451,7 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
     if unlabelled: log.info(f"causal labels: {unlabelled} day(s) before the first refit ({causal_min_days} days of history) have none")
     return pl.concat(frames).sort("method", "label_kind", "secid", "date")
 
-# %% ../nbs/04a_validate.ipynb #22ed0cf1
+# %% ../nbs/04a_validate.ipynb #58ab990a
 def switch_scores(est: np.ndarray,  # estimated labels of one underlying, in date order
                   truth: np.ndarray,  # true labels of the same days
                   dates,  # the days
@@ -478,6 +478,12 @@ def switch_scores(est: np.ndarray,  # estimated labels of one underlying, in dat
             "detected_share": len(lags) / len(changes) if len(changes) else np.nan,
             "false_switches_per_year": float((~near).sum() / years)}
 
+# %% ../nbs/04a_validate.ipynb #e72968aa
+def with_label_kind(df: pl.DataFrame) -> pl.DataFrame:
+    "The frame with `label_kind`; a frame written before label kinds existed gets causal or smoothed from `causal`."
+    if "label_kind" in df.columns: return df
+    return df.with_columns(label_kind=pl.when("causal").then(pl.lit("causal")).otherwise(pl.lit("smoothed")))
+
 # %% ../nbs/04a_validate.ipynb #c287ef26
 def validate_methods(methods: pl.DataFrame,  # every method's daily labels
                      refs: dict,  # name -> (reference, higher_is_stress)
@@ -487,8 +493,7 @@ def validate_methods(methods: pl.DataFrame,  # every method's daily labels
     rows = []
     def add(m, c, kd, metric, value, note=None):
         rows.append({"method": m, "causal": c, "label_kind": kd, "metric": metric, "value": value, "note": note})
-    if "label_kind" not in methods.columns:   # a frame from before label kinds: causal or smoothed
-        methods = methods.with_columns(label_kind=pl.when("causal").then(pl.lit("causal")).otherwise(pl.lit("smoothed")))
+    methods = with_label_kind(methods)
     for (m, kd), g in methods.group_by("method", "label_kind", maintain_order=True):
         c = bool(g["causal"][0])
         g = g.sort("secid", "date")
@@ -539,7 +544,7 @@ def ari_intervals(methods: pl.DataFrame,  # every method's daily labels
         out.append({"method": m, "label_kind": kd, "ari_lo": float(np.quantile(aris, a)), "ari_hi": float(np.quantile(aris, 1 - a))})
     return pl.DataFrame(out, schema={"method": pl.String, "label_kind": pl.String, "ari_lo": pl.Float64, "ari_hi": pl.Float64})
 
-# %% ../nbs/04a_validate.ipynb #6a410881
+# %% ../nbs/04a_validate.ipynb #fac3e6ed
 RANK_REFERENCES = ("fwd_rv_21d", "drawdown")   # without a truth, methods are ranked by these (not built from the smile)
 
 def comparison_table(val: pl.DataFrame,  # validate_methods rows
