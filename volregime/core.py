@@ -67,6 +67,7 @@ SETTINGS_SPEC = {
     "profile": ("volregime", "VOLREGIME_PROFILE", "demo", str),
     "reports_dir": ("volregime", "VOLREGIME_REPORTS_DIR", "reports", str),
     "runs_dir": ("volregime", "VOLREGIME_RUNS_DIR", "runs", str),
+    "cache_dir": ("volregime", "VOLREGIME_CACHE_DIR", "", str),   # empty: <runs_dir>/.cache
     "postgres_uri": ("database", "POSTGRES_URI", "", str),
     "schema": ("database", "SCHEMA", "public", str),
     "table_name": ("database", "TABLE_NAME", "sampled_regimes", str),
@@ -83,6 +84,7 @@ class Settings:
     profile: str = DEFAULTS["profile"]
     reports_dir: str = DEFAULTS["reports_dir"]
     runs_dir: str = DEFAULTS["runs_dir"]
+    cache_dir: str = DEFAULTS["cache_dir"]
     postgres_uri: str = DEFAULTS["postgres_uri"]
     schema: str = DEFAULTS["schema"]
     table_name: str = DEFAULTS["table_name"]
@@ -92,7 +94,8 @@ class Settings:
     sources: dict = field(default_factory=dict)
 
     def path(self, name: str) -> Path:
-        "An absolute path for the path-valued setting `name` (data_dir, reports_dir, runs_dir)."
+        "An absolute path for the path-valued setting `name` (data_dir, reports_dir, runs_dir, cache_dir)."
+        if name == "cache_dir" and not self.cache_dir: return self.path("runs_dir") / ".cache"
         return resolve_path(getattr(self, name), self.root)
 
     def __repr__(self):

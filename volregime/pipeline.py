@@ -15,12 +15,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cache import STAGE_INPUTS, StageCache, code_digest, notebook_digest, snapshot, source_fingerprint, stage_key, stage_number, written
 from .core import (InputError, Settings, check_unknown, copy_once, get_logger, get_settings, git_sha, mask_secrets,
-                            merge_params, package_versions, read_headlines, resolve_path)
+                            merge_params, package_versions, pg_data_dir, read_headlines, resolve_path)
 
 # %% auto #0
 __all__ = ['STAGE_RE', 'stage_params', 'secret_params', 'stage_notebooks', 'select_stages', 'declared_parameters', 'render_html',
-           'write_index', 'StageFailed', 'RunResult', 'run_pipeline']
+           'write_index', 'StageFailed', 'RunResult', 'run_pipeline', 'sweep_grid', 'sweep_report', 'run_sweep']
 
 # %% ../nbs/08_pipeline.ipynb #8fa983ee
 STAGE_RE = re.compile(r"^(0[1-6])_[a-z0-9_]+\.ipynb$")
@@ -152,7 +153,7 @@ def write_index(run: dict,            # the run record (run.json content)
     rows = []
     for st in run["stages"]:
         head = "".join(f"<li><b>{e(k)}</b>: {e(_fmt(v))}</li>" for k, v in (st.get("headline") or {}).items())
-        color = {"ok": "#1a7f37", "failed": "#cf222e"}.get(st["status"], "#6e7781")
+        color = {"ok": "#1a7f37", "cached": "#0969da", "failed": "#cf222e"}.get(st["status"], "#6e7781")
         link = f'<a href="{e(st["html"])}">{e(st["stage"])}</a>' if st.get("html") else e(st["stage"])
         reason = f'<div class="reason">{e(st["error"])}</div>' if st.get("error") else ""
         rows.append(f'<tr><td>{link}</td><td style="color:{color}"><b>{e(st["status"])}</b>{reason}</td>'
@@ -192,6 +193,45 @@ def _link_latest(target: Path, link: Path) -> None:
     tmp.symlink_to(target.name)
     os.replace(tmp, link)
 
+# %% ../nbs/08_pipeline.ipynb #c4a7e1b2
+def _stage_record(data: Path, stage: str) -> Path:
+    return data / ".stages" / f"{stage}.json"
+
+def _upstream(data: Path, num: str) -> dict | None:
+    "Upstream stage number -> its outputs digest, from the records in the data dir; None when one is missing."
+    out = {}
+    for u in STAGE_INPUTS[num]:
+        recs = sorted((data / ".stages").glob(f"{u}_*.json"))
+        if not recs: return None
+        out[u] = json.loads(recs[-1].read_text())["outputs"]
+    return out
+
+def _stage_extra(num: str, params: dict) -> dict:
+    "What a stage reads from outside the run."
+    if num == "01" and params.get("source") == "local" and params.get("local_path"):
+        return {"exports": source_fingerprint(resolve_path(params["local_path"]))}
+    if num == "06":
+        return {"database": mask_secrets(params.get("postgres_uri") or os.environ.get("POSTGRES_URI", "")
+                                         or f"embedded:{pg_data_dir(get_settings())}")}
+    return {}
+
+def _db_holds(params: dict, headline: dict) -> bool:
+    "Whether the target database still holds the tables a cached stage 06 loaded, with their row counts."
+    from sqlalchemy import create_engine, text
+    from volregime.core import quote_ident as q
+    from volregime.core import resolve_postgres_uri
+    try:
+        eng = create_engine(resolve_postgres_uri(params.get("postgres_uri") or None), connect_args={"connect_timeout": 5})
+        schema = params.get("schema") or "public"
+        want = {f"{q(schema)}.{q(params.get('table') or 'sampled_regimes')}": headline.get("rows", 0),
+                f"{q(schema)}.{q('regime_daily')}": headline.get("daily_rows", 0)}
+        with eng.connect() as c:
+            ok = all(c.execute(text(f"SELECT count(*) FROM {t}")).scalar() == n for t, n in want.items() if n)
+        eng.dispose()
+        return ok
+    except Exception:
+        return False
+
 # %% ../nbs/08_pipeline.ipynb #b368659f
 def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML path; default from settings
                  config: str | None = None,  # YAML overlaid on the profile
@@ -202,6 +242,9 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
                  settings: Settings | None = None,  # resolved settings; default get_settings()
                  progress: bool = True,  # a progress bar over stages
                  kernel: str = "python3",  # Jupyter kernel name
+                 force: bool = False,  # recompute every stage (what is computed is still stored)
+                 from_stage: str | None = None,  # recompute this stage ("03") and the ones after it
+                 cache: bool = True,  # reuse and store stage results (see volregime.cache)
                 ) -> RunResult:
     "Execute the stage notebooks with papermill, keep everything under runs/<run_id>, render reports/<run_id>."
     import papermill as pm
@@ -213,6 +256,10 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
     nbs = select_stages(stages, stage_notebooks(settings.root / "nbs"))
     declared = {p.name: declared_parameters(p) for p in stage_notebooks(settings.root / "nbs")}
     check_unknown(params, list(stage_params().values()), extra=("data_dir",))
+    if from_stage:
+        from_stage = str(from_stage).zfill(2)
+        known = sorted(STAGE_RE.match(p.name)[1] for p in stage_notebooks(settings.root / "nbs"))
+        if from_stage not in known: raise InputError(f"--from {from_stage}: unknown stage (known: {', '.join(known)})")
     run_id = run_id or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{Path(str(profile)).stem}"
     if not re.fullmatch(r"[A-Za-z0-9._-]+", run_id): raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' or '-'")
     run_dir = settings.path("runs_dir") / run_id
@@ -224,7 +271,9 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
     record = {"run_id": run_id, "profile": str(profile), "status": "running", "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "seconds": 0.0, "git_sha": git_sha(settings.root), "versions": package_versions(),
               "parameters": {k: mask_secrets(v) if isinstance(v, str) else v for k, v in params.items()},
-              "data_dir": str(data), "stages": []}
+              "data_dir": str(data), "cache_dir": str(settings.path("cache_dir")) if cache else None, "stages": []}
+    store = StageCache(settings.path("cache_dir")) if cache else None
+    code = code_digest() if cache else None
     t_run = time.perf_counter()
     failure = interrupted = None
     bar = tqdm(nbs, desc="volregime run", unit="stage", disable=not progress)
@@ -244,6 +293,28 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
             mine = {k: v for k, v in injected.items() if k in declared[nb.name]}
             st = {"stage": stage, "status": "running", "notebook": str(out_nb), "html": out_html.name, "parameters": sorted(mine)}
             t0 = time.perf_counter()
+            num = stage_number(stage)
+            up = _upstream(data, num) if store else None
+            key = (stage_key(stage, {k: params[k] for k in mine}, up, notebook_digest(nb), code, _stage_extra(num, params))
+                   if up is not None else None)
+            st["key"] = key
+            hit = None if (key is None or force or (from_stage and num >= from_stage)) else store.get(stage, key)
+            if hit is not None and num == "06" and not _db_holds(params, hit.get("headline") or {}):
+                log.info(f"{stage}: the database no longer holds what the cached load wrote: loading again"); hit = None
+            if hit is not None:
+                store.restore(hit, data, out_nb, out_html)
+                if 'src="plotly.min.js"' in out_html.read_text(encoding="utf-8", errors="replace"):
+                    import plotly
+                    copy_once(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", report_dir / "plotly.min.js")
+                rec = _stage_record(data, stage); rec.parent.mkdir(exist_ok=True)
+                rec.write_text(json.dumps({"stage": stage, "key": key, "outputs": hit["outputs"], "run_id": hit.get("run_id")}))
+                st.update(status="cached", cached_from=hit.get("run_id"), computed_seconds=hit.get("seconds"),
+                          seconds=round(time.perf_counter() - t0, 2), headline=read_headlines(data).get(stage, {}))
+                record["stages"].append(st)
+                log.info(f"{stage}: cached (key {key[:12]}, computed by run {hit.get('run_id')}) in {st['seconds']:.1f}s")
+                continue
+            _stage_record(data, stage).unlink(missing_ok=True)   # this stage's files are about to change
+            before = snapshot(data)
             try:
                 pm.execute_notebook(str(nb), str(out_nb), parameters=mine, kernel_name=kernel, progress_bar=False,
                                     cwd=str(settings.root), log_output=False, config=kernels)
@@ -260,6 +331,16 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
             if out_nb.exists():
                 try: render_html(out_nb, out_html, f"{stage} · volregime run {run_id}")
                 except Exception as e: log.warning(f"{stage}: HTML rendering failed: {e}"); st["html"] = None
+            if st["status"] == "ok" and store is not None:
+                files = written(before, snapshot(data))
+                info = {"run_id": run_id, "seconds": st["seconds"], "data_dir": str(data), "headline": st["headline"]}
+                if key is not None: m = store.put(stage, key, data, files, out_nb, out_html if st["html"] else None, info)
+                else:
+                    from volregime.cache import file_digest, outputs_digest
+                    m = {"outputs": outputs_digest({f: file_digest(data / f) for f in files})}
+                rec = _stage_record(data, stage); rec.parent.mkdir(exist_ok=True)
+                rec.write_text(json.dumps({"stage": stage, "key": key, "outputs": m["outputs"], "run_id": run_id}))
+                st["cache"] = "stored" if key is not None else "not stored: an upstream stage left no record in this data dir"
             record["stages"].append(st)
             log.info(f"{stage}: {st['status']} in {st['seconds']:.1f}s")
             if failure: break
@@ -279,3 +360,135 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
     if interrupted: raise KeyboardInterrupt(interrupted)
     if failure: raise StageFailed(failure)
     return res
+
+# %% ../nbs/08_pipeline.ipynb #8e9e43f1
+def sweep_grid(sets: list  # "key=v1,v2,..." items
+               ) -> list:
+    "The cartesian product of the swept values: one {key: value} per run, in the order given."
+    import itertools
+    from volregime.core import parse_set
+    axes = []
+    for item in sets or []:
+        if "=" not in item: raise InputError(f"--set {item!r}: expected KEY=VALUE[,VALUE...]")
+        key, raw = item.split("=", 1)
+        parts, depth, cur = [], 0, ""
+        for ch in raw:
+            depth += ch in "[{(" ; depth -= ch in "]})"
+            if ch == "," and depth == 0: parts.append(cur); cur = ""
+            else: cur += ch
+        parts.append(cur)
+        vals = [parse_set(f"{key.strip()}={v.strip()}")[1] for v in parts if v.strip() != ""]
+        if not vals: raise InputError(f"--set {item!r}: no values for {key.strip()!r}")
+        axes.append([(key.strip(), v) for v in vals])
+    return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+
+# %% ../nbs/08_pipeline.ipynb #b0516c0e
+def _numeric_headlines(runs: list) -> list:
+    keys = []
+    for r in runs:
+        for stage, h in (r.get("headlines") or {}).items():
+            for k, v in h.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and f"{stage}.{k}" not in keys: keys.append(f"{stage}.{k}")
+    return keys
+
+def sweep_report(sweep: dict,           # the sweep record: id, grid, runs (each run.json plus its point)
+                 out_path: str | Path,  # the HTML file to write
+                 ) -> Path:
+    "One page comparing a sweep's runs: their parameters, statuses and headlines side by side, a plot per numeric headline."
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    e, runs = html.escape, sweep["runs"]
+    swept = list(sweep["grid"][0]) if sweep["grid"] else []
+    label = lambda r: ", ".join(f"{k}={_fmt(v)}" for k, v in r["point"].items()) or r["run_id"]
+    nums = _numeric_headlines(runs)
+    head = "".join(f"<th>{e(k)}</th>" for k in ["run", *swept, "status", "seconds", "stages cached", *nums])
+    body = []
+    for r in runs:
+        hl = r.get("headlines") or {}
+        cells = [f'<a href="../../{e(r["run_id"])}/index.html">{e(r["run_id"])}</a>', *(e(_fmt(r["point"][k])) for k in swept),
+                 e(r.get("status", "?")) + (f'<div class="reason">{e(r["error"])}</div>' if r.get("error") else ""),
+                 f'{r.get("seconds", 0):.0f}', str(sum(st.get("status") == "cached" for st in r.get("stages", [])))]
+        for k in nums:
+            stage, name = k.split(".", 1)
+            cells.append(e(_fmt(hl.get(stage, {}).get(name, ""))))
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    figs = []
+    for i, k in enumerate(nums):
+        stage, name = k.split(".", 1)
+        xs = [label(r) for r in runs]
+        ys = [(r.get("headlines") or {}).get(stage, {}).get(name) for r in runs]
+        if all(y is None for y in ys) or len(set(y for y in ys if y is not None)) < 1: continue
+        fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers+lines", name=name))
+        fig.update_layout(title=k, height=300, width=560, margin=dict(l=40, r=10, t=40, b=80))
+        figs.append(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=f"h{i}"))
+    out = Path(out_path); out.parent.mkdir(parents=True, exist_ok=True)
+    import plotly
+    copy_once(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", out.parent / "plotly.min.js")
+    grid = " &times; ".join(f"{e(k)} &isin; {{{e(', '.join(_fmt(v) for v in vals))}}}"
+                            for k, vals in ((k, list(dict.fromkeys(json.dumps(p[k]) for p in sweep["grid"]))) for k in swept))
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>volregime sweep {e(sweep['sweep_id'])}</title>
+<script charset="utf-8" src="plotly.min.js"></script>
+<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top;font-size:90%}}
+.reason{{color:#cf222e;font-family:monospace;white-space:pre-wrap}}.figs{{display:flex;flex-wrap:wrap}}</style></head><body>
+<h1>volregime sweep <code>{e(sweep['sweep_id'])}</code></h1>
+<p>Profile <b>{e(sweep['profile'])}</b> &middot; {len(runs)} runs &middot; {grid} &middot; {sweep['seconds']:.0f} s</p>
+<h2>Runs</h2><table><tr>{head}</tr>{''.join(body)}</table>
+<h2>Headlines</h2><div class="figs">{''.join(f'<div>{f}</div>' for f in figs)}</div></body></html>"""
+    out.write_text(mask_secrets(page), encoding="utf-8")
+    return out
+
+# %% ../nbs/08_pipeline.ipynb #79004483
+def run_sweep(sets: list,                     # "key=v1,v2" items (swept) and plain "key=value" (fixed)
+              profile: str | None = None,      # profile for every run
+              config: str | None = None,       # YAML overlaid on the profile
+              stages: str | None = None,       # stages of every run
+              sweep_id: str | None = None,     # default sweep-<UTC timestamp>
+              jobs: int = 0,                   # runs at once; 0: one per two cores
+              settings: Settings | None = None,
+              progress: bool = True,           # a progress bar over runs
+              ) -> dict:
+    "Run the grid (first point alone, the rest in parallel processes); write reports/sweeps/<id>/index.html and sweep.json."
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    from tqdm.auto import tqdm
+    settings = settings or get_settings()
+    profile = profile or settings.profile
+    grid = sweep_grid(sets)
+    for point in grid:   # every point's parameters checked before anything runs
+        check_unknown(merge_params(profile, config, [f"{k}={json.dumps(v)}" for k, v in point.items()], settings.root),
+                      list(stage_params().values()), extra=("data_dir",))
+    sweep_id = sweep_id or "sweep-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", sweep_id): raise InputError(f"--sweep-id {sweep_id!r}: use letters, digits, '.', '_' or '-'")
+    jobs = jobs or max(1, (os.cpu_count() or 2) // 2)
+    env = {**os.environ, "VOLREGIME_RUNS_DIR": str(settings.path("runs_dir")), "VOLREGIME_REPORTS_DIR": str(settings.path("reports_dir")),
+           "VOLREGIME_CACHE_DIR": str(settings.path("cache_dir")), "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+
+    def one(i_point):
+        i, point = i_point
+        run_id = f"{sweep_id}-{i:02d}"
+        cmd = [sys.executable, "-m", "volregime.cli", "run", "--profile", str(profile), "--run-id", run_id, "--no-progress"]
+        if config: cmd += ["--config", str(config)]
+        if stages: cmd += ["--stages", str(stages)]
+        for k, v in point.items(): cmd += ["--set", f"{k}={json.dumps(v)}"]
+        p = subprocess.run(cmd, cwd=settings.root, env=env, capture_output=True, text=True)
+        rj = settings.path("runs_dir") / run_id / "run.json"
+        rec = json.loads(rj.read_text()) if rj.exists() else {"run_id": run_id, "status": "failed", "stages": []}
+        if p.returncode != 0:
+            rec["error"] = mask_secrets((p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1])[:300]
+        return {**rec, "point": point}
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(grid), desc=f"volregime sweep {sweep_id}", unit="run", disable=not progress)
+    runs = [one((0, grid[0]))]; bar.update()
+    with ThreadPoolExecutor(max_workers=jobs) as ex:
+        for r in ex.map(one, list(enumerate(grid))[1:]): runs.append(r); bar.update()
+    bar.close()
+    sweep = {"sweep_id": sweep_id, "profile": str(profile), "grid": grid, "jobs": jobs, "seconds": round(time.perf_counter() - t0, 1),
+             "runs": [{k: r.get(k) for k in ("run_id", "point", "status", "error", "seconds", "stages", "headlines")} for r in runs]}
+    out = settings.path("reports_dir") / "sweeps" / sweep_id
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(sweep, indent=1, default=str))
+    sweep["report"] = str(sweep_report(sweep, out / "index.html"))
+    return sweep
