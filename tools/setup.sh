@@ -9,7 +9,8 @@ fi
 stamp=.venv/.volregime-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  # setuptools' "Editable installation" notice box is about src-less layouts in general, not this project: muted
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e ".[dev]"
   touch "$stamp"
 fi
 # Browser tests drive Debian's chromium (never a downloaded browser).

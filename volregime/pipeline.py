@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cache import STAGE_INPUTS, StageCache, code_digest, notebook_digest, snapshot, source_fingerprint, stage_key, stage_number, written
-from .core import (InputError, Settings, check_unknown, copy_once, get_logger, get_settings, git_sha, mask_secrets,
+from .core import (InputError, Settings, atomic_path, check_unknown, copy_once, get_logger, get_settings, git_sha, mask_secrets,
                             merge_params, package_versions, pg_data_dir, read_headlines, resolve_path)
 
 # %% auto #0
-__all__ = ['STAGE_RE', 'stage_params', 'secret_params', 'stage_notebooks', 'select_stages', 'declared_parameters', 'render_html',
-           'write_index', 'StageFailed', 'RunResult', 'run_pipeline', 'sweep_grid', 'sweep_report', 'run_sweep']
+__all__ = ['STAGE_RE', 'INDEX_HEADLINES', 'stage_params', 'secret_params', 'stage_notebooks', 'select_stages',
+           'declared_parameters', 'render_html', 'run_figures', 'write_index', 'write_reports_index', 'StageFailed',
+           'RunResult', 'run_pipeline', 'sweep_grid', 'sweep_report', 'run_sweep']
 
 # %% ../nbs/08_pipeline.ipynb #8fa983ee
 STAGE_RE = re.compile(r"^(0[1-6])_[a-z0-9_]+\.ipynb$")
@@ -144,6 +145,44 @@ def _fmt(v) -> str:
     if isinstance(v, (list, tuple)): return ", ".join(_fmt(x) for x in v)
     return str(v)
 
+# %% ../nbs/08_pipeline.ipynb #f1a9c3d0
+def run_figures(data_dir: str | Path  # the run's data dir
+                ) -> list:
+    "Plotly HTML fragments (no plotly.js) of the regime timeline and the forecast comparison, where the run has them."
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    import polars as pl
+    from volregime.core import Artifacts, regime_label
+    art, out = Artifacts.of(data_dir), []
+    if art.regimes_daily.exists() and art.features_daily.exists():
+        reg = pl.read_parquet(art.regimes_daily, columns=["date", "secid", "regime"])
+        sec = reg["secid"][0] if reg.height else None
+        d = (reg.filter(pl.col("secid") == sec).join(pl.read_parquet(art.features_daily, columns=["date", "secid", "atm_iv_30d"]),
+                                                     on=["date", "secid"], how="left").sort("date"))
+        if d.height:
+            k = int(d["regime"].max()) + 1
+            fig = go.Figure([go.Scattergl(x=g["date"].to_list(), y=g["atm_iv_30d"].to_list(), mode="markers", marker=dict(size=4),
+                                          name=regime_label(int(r), k))
+                             for (r,), g in d.group_by(["regime"], maintain_order=False) if r is not None])
+            fig.data = tuple(sorted(fig.data, key=lambda t: t.name))
+            fig.update_layout(title=f"regime timeline: 30-day ATM IV by daily regime (secid {sec})", height=340,
+                              margin=dict(l=50, r=10, t=40, b=40), yaxis_title="ATM IV 30d", template="plotly_white")
+            out.append(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id="regime-timeline"))
+    if art.cv_results.exists():
+        cv = pl.read_parquet(art.cv_results, columns=["model", "n", "rmse"]).drop_nulls()
+        pooled = (cv.group_by("model").agg(((pl.col("rmse") ** 2 * pl.col("n")).sum() / pl.col("n").sum()).sqrt().alias("rmse")))
+        base = pooled.filter(pl.col("model") == "persistence")["rmse"]
+        if base.len() and base[0] > 0:
+            pooled = pooled.with_columns(ratio=pl.col("rmse") / base[0]).sort("ratio")
+            colors = ["#6e7781" if m == "persistence" else ("#1a7f37" if r < 1 else "#cf222e")
+                      for m, r in zip(pooled["model"], pooled["ratio"])]
+            fig = go.Figure(go.Bar(x=pooled["model"].to_list(), y=pooled["ratio"].to_list(), marker_color=colors))
+            fig.add_hline(y=1.0, line_dash="dot")
+            fig.update_layout(title="forecast comparison: pooled RMSE / persistence's (below 1 beats it)", height=340,
+                              margin=dict(l=50, r=10, t=40, b=40), template="plotly_white")
+            out.append(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id="forecast-comparison"))
+    return out
+
 # %% ../nbs/08_pipeline.ipynb #eba3a0a6
 def write_index(run: dict,            # the run record (run.json content)
                 out_path: str | Path  # reports/<run_id>/index.html
@@ -160,17 +199,62 @@ def write_index(run: dict,            # the run record (run.json content)
                     f'<td>{st.get("seconds", 0):.1f} s</td><td><ul>{head}</ul></td></tr>')
     params = "".join(f"<tr><td>{e(k)}</td><td>{e(mask_secrets(_fmt(v)))}</td></tr>" for k, v in sorted(run["parameters"].items()))
     vers = ", ".join(f"{e(k)} {e(str(v))}" for k, v in run["versions"].items())
+    out = Path(out_path); out.parent.mkdir(parents=True, exist_ok=True)
+    figs = run_figures(run["data_dir"]) if run.get("data_dir") and Path(run["data_dir"]).exists() else []
+    if figs:
+        import plotly
+        copy_once(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", out.parent / "plotly.min.js")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>volregime run {e(run['run_id'])}</title>
+{'<script charset="utf-8" src="plotly.min.js"></script>' if figs else ''}
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;width:100%}}
 td,th{{border-bottom:1px solid #ddd;padding:.4em;text-align:left;vertical-align:top}}ul{{margin:0;padding-left:1.1em}}
 .reason{{color:#cf222e;font-family:monospace;white-space:pre-wrap}}</style></head><body>
 <h1>volregime run <code>{e(run['run_id'])}</code></h1>
 <p>Profile <b>{e(run['profile'])}</b> &middot; status <b>{e(run['status'])}</b> &middot; {run['seconds']:.1f} s &middot;
-started {e(run['started'])} &middot; git {e(str(run['git_sha']))}</p>
+started {e(run['started'])} &middot; git {e(str(run['git_sha']))} &middot; <a href="../index.html">all runs</a></p>
+{''.join(f'<div class="fig">{f}</div>' for f in figs)}
 <h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>wall time</th><th>headline</th></tr>{''.join(rows)}</table>
 <h2>Parameters</h2><table>{params}</table><h2>Versions</h2><p>{vers}</p></body></html>"""
-    out = Path(out_path); out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
+    return out
+
+# %% ../nbs/08_pipeline.ipynb #4677c2c2
+INDEX_HEADLINES = (("03_unsupervised_scan", "k_star_day"), ("04_ward_validation", "best_causal_method"),
+                   ("05_lstm_nested_cv", "best_model"))
+
+def write_reports_index(settings: Settings | None = None  # where runs and reports live
+                        ) -> Path:
+    "reports/index.html: every run (and sweep) with its profile, status, cached stages, time and key headlines."
+    e = html.escape
+    settings = settings or get_settings()
+    runs, reports = settings.path("runs_dir"), settings.path("reports_dir")
+    recs = []
+    for rj in runs.glob("*/run.json"):
+        if rj.parent.is_symlink(): continue
+        try: recs.append(json.loads(rj.read_text()))
+        except (OSError, ValueError): continue
+    recs.sort(key=lambda r: r.get("started", ""), reverse=True)
+    rows = []
+    for r in recs:
+        sts = r.get("stages", [])
+        hl = r.get("headlines") or {}
+        heads = "; ".join(f"{e(k)} {e(_fmt(hl[st][k]))}" for st, k in INDEX_HEADLINES if k in hl.get(st, {}))
+        color = {"ok": "#1a7f37", "failed": "#cf222e"}.get(r.get("status"), "#6e7781")
+        rows.append(f'<tr><td><a href="{e(r["run_id"])}/index.html">{e(r["run_id"])}</a></td><td>{e(str(r.get("profile")))}</td>'
+                    f'<td style="color:{color}"><b>{e(str(r.get("status")))}</b></td><td>{e(str(r.get("started", "")))}</td>'
+                    f'<td>{r.get("seconds", 0):.0f} s</td><td>{len(sts)} ({sum(s.get("status") == "cached" for s in sts)} cached)</td>'
+                    f'<td>{heads}</td></tr>')
+    sweeps = sorted((reports / "sweeps").glob("*/index.html")) if (reports / "sweeps").exists() else []
+    sw = "".join(f'<li><a href="sweeps/{e(p.parent.name)}/index.html">{e(p.parent.name)}</a></li>' for p in sweeps)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>volregime runs</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;width:100%}}
+td,th{{border-bottom:1px solid #ddd;padding:.4em;text-align:left;vertical-align:top}}</style></head><body>
+<h1>volregime runs</h1><p>{len(recs)} runs in <code>{e(str(runs))}</code>; newest first.</p>
+<table><tr><th>run</th><th>profile</th><th>status</th><th>started (UTC)</th><th>time</th><th>stages</th><th>headlines</th></tr>
+{''.join(rows) or '<tr><td colspan="7">no runs yet: <code>volregime run</code></td></tr>'}</table>
+<h2>Sweeps</h2>{f'<ul>{sw}</ul>' if sw else '<p>none yet: <code>volregime sweep --set KEY=V1,V2</code></p>'}</body></html>"""
+    out = reports / "index.html"; out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp: tmp.write_text(mask_secrets(page), encoding="utf-8")
     return out
 
 # %% ../nbs/08_pipeline.ipynb #b23f6ca6
@@ -356,12 +440,13 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
     write_index(record, report_dir / "index.html")
     _link_latest(report_dir, settings.path("reports_dir") / "latest")
     _link_latest(run_dir, settings.path("runs_dir") / "latest")
+    write_reports_index(settings)
     res = RunResult(run_id, run_dir, report_dir, data, record)
     if interrupted: raise KeyboardInterrupt(interrupted)
     if failure: raise StageFailed(failure)
     return res
 
-# %% ../nbs/08_pipeline.ipynb #8e9e43f1
+# %% ../nbs/08_pipeline.ipynb #8c68271b
 def sweep_grid(sets: list  # "key=v1,v2,..." items
                ) -> list:
     "The cartesian product of the swept values: one {key: value} per run, in the order given."
@@ -382,7 +467,7 @@ def sweep_grid(sets: list  # "key=v1,v2,..." items
         axes.append([(key.strip(), v) for v in vals])
     return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
 
-# %% ../nbs/08_pipeline.ipynb #b0516c0e
+# %% ../nbs/08_pipeline.ipynb #d5d39079
 def _numeric_headlines(runs: list) -> list:
     keys = []
     for r in runs:
@@ -438,7 +523,7 @@ td,th{{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-a
     out.write_text(mask_secrets(page), encoding="utf-8")
     return out
 
-# %% ../nbs/08_pipeline.ipynb #79004483
+# %% ../nbs/08_pipeline.ipynb #250d4c3c
 def run_sweep(sets: list,                     # "key=v1,v2" items (swept) and plain "key=value" (fixed)
               profile: str | None = None,      # profile for every run
               config: str | None = None,       # YAML overlaid on the profile
@@ -468,7 +553,7 @@ def run_sweep(sets: list,                     # "key=v1,v2" items (swept) and pl
     def one(i_point):
         i, point = i_point
         run_id = f"{sweep_id}-{i:02d}"
-        cmd = [sys.executable, "-m", "volregime.cli", "run", "--profile", str(profile), "--run-id", run_id, "--no-progress"]
+        cmd = [sys.executable, "-c", "import sys; from volregime.cli import main; sys.exit(main(sys.argv[1:]))", "run", "--profile", str(profile), "--run-id", run_id, "--no-progress"]
         if config: cmd += ["--config", str(config)]
         if stages: cmd += ["--stages", str(stages)]
         for k, v in point.items(): cmd += ["--set", f"{k}={json.dumps(v)}"]
@@ -491,4 +576,5 @@ def run_sweep(sets: list,                     # "key=v1,v2" items (swept) and pl
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(sweep, indent=1, default=str))
     sweep["report"] = str(sweep_report(sweep, out / "index.html"))
+    write_reports_index(settings)
     return sweep
