@@ -21,8 +21,8 @@ from .core import InputError, get_logger, mask_secrets
 log = get_logger("cache")
 
 # %% auto #0
-__all__ = ['log', 'STAGE_INPUTS', 'stage_number', 'snapshot', 'written', 'file_digest', 'outputs_digest', 'notebook_digest',
-           'code_digest', 'source_fingerprint', 'stage_key', 'StageCache']
+__all__ = ['log', 'STAGE_INPUTS', 'stage_number', 'snapshot', 'written', 'file_digest', 'digests_of', 'outputs_digest',
+           'notebook_digest', 'code_digest', 'source_fingerprint', 'stage_key', 'StageCache']
 
 # %% ../nbs/08a_cache.ipynb #1ab049c7
 STAGE_INPUTS = {"01": (), "02": ("01",), "03": ("01", "02"), "04": ("01", "02", "03"),
@@ -69,6 +69,12 @@ def file_digest(path: str | Path  # a file
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+def digests_of(data_dir: str | Path,  # a run's data dir
+               files: list,              # relative paths in it
+               ) -> dict:
+    "Relative path -> file digest."
+    return {f: file_digest(Path(data_dir) / f) for f in files}
 
 def outputs_digest(files: dict  # relative path -> file digest
                    ) -> str:
@@ -140,14 +146,14 @@ class StageCache:
             info: dict | None = None,     # run id, seconds, headline ...
             ) -> dict:
         "Copy a finished stage's outputs into the cache; its manifest (with the file digests) is returned."
+        if (old := self.get(stage, key)) is not None: return old   # a complete entry already: nothing to hash or copy
         data_dir = Path(data_dir)
-        digests = {f: file_digest(data_dir / f) for f in files}
+        digests = digests_of(data_dir, files)
         manifest = {"stage": stage, "key": key, "files": digests, "outputs": outputs_digest(digests),
                     "bytes": sum((data_dir / f).stat().st_size for f in files),
                     "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **(info or {})}
         manifest["last_used"] = manifest["created"]
         final = self.entry(stage, key)
-        if (old := self.get(stage, key)) is not None: return old
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{key}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)

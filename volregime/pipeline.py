@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import STAGE_INPUTS, StageCache, code_digest, notebook_digest, snapshot, source_fingerprint, stage_key, stage_number, written
+from .cache import (STAGE_INPUTS, StageCache, code_digest, digests_of, notebook_digest, outputs_digest, snapshot,
+                             source_fingerprint, stage_key, stage_number, written)
 from .core import (InputError, Settings, atomic_path, check_unknown, copy_once, get_logger, get_settings, git_sha, mask_secrets,
                             merge_params, package_versions, pg_data_dir, read_headlines, resolve_path)
 
@@ -130,12 +131,16 @@ _UNUSED_CDN = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs
 _PLOTLY_CDN = re.compile(r'<script[^>]*\bsrc="https://cdn\.plot\.ly/plotly-[0-9.]+(?:\.min)?\.js"[^>]*></script>')
 _PLOTLY_CDN_MODULE = re.compile(r'<script type="module">import "https://cdn\.plot\.ly/[^"]*"</script>')
 
+def _plotly_beside(folder: Path) -> None:
+    "The bundle of plotly.js that plotly.py ships, copied once into a report folder (pages load it as plotly.min.js)."
+    import plotly
+    copy_once(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", Path(folder) / "plotly.min.js")
+
 def _local_plotly(body: str, folder: Path) -> str:
     """Point the report's figures at a copy of plotly.js beside it instead of the CDN, so a report opens
     offline. The copy is the bundle plotly.py ships, once per run folder."""
-    import plotly
     if not _PLOTLY_CDN.search(body): return body
-    copy_once(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", folder / "plotly.min.js")
+    _plotly_beside(folder)
     body = _PLOTLY_CDN_MODULE.sub("", body)
     body = _PLOTLY_CDN.sub('<script charset="utf-8" src="plotly.min.js"></script>', body, count=1)
     return _PLOTLY_CDN.sub("", body)   # every figure brought its own copy: the page loads and evaluates it once
@@ -201,9 +206,7 @@ def write_index(run: dict,            # the run record (run.json content)
     vers = ", ".join(f"{e(k)} {e(str(v))}" for k, v in run["versions"].items())
     out = Path(out_path); out.parent.mkdir(parents=True, exist_ok=True)
     figs = run_figures(run["data_dir"]) if run.get("data_dir") and Path(run["data_dir"]).exists() else []
-    if figs:
-        import plotly
-        copy_once(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", out.parent / "plotly.min.js")
+    if figs: _plotly_beside(out.parent)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>volregime run {e(run['run_id'])}</title>
 {'<script charset="utf-8" src="plotly.min.js"></script>' if figs else ''}
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;width:100%}}
@@ -280,6 +283,11 @@ def _link_latest(target: Path, link: Path) -> None:
 # %% ../nbs/08_pipeline.ipynb #c4a7e1b2
 def _stage_record(data: Path, stage: str) -> Path:
     return data / ".stages" / f"{stage}.json"
+
+def _write_record(data: Path, stage: str, key: str | None, outputs: str, run_id: str | None) -> None:
+    "What the stages downstream key on: this stage's outputs digest, and the run that computed them."
+    rec = _stage_record(data, stage); rec.parent.mkdir(exist_ok=True)
+    rec.write_text(json.dumps({"stage": stage, "key": key, "outputs": outputs, "run_id": run_id}))
 
 def _upstream(data: Path, num: str) -> dict | None:
     "Upstream stage number -> its outputs digest, from the records in the data dir; None when one is missing."
@@ -387,11 +395,8 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
                 log.info(f"{stage}: the database no longer holds what the cached load wrote: loading again"); hit = None
             if hit is not None:
                 store.restore(hit, data, out_nb, out_html)
-                if 'src="plotly.min.js"' in out_html.read_text(encoding="utf-8", errors="replace"):
-                    import plotly
-                    copy_once(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", report_dir / "plotly.min.js")
-                rec = _stage_record(data, stage); rec.parent.mkdir(exist_ok=True)
-                rec.write_text(json.dumps({"stage": stage, "key": key, "outputs": hit["outputs"], "run_id": hit.get("run_id")}))
+                if 'src="plotly.min.js"' in out_html.read_text(encoding="utf-8", errors="replace"): _plotly_beside(report_dir)
+                _write_record(data, stage, key, hit["outputs"], hit.get("run_id"))
                 st.update(status="cached", cached_from=hit.get("run_id"), computed_seconds=hit.get("seconds"),
                           seconds=round(time.perf_counter() - t0, 2), headline=read_headlines(data).get(stage, {}))
                 record["stages"].append(st)
@@ -418,12 +423,9 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
             if st["status"] == "ok" and store is not None:
                 files = written(before, snapshot(data))
                 info = {"run_id": run_id, "seconds": st["seconds"], "data_dir": str(data), "headline": st["headline"]}
-                if key is not None: m = store.put(stage, key, data, files, out_nb, out_html if st["html"] else None, info)
-                else:
-                    from volregime.cache import file_digest, outputs_digest
-                    m = {"outputs": outputs_digest({f: file_digest(data / f) for f in files})}
-                rec = _stage_record(data, stage); rec.parent.mkdir(exist_ok=True)
-                rec.write_text(json.dumps({"stage": stage, "key": key, "outputs": m["outputs"], "run_id": run_id}))
+                outputs = (store.put(stage, key, data, files, out_nb, out_html if st["html"] else None, info)["outputs"]
+                           if key is not None else outputs_digest(digests_of(data, files)))
+                _write_record(data, stage, key, outputs, run_id)
                 st["cache"] = "stored" if key is not None else "not stored: an upstream stage left no record in this data dir"
             record["stages"].append(st)
             log.info(f"{stage}: {st['status']} in {st['seconds']:.1f}s")
@@ -497,18 +499,16 @@ def sweep_report(sweep: dict,           # the sweep record: id, grid, runs (each
             stage, name = k.split(".", 1)
             cells.append(e(_fmt(hl.get(stage, {}).get(name, ""))))
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    figs = []
+    figs, xs = [], [label(r) for r in runs]
     for i, k in enumerate(nums):
         stage, name = k.split(".", 1)
-        xs = [label(r) for r in runs]
         ys = [(r.get("headlines") or {}).get(stage, {}).get(name) for r in runs]
-        if all(y is None for y in ys) or len(set(y for y in ys if y is not None)) < 1: continue
+        if all(y is None for y in ys): continue
         fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers+lines", name=name))
         fig.update_layout(title=k, height=300, width=560, margin=dict(l=40, r=10, t=40, b=80))
         figs.append(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=f"h{i}"))
     out = Path(out_path); out.parent.mkdir(parents=True, exist_ok=True)
-    import plotly
-    copy_once(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", out.parent / "plotly.min.js")
+    _plotly_beside(out.parent)
     grid = " &times; ".join(f"{e(k)} &isin; {{{e(', '.join(_fmt(v) for v in vals))}}}"
                             for k, vals in ((k, list(dict.fromkeys(json.dumps(p[k]) for p in sweep["grid"]))) for k in swept))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>volregime sweep {e(sweep['sweep_id'])}</title>

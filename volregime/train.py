@@ -167,13 +167,15 @@ def train_presplit(train: str | Path, val: str | Path, test: str | Path,  # the 
         est.fit(flat(Xtr), ts.transform(ytr.reshape(-1, 1)))
         predict = lambda X: ts.inverse_transform(np.asarray(est.predict(flat(X))).reshape(-1, 1))[:, 0]
         joblib.dump(est, out / f"{model}_model.joblib"); files.append(f"{model}_model.joblib")
-        hist = pl.DataFrame({"epoch": [1], **{f"{n}_rmse": [_metrics(n, seqs[n][1], predict(seqs[n][0]))["rmse"]] for n in ("train", "val")}})
+        hist = None   # one row from the split's metrics below: a scikit-learn fit has no epochs
+    pred = {n: predict(X) for n, (X, _, _) in seqs.items()}
+    rows = [_metrics(n, seqs[n][1], f) for n, f in pred.items()]
+    if hist is None: hist = pl.DataFrame({"epoch": [1], **{f"{r['split']}_rmse": [r["rmse"]] for r in rows[:2]}})
     joblib.dump(fs, out / "feature_scaler.pkl"); joblib.dump(ts, out / "target_scaler.pkl")
     hist.write_csv(out / "training_history.csv")
-    rows, preds = [], []
+    preds = []
     for n, (X, y, fr) in seqs.items():
-        f = predict(X)
-        rows.append(_metrics(n, y, f))
+        f = pred[n]
         keep = [c for c in ("secid", date_col) if c in fr.columns]
         preds.append(fr.select(keep).with_columns(split=pl.lit(n), y_true=pl.Series(y), y_pred=pl.Series(f)))
     metrics = pl.DataFrame(rows)
