@@ -206,3 +206,51 @@ def test_train_on_a_split_the_user_brings(split_files, tmp_path):
     assert not (tmp_path / "bad").exists()
     r = volregime_cli(*args[:-1], "atm_iv_30d,vix", "--model", "ridge", "--out", str(tmp_path / "bad"))
     assert r.returncode == 2 and "missing column(s) vix" in r.stderr and "--train" in r.stderr
+
+
+def test_a_wider_wrds_range_pulls_only_the_missing_days(tmp_path, pg_uri, market, exports):
+    """`volregime run --set source=wrds` over February, then February–March: the second run reads February back from
+    the pull cache (the server no longer has it) and pulls March only; `cache list` shows the pieces, `prune --pulls` empties them."""
+    import psycopg2
+    from volregime.core import Artifacts, libpq_uri, read_headlines
+    from volregime.ingest import PullCache, mirror_to_postgres
+    base = libpq_uri(pg_uri)
+    db = "wrds_incremental"
+    c = psycopg2.connect(base)
+    c.autocommit = True   # CREATE DATABASE runs outside a transaction
+    with c.cursor() as cur:
+        cur.execute(f"drop database if exists {db}"); cur.execute(f"create database {db}")
+    c.close()
+    from sqlalchemy.engine import make_url
+    uri = make_url(pg_uri).set(database=db).render_as_string(hide_password=False)
+    mirror_to_postgres(exports["parquet"], uri)
+    env = {"VOLREGIME_CACHE_DIR": str(tmp_path / "cache")}
+    secid = int(market.secnmd.filter(pl.col("ticker") == "QQQ")["secid"][0])
+    sets = ["--set", "source=wrds", "--set", "tickers=[QQQ]", "--set", f"wrds_uri={uri}", "--set", "start=2019-02-01"]
+
+    def run(run_id, end):
+        r = volregime_cli("run", "--profile", "smoke", "--stages", "01", "--data-dir", str(tmp_path / run_id), "--run-id", run_id,
+                          "--no-progress", *sets, "--set", f"end={end}", env=env)
+        assert r.returncode == 0, r.stderr
+        return r, pl.read_parquet(tmp_path / run_id / "raw" / "opprcd" / "**" / "*.parquet", hive_partitioning=False)
+
+    _, feb = run("pytest-pull-feb", "2019-02-28")
+    with psycopg2.connect(libpq_uri(uri)) as c, c.cursor() as cur:   # February leaves the server: only the pieces hold it
+        cur.execute("delete from optionm.opprcd2019 where date < '2019-03-01'")
+    r, both = run("pytest-pull-febmar", "2019-03-29")
+    want = market.opprcd.filter((pl.col("secid") == secid) & pl.col("date").is_between(pl.date(2019, 2, 1), pl.date(2019, 3, 29)))
+    assert both.height == want.height and set(both["optionid"]) == set(want["optionid"])
+    assert both.filter(pl.col("date") < pl.date(2019, 3, 1)).height == feb.height > 0
+    assert "reused from the pull cache" in (RUNS / "pytest-pull-febmar" / "01_ingest.ipynb").read_text()   # the stage's log
+    h01 = read_headlines(Artifacts(tmp_path / "pytest-pull-febmar"))["01_ingest"]   # every table's rows: options, vsurfd, prices
+    assert h01["pull_rows_reused"] >= feb.height and h01["pull_rows_fetched"] >= both.height - feb.height, h01
+    pc = PullCache(tmp_path / "cache" / "pulls")
+    opt = [e for e in pc.entries() if e["ident"]["table"] == "opprcd"]
+    assert [e["spans"] for e in opt] == [[["2019-02-01", "2019-03-29"]]]
+    parts = pc.meta(opt[0]["key"])["parts"]
+    assert [p["span"] for p in parts] == [["2019-02-01", "2019-02-28"], ["2019-03-01", "2019-03-29"]]
+    assert all("optionm.opprcd2019" in p["query"] for p in parts) and "password" not in json.dumps(parts)
+    ls = volregime_cli("cache", "list", env=env)
+    assert ls.returncode == 0 and "pulled pieces" in ls.stdout and "opprcd" in ls.stdout, ls.stderr
+    pr = volregime_cli("cache", "prune", "--pulls", env=env)
+    assert pr.returncode == 0 and pc.entries() == [], pr.stdout + pr.stderr

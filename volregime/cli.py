@@ -105,15 +105,27 @@ def _cmd_sweep(a) -> int:
     return 0 if ok == len(sw["runs"]) else 1
 
 def _cmd_cache(a) -> int:
-    "`volregime cache list|prune`: the stage cache."
+    "`volregime cache list|prune`: the stage cache and the pull cache's pieces."
     import polars as pl
     from volregime.cache import StageCache
+    from volregime.ingest import PullCache
     c = StageCache(get_settings().path("cache_dir"))
+    pc = PullCache(c.root / "pulls")
     if a.action == "list":
         df = c.entries()
         with pl.Config(tbl_rows=200, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
             print(df if df.height else f"no cached stages in {c.root}")
-        if df.height: print(f"{df.height} entries, {df['mb'].sum():.1f} MB in {c.root}")
+            if df.height: print(f"{df.height} entries, {df['mb'].sum():.1f} MB in {c.root}")
+            pieces = pc.entries()
+            if pieces:
+                print(pl.DataFrame([{"source": e["ident"].get("source"), "table": e["ident"].get("table"), "year": e["ident"].get("year"),
+                                     "secids": str(e["ident"].get("secids")), "spans": " ".join(f"{s}..{t}" for s, t in e["spans"]),
+                                     "rows": e["rows"], "mb": round(e["bytes"] / 2**20, 2)} for e in pieces]))
+                print(f"{len(pieces)} pulled pieces in {pc.root}")
+        return 0
+    if a.pulls:
+        gone = pc.prune(a.older_than)
+        print(f"removed {len(gone)} pulled pieces from {pc.root}")
         return 0
     gone = c.prune(a.keep, a.older_than, a.stage)
     print(f"removed {len(gone)} cache entries from {c.root}")
@@ -261,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--keep", type=int, default=3, help="prune: entries kept per stage, most recently used first")
     ca.add_argument("--older-than", type=float, metavar="DAYS", help="prune: also drop entries unused for this many days")
     ca.add_argument("--stage", help="prune: only this stage, e.g. 03")
+    ca.add_argument("--pulls", action="store_true", help="prune: the pulled pieces of stage 01 instead (all, or those older than --older-than)")
     ca.set_defaults(func=_cmd_cache)
 
     from volregime.train import TRAIN_MODELS

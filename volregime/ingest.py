@@ -20,16 +20,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, clean_leftovers, exclusive, get_logger,
-                            mask_secrets, normalize_uri, open_parquet_writer, record_headline, resolve_path)
+                            get_settings, mask_secrets, normalize_uri, open_parquet_writer, record_headline, resolve_path)
 from .schemas import DOMAIN, KEYS, NOT_NULL, REQUIRED, SCHEMAS, SENTINEL, SENTINEL_COLUMNS, YEARLY_TABLES
 from .synth import simulate_market, write_exports
 
 # %% auto #0
 __all__ = ['log', 'EXPORT_RE', 'MAX_FIELD_BYTES', 'NULL_TOKENS', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'IngestError',
            'discover_exports', 'canonicalize', 'prefetch', 'read_export', 'IngestSummary', 'screen_rows',
-           'check_bad_rows', 'Quarantine', 'RawWriter', 'resolve_secids', 'ingest_local', 'ingest_synthetic',
-           'wrds_url', 'mirror_to_postgres', 'ingest_wrds', 'consolidate_years', 'combine_parquet', 'raw_summary',
-           'atm_term_structure', 'fig_underlying_and_term', 'IngestParams', 'run_ingest', 'raw_ready', 'ensure_raw']
+           'check_bad_rows', 'Quarantine', 'RawWriter', 'span_gaps', 'PullCache', 'pulled', 'resolve_secids',
+           'ingest_local', 'ingest_synthetic', 'wrds_url', 'mirror_to_postgres', 'ingest_wrds', 'consolidate_years',
+           'combine_parquet', 'raw_summary', 'atm_term_structure', 'fig_underlying_and_term', 'IngestParams',
+           'run_ingest', 'raw_ready', 'ensure_raw']
 
 # %% ../nbs/01_ingest.ipynb #def64e1a
 log = get_logger("ingest")
@@ -354,6 +355,8 @@ class IngestSummary:
     raw_dir: str = ""
     tables: dict = field(default_factory=dict)       # raw_summary of what was written (the stage's report tables)
     quarantined: dict = field(default_factory=dict)  # table -> {reason: rows set aside in raw/quarantine/}
+    reused: dict = field(default_factory=dict)       # source (file or server table) -> rows read back from the pull cache
+    fetched: dict = field(default_factory=dict)      # source -> rows fetched (parsed or pulled) and kept in the pull cache
 
 # %% ../nbs/01_ingest.ipynb #c5858040
 def screen_rows(df: pl.DataFrame,  # canonical rows
@@ -596,6 +599,152 @@ class RawWriter:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self._close_writers(quiet=True)
 
+# %% ../nbs/01_ingest.ipynb #20ad2bb8
+def span_gaps(held: list,  # [[first, last], ...] ISO dates a piece holds, inclusive
+              start: str,  # first date asked for (ISO)
+              end: str,    # last date asked for (ISO)
+              ) -> list:
+    "The sub-spans of [start, end] (inclusive ISO dates) that `held` does not cover, in date order."
+    import datetime as dt
+    day = dt.timedelta(days=1)
+    cur, stop, gaps = dt.date.fromisoformat(start), dt.date.fromisoformat(end), []
+    for s, e in sorted(held):
+        s, e = dt.date.fromisoformat(s), dt.date.fromisoformat(e)
+        if e < cur: continue
+        if s > stop: break
+        if s > cur: gaps.append([cur.isoformat(), (s - day).isoformat()])
+        if e >= stop: return gaps
+        cur = max(cur, e + day)
+    if cur <= stop: gaps.append([cur.isoformat(), stop.isoformat()])
+    return gaps
+
+# %% ../nbs/01_ingest.ipynb #6467609d
+class PullCache:
+    """Rows fetched from WRDS or parsed from export files, kept across runs as pieces, one per (source, table, year,
+    underlyings), each with its query and the spans it holds; a wider range fetches only the missing sub-spans."""
+    def __init__(self, root: str | Path):  # folder of the pieces (cache_dir/pulls)
+        self.root = Path(root)
+        self.reused, self.fetched = {}, {}   # label -> rows read from pieces / fetched in this ingest
+
+    def key(self, ident: dict) -> str:
+        "A piece's folder name: the hash of what identifies it (source, table, year, underlyings)."
+        import hashlib, json
+        return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def meta(self, key: str) -> dict:
+        "What a piece holds: ident, parts (file, span, rows, query, fetched_at) and merged spans; {} when new."
+        import json
+        f = self.root / key / "piece.json"
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    def _write_meta(self, key: str, meta: dict) -> None:
+        import json
+        with atomic_path(self.root / key / "piece.json") as tmp: tmp.write_text(json.dumps(meta, indent=1, default=str))
+
+    @staticmethod
+    def _held(parts: list) -> list:
+        "Merged spans of the parts (adjacent days join)."
+        import datetime as dt
+        out = []
+        for s, e in sorted(p["span"] for p in parts):
+            if out and dt.date.fromisoformat(s) <= dt.date.fromisoformat(out[-1][1]) + dt.timedelta(days=1):
+                out[-1][1] = max(out[-1][1], e)
+            else: out.append([s, e])
+        return out
+
+    def _store(self, d: Path, meta: dict, gs: str, ge: str, fetch) -> str | None:
+        "Fetch one span into a new part; recorded in piece.json only once written whole. The part's name, or None if empty."
+        import datetime as dt
+        import uuid
+        name = f"part-{gs}-{ge}-{uuid.uuid4().hex[:8]}.parquet"
+        query, it = fetch(gs, ge)
+        n, writer = 0, None
+        try:
+            for b in it:
+                t = b.to_arrow()
+                writer = writer or pq.ParquetWriter(d / name, t.schema, compression="zstd")
+                writer.write_table(t); n += len(b)
+        except BaseException:
+            if writer: writer.close()
+            (d / name).unlink(missing_ok=True); raise
+        if writer is None: return None   # no rows: nothing recorded, so the span is asked again next time
+        writer.close()
+        meta["parts"].append({"file": name, "span": [gs, ge], "rows": n, "query": query,
+                              "fetched_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+        meta["spans"] = self._held(meta["parts"])
+        self._write_meta(d.name, meta)
+        return name
+
+    def batches(self,
+                ident: dict,   # what identifies the piece (source, table, year, underlyings, file...)
+                start: str,    # first date wanted (ISO)
+                end: str,      # last date wanted (ISO)
+                fetch,         # fetch(first, last) -> (query text, iterator of canonical batches) for a missing span
+                label: str,    # the source's name in logs and counts (optionm.opprcd2019, opprcd2019.csv.gz)
+                hold_until: str | None = None,  # fetched days after this date are passed on, not kept (WRDS: yesterday)
+                batch_rows: int = 500_000,      # rows per batch read back
+                ) -> Iterator[pl.DataFrame]:
+        "The piece's rows dated start..end, after fetching (and keeping) the sub-spans it lacked; one process per piece at a time."
+        import datetime as dt
+        key = self.key(ident)
+        d = self.root / key
+        d.mkdir(parents=True, exist_ok=True)
+        with exclusive(d / "piece.lock", f"pull-cache piece {label}"):
+            meta = self.meta(key) or {"ident": ident, "parts": []}
+            new, live = set(), []
+            for gs, ge in span_gaps(self._held(meta["parts"]), start, end):
+                keep_to = min(ge, hold_until) if hold_until else ge
+                if gs <= keep_to and (name := self._store(d, meta, gs, keep_to, fetch)): new.add(name)
+                if keep_to < ge:   # days the vendor may not have published yet: fetched every time
+                    live.append([max(gs, (dt.date.fromisoformat(keep_to) + dt.timedelta(days=1)).isoformat()), ge])
+            for p in sorted(meta["parts"], key=lambda p: p["span"]):
+                lo, hi = max(start, p["span"][0]), min(end, p["span"][1])
+                if lo > hi: continue
+                book = self.fetched if p["file"] in new else self.reused
+                for rb in pq.ParquetFile(d / p["file"]).iter_batches(batch_size=batch_rows):
+                    b = pl.from_arrow(rb).filter(pl.col("date").is_between(pl.lit(lo).str.to_date(), pl.lit(hi).str.to_date()))
+                    if b.is_empty(): continue
+                    book[label] = book.get(label, 0) + len(b)
+                    yield b
+            for gs, ge in live:
+                for b in fetch(gs, ge)[1]:
+                    self.fetched[label] = self.fetched.get(label, 0) + len(b)
+                    yield b
+
+    def log_line(self, label: str) -> str:
+        "How a source's rows were had: '(n reused from the pull cache, m fetched)'."
+        r, f = self.reused.get(label, 0), self.fetched.get(label, 0)
+        return f" ({r:,} reused from the pull cache, {f:,} fetched)" if r else ""
+
+    def entries(self) -> list[dict]:
+        "Every piece: key, ident, spans, rows, bytes."
+        out = []
+        for f in sorted(self.root.glob("*/piece.json")):
+            m = self.meta(f.parent.name)
+            out.append(dict(key=f.parent.name, ident=m.get("ident", {}), spans=m.get("spans", []),
+                            rows=sum(p["rows"] for p in m.get("parts", [])),
+                            bytes=sum(x.stat().st_size for x in f.parent.glob("*.parquet")),
+                            fetched_at=max((p["fetched_at"] for p in m.get("parts", [])), default="")))
+        return out
+
+    def prune(self, older_than_days: float | None = None) -> list:  # None: every piece
+        "Remove pieces (all, or those last fetched into more than `older_than_days` ago); the removed folders."
+        import datetime as dt
+        now, gone = dt.datetime.now(dt.timezone.utc), []
+        for e in self.entries():
+            if older_than_days is None or not e["fetched_at"] or \
+               (now - dt.datetime.fromisoformat(e["fetched_at"])).total_seconds() > older_than_days * 86400:
+                shutil.rmtree(self.root / e["key"], ignore_errors=True); gone.append(self.root / e["key"])
+        return gone
+
+# %% ../nbs/01_ingest.ipynb #7e066d84
+def pulled(pulls: PullCache | None,  # the pull cache, or None to fetch straight
+           ident: dict, start: str, end: str, fetch, label: str, hold_until: str | None = None,
+           batch_rows: int = 500_000) -> Iterator[pl.DataFrame]:
+    "A piece's rows dated start..end: through the pull cache when there is one, else straight from `fetch(start, end)`."
+    if pulls is None: return fetch(start, end)[1]
+    return pulls.batches(ident, start, end, fetch, label, hold_until, batch_rows)
+
 # %% ../nbs/01_ingest.ipynb #5eb1dda4
 def _read_all(path: Path, table: str, with_rows: bool = False) -> pl.DataFrame:
     "A whole (small) export file."
@@ -639,14 +788,27 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
                  end: str | None = None,         # last date kept
                  batch_rows: int = 500_000,      # rows per streamed batch
                  bad_rows: str = "quarantine",   # rows breaking a DOMAIN rule: quarantine | refuse
+                 pulls: PullCache | None = None,  # keep each file's parsed rows and read them back on a rerun
                  ) -> IngestSummary:
     """WRDS export files -> canonical parquet under data_dir/raw (atomic, one ingest per data dir at a time).
     A damaged file is refused whole with its name and line; rows breaking a domain rule are quarantined."""
     art = Artifacts.of(data_dir)
     check_bad_rows(bad_rows)
-    with _raw_lock(art): return _ingest_local(Path(path), art, tickers, start, end, batch_rows, bad_rows)
+    with _raw_lock(art): return _ingest_local(Path(path), art, tickers, start, end, batch_rows, bad_rows, pulls)
 
-def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: int, bad_rows: str) -> IngestSummary:
+def _export_batches(p: Path, table: str, year, secids, batch_rows: int, pulls: PullCache | None) -> Iterator[pl.DataFrame]:
+    "An export file's rows of `secids` (all when None) with `_row`: parsed, or read back from the file's piece."
+    def parse(s=None, e=None):
+        it = prefetch(read_export(p, table, batch_rows, with_rows=True))
+        return (f"parse {p.name}" + (f" for secids {secids}" if secids else ""),
+                (b.filter(pl.col("secid").is_in(secids)) if secids is not None else b for b in it))
+    st = p.stat()   # a changed file (size, modification time) is another piece
+    ident = {"source": "local", "file": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "table": table,
+             "year": year, "secids": secids or "all"}
+    return pulled(pulls, ident, "0001-01-01", "9999-12-31", parse, p.name, batch_rows=batch_rows)
+
+def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: int, bad_rows: str,
+                  pulls: PullCache | None = None) -> IngestSummary:
     t0 = time.perf_counter()
     files = discover_exports(src)
     if "opprcd" not in files and "vsurfd" not in files:
@@ -678,8 +840,7 @@ def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: in
                     if (sy and year and year < sy) or (ey and year and year > ey): continue
                     n = 0
                     unit = _unit(p)
-                    for b in prefetch(read_export(p, table, batch_rows, with_rows=True)):
-                        if secids is not None: b = b.filter(pl.col("secid").is_in(secids))
+                    for b in _export_batches(p, table, year, secids, batch_rows, pulls):
                         b = _date_filter(b, start, end)
                         if year is not None and len(b) and (b["date"].dt.year() != year).any():
                             bad = b.filter(pl.col("date").dt.year() != year).row(0, named=True)
@@ -688,7 +849,7 @@ def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: in
                         n += len(b); w.add(table, b)
                     if n == 0: raise IngestError(f"{p.name}: no rows for year {year}" + (f" and secids {secids}" if secids else "") +
                                                  " (an empty year: remove the file or widen start/end)")
-                    log.info(f"{p.name}: {n:,} rows")
+                    log.info(f"{p.name}: {n:,} rows" + (pulls.log_line(p.name) if pulls else ""))
             sec = _date_filter(q.screen(sec_all, "secprd", sec_path.name, _unit(sec_path)), start, end)
             if secids is not None: sec = sec.filter(pl.col("secid").is_in(secids))
             if sec.is_empty(): raise IngestError(f"{sec_path.name}: no rows for the requested secids and dates")
@@ -710,6 +871,7 @@ def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: in
         summary = w.finalize()
         summary.quarantined = q.close()
     summary.raw_dir, summary.seconds = str(raw), time.perf_counter() - t0
+    if pulls: summary.reused, summary.fetched = dict(pulls.reused), dict(pulls.fetched)
     _copy_reference(src, art.data_dir)
     log.info(f"ingest local: {summary.rows} in {summary.seconds:.1f}s -> {raw}; dates {sec['date'].min()}..{sec['date'].max()} "
              f"({'asked ' + (start or '…') + '..' + (end or '…') if (start or end) else 'the files’ own span'})")
@@ -800,6 +962,8 @@ def _table_exists(conn, schema: str, name: str) -> bool:
     q = text("select 1 from information_schema.tables where table_schema=:s and table_name=:t")
     return conn.execute(q, {"s": schema, "t": name}).first() is not None
 
+class _NoTable(Exception): "A yearly table the server does not have."
+
 def ingest_wrds(data_dir: str | Path = "data",
                 tickers: list | None = None,    # underlyings (required: WRDS holds thousands)
                 start: str = "2019-01-02", end: str = "2019-12-31",
@@ -807,21 +971,33 @@ def ingest_wrds(data_dir: str | Path = "data",
                 vsurfd: bool = True,            # also pull optionm.vsurfdYYYY
                 chunk_rows: int = 200_000,      # rows per server-side cursor fetch
                 bad_rows: str = "quarantine",   # rows breaking a DOMAIN rule: quarantine | refuse
+                pulls: PullCache | None = None,  # keep pulled (table, year, secids) pieces; a rerun pulls only what they lack
                 ) -> IngestSummary:
     "WRDS PostgreSQL -> canonical parquet under data_dir/raw (atomic, one ingest per data dir at a time)."
     if not tickers: raise IngestError("source wrds: give tickers (e.g. tickers=[SPY]); WRDS holds every US underlying")
     art = Artifacts.of(data_dir)
     check_bad_rows(bad_rows)
-    with _raw_lock(art): return _ingest_wrds(art, tickers, start, end, uri, vsurfd, chunk_rows, bad_rows)
+    import datetime as dt
+    try: start, end = dt.date.fromisoformat(str(start)).isoformat(), dt.date.fromisoformat(str(end)).isoformat()
+    except ValueError: raise IngestError(f"start={start!r}, end={end!r}: expected ISO dates (YYYY-MM-DD)") from None
+    with _raw_lock(art): return _ingest_wrds(art, tickers, start, end, uri, vsurfd, chunk_rows, bad_rows, pulls)
 
-def _ingest_wrds(art: Artifacts, tickers, start, end, uri, vsurfd, chunk_rows, bad_rows) -> IngestSummary:
+def _ingest_wrds(art: Artifacts, tickers, start, end, uri, vsurfd, chunk_rows, bad_rows, pulls=None) -> IngestSummary:
+    import datetime as dt
     from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
     t0 = time.perf_counter()
     url = wrds_url(uri)
     log.info(f"wrds: connecting to {mask_secrets(url)}")
+    u = make_url(url)
+    server = f"{u.host or 'localhost'}:{u.port or 5432}/{u.database}"   # the pieces' source: never the user or password
+    hold = (dt.date.today() - dt.timedelta(days=1)).isoformat()      # days up to yesterday are kept; later ones pulled each time
     eng = create_engine(url, pool_pre_ping=True)
     raw = art.raw
     sy, ey = int(start[:4]), int(end[:4])
+
+    def span(year): return max(start, f"{year}-01-01"), min(end, f"{year}-12-31")
+
     with eng.connect() as conn, atomic_path(raw) as stage:
         stage.mkdir(parents=True)
         q = Quarantine(stage, bad_rows)
@@ -831,25 +1007,38 @@ def _ingest_wrds(art: Artifacts, tickers, start, end, uri, vsurfd, chunk_rows, b
         secids = sorted(set(secmap.values()))
         w = RawWriter(stage)
         p = {"ids": secids, "s": start, "e": end}
+
+        def piece(table, year, sql_of, label, extra=()):
+            "One (table, year) piece's batches over the asked span; `sql_of()` is asked only when something must be pulled."
+            def fetch(s, e):
+                sql = sql_of()
+                return sql, _stream_sql(conn, sql, {"ids": secids, "s": s, "e": e}, table, chunk_rows, label, extra)
+            ident = {"source": "wrds", "server": server, "table": table, "year": year, "secids": secids}
+            return pulled(pulls, ident, *span(year), fetch, label, hold, chunk_rows)
+
+        def option_sql(name, table):
+            if not _table_exists(conn, "optionm", name): raise _NoTable(name)
+            have = {r[0] for r in conn.execute(text("select column_name from information_schema.columns where table_schema='optionm' and table_name=:t"), {"t": name})}
+            sel = ", ".join(c if c in have else f"null as {c}" for c in SCHEMAS[table])
+            return f"select {sel} from optionm.{name} where secid = any(:ids) and date between :s and :e order by date"
         try:
             for table in ("opprcd",) + (("vsurfd",) if vsurfd else ()):
                 for year in range(sy, ey + 1):
                     name = f"{table}{year}"
-                    if not _table_exists(conn, "optionm", name):
-                        if table == "opprcd": raise IngestError(f"optionm.{name} does not exist on the server (years available?)")
-                        log.warning(f"optionm.{name} does not exist; vsurfd skipped for {year}"); continue
-                    have = {r[0] for r in conn.execute(text("select column_name from information_schema.columns where table_schema='optionm' and table_name=:t"), {"t": name})}
-                    sel = ", ".join(c if c in have else f"null as {c}" for c in SCHEMAS[table])
-                    sql = f"select {sel} from optionm.{name} where secid = any(:ids) and date between :s and :e order by date"
                     n = 0
-                    for b in _stream_sql(conn, sql, p, table, chunk_rows, f"optionm.{name}"):
-                        b = q.screen(b, table, f"optionm.{name}")
-                        n += len(b); w.add(table, b)
+                    try:
+                        for b in piece(table, year, lambda: option_sql(name, table), f"optionm.{name}"):
+                            b = q.screen(b, table, f"optionm.{name}")
+                            n += len(b); w.add(table, b)
+                    except _NoTable:
+                        if table == "opprcd": raise IngestError(f"optionm.{name} does not exist on the server (years available?)") from None
+                        log.warning(f"optionm.{name} does not exist; vsurfd skipped for {year}"); continue
                     if n == 0 and table == "opprcd": raise IngestError(f"optionm.{name}: no rows for secids {secids} between {start} and {end} (an empty year)")
-                    log.info(f"optionm.{name}: {n:,} rows")
-            for b in _stream_sql(conn, f"select {', '.join(SCHEMAS['secprd'])} from optionm.secprd where secid = any(:ids) and date between :s and :e order by date",
-                                 p, "secprd", chunk_rows, "optionm.secprd"):
-                w.add("secprd", q.screen(b, "secprd", "optionm.secprd"))
+                    log.info(f"optionm.{name}: {n:,} rows" + (pulls.log_line(f"optionm.{name}") if pulls else ""))
+            sec_sql = f"select {', '.join(SCHEMAS['secprd'])} from optionm.secprd where secid = any(:ids) and date between :s and :e order by date"
+            for year in range(sy, ey + 1):
+                for b in piece("secprd", year, lambda: sec_sql, "optionm.secprd"):
+                    w.add("secprd", q.screen(b, "secprd", "optionm.secprd"))
             sec = conn.execute(text("select secid, cusip, ticker, issuer from optionm.secnmd where secid = any(:ids) order by effect_date"), p).fetchall()
             w.add("securd", canonicalize(pl.DataFrame(sec, schema=["secid", "cusip", "ticker", "issuer"], orient="row"), "securd", "optionm.secnmd").unique("secid", keep="last"))
             if _table_exists(conn, "wrdsapps", "opcrsphist") and _table_exists(conn, "crsp", "dsf"):
@@ -858,17 +1047,20 @@ def _ingest_wrds(art: Artifacts, tickers, start, end, uri, vsurfd, chunk_rows, b
                 link = canonicalize(link, "opcrsphist", "wrdsapps.opcrsphist")
                 w.add("opcrsphist", link)
                 dcols = ", ".join(f"d.{c}" for c in SCHEMAS["dsf"])
-                sql = (f"select {dcols}, l.secid from crsp.dsf d join wrdsapps.opcrsphist l on d.permno = l.permno "
-                       f"and d.date >= coalesce(l.sdate, d.date) and d.date <= coalesce(l.edate, d.date) "
-                       f"where l.secid = any(:ids) and d.date between :s and :e order by d.date")
-                for b in _stream_sql(conn, sql, p, "dsf", chunk_rows, "crsp.dsf", extra=("secid",)): w.add("dsf", b)
+                dsf_sql = (f"select {dcols}, l.secid from crsp.dsf d join wrdsapps.opcrsphist l on d.permno = l.permno "
+                           f"and d.date >= coalesce(l.sdate, d.date) and d.date <= coalesce(l.edate, d.date) "
+                           f"where l.secid = any(:ids) and d.date between :s and :e order by d.date")
+                for year in range(sy, ey + 1):
+                    for b in piece("dsf", year, lambda: dsf_sql, "crsp.dsf", extra=("secid",)): w.add("dsf", b)
             else: log.warning("crsp.dsf or wrdsapps.opcrsphist not reachable; CRSP prices skipped")
         except BaseException:
             w.abort(); q.close(); raise
         summary = w.finalize()
         summary.quarantined = q.close()
     summary.raw_dir, summary.seconds = str(raw), time.perf_counter() - t0
-    log.info(f"ingest wrds: {summary.rows} in {summary.seconds:.1f}s -> {raw}")
+    if pulls: summary.reused, summary.fetched = dict(pulls.reused), dict(pulls.fetched)
+    log.info(f"ingest wrds: {summary.rows} in {summary.seconds:.1f}s -> {raw}"
+             + (f"; {sum(pulls.reused.values()):,} rows reused from the pull cache, {sum(pulls.fetched.values()):,} pulled" if pulls else ""))
     return summary
 
 # %% ../nbs/01_ingest.ipynb #53769860
@@ -976,6 +1168,7 @@ class IngestParams(StageParams):
     n_contracts: int = 120      # synthetic: option contracts per day and underlying
     seed: int = 0               # synthetic: simulator seed
     bad_rows: str = "quarantine"  # rows breaking a domain rule: quarantine (set aside, counted) | refuse (the file)
+    reuse_pulls: bool = True      # local, wrds: keep fetched rows under cache_dir/pulls; a wider range fetches only what is missing
     secrets = ("wrds_uri",)
 
 # %% ../nbs/01_ingest.ipynb #77bccdaa
@@ -985,15 +1178,16 @@ def run_ingest(art: Artifacts,          # the run's artifact paths
     "The ingest stage: the source named by `params` -> canonical parquet under `art.raw`, and its headline."
     p = params
     tickers = list(p.tickers) if p.tickers else None
+    pulls = PullCache(get_settings().path("cache_dir") / "pulls") if p.reuse_pulls and p.source in ("local", "wrds") else None
     if p.source == "synthetic":
         s = ingest_synthetic(art, p.start or IngestParams.start, p.end or IngestParams.end, tickers, p.n_contracts, p.seed)
     elif p.source == "local":
         if not p.local_path: raise IngestError("source=local needs local_path (a folder of WRDS export files)")
-        s = ingest_local(resolve_path(p.local_path), art, tickers, p.start or None, p.end or None, bad_rows=p.bad_rows)
+        s = ingest_local(resolve_path(p.local_path), art, tickers, p.start or None, p.end or None, bad_rows=p.bad_rows, pulls=pulls)
     elif p.source == "wrds":
         if not (p.start and p.end):   # IvyDB's whole history is hundreds of millions of rows: never pulled by default
             raise IngestError("source=wrds needs start and end (e.g. --start 2019-01-02 --end 2019-12-31)")
-        s = ingest_wrds(art, tickers, p.start, p.end, uri=p.wrds_uri or None, bad_rows=p.bad_rows)
+        s = ingest_wrds(art, tickers, p.start, p.end, uri=p.wrds_uri or None, bad_rows=p.bad_rows, pulls=pulls)
     else: raise IngestError(f"source={p.source!r}: expected 'synthetic', 'local' or 'wrds'")
     rs = s.tables = raw_summary(art)
     record_headline(art, "01_ingest", source=p.source, rows_opprcd=s.rows.get("opprcd", 0),
@@ -1003,7 +1197,8 @@ def run_ingest(art: Artifacts,          # the run's artifact paths
                     rows_quarantined=sum(n for c in s.quarantined.values() for n in c.values()),
                     quarantine_reasons="; ".join(f"{t} {k}: {n}" for t, c in s.quarantined.items() for k, n in sorted(c.items())) or None,
                     duplicates_dropped=sum(s.duplicates.values()),
-                    missing_iv_share=float(rs["per_year"]["missing_iv_share"].mean()) if "per_year" in rs else None)
+                    missing_iv_share=float(rs["per_year"]["missing_iv_share"].mean()) if "per_year" in rs else None,
+                    pull_rows_reused=sum(s.reused.values()) if pulls else None, pull_rows_fetched=sum(s.fetched.values()) if pulls else None)
     return s
 
 # %% ../nbs/01_ingest.ipynb #dddb5581

@@ -247,8 +247,10 @@ def tune(estimator,          # an unfitted estimator (scikit-learn pipeline or K
          X: np.ndarray,      # training inputs (2-D for scikit-learn, 3-D sequences for Keras)
          y: np.ndarray,      # training targets (n, H)
          splits,             # inner time-series splits (TimeSeriesSplit with gap = H)
+         final: dict | None = None,  # parameters of the final fit only (the deep families' refit_full)
          ) -> tuple[object, dict]:
-    "(refitted best estimator, its parameters): GridSearchCV over the inner splits, refit on all of X; one candidate is just fitted."
+    """(refitted best estimator, its parameters): GridSearchCV over the inner splits, then the best candidate refit on all
+    of X with `final` added; one candidate is just fitted."""
     import warnings
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV, ParameterGrid
@@ -257,10 +259,10 @@ def tune(estimator,          # an unfitted estimator (scikit-learn pipeline or K
         warnings.simplefilter("ignore", ConvergenceWarning)
         if len(cands) <= 1:           # nothing to choose between: no inner fits
             best = cands[0] if cands else {}
-            return clone(estimator).set_params(**best).fit(X, y), best
-        gs = GridSearchCV(estimator, grid, cv=splits, scoring="neg_mean_squared_error", n_jobs=1, refit=True)
+            return clone(estimator).set_params(**best, **(final or {})).fit(X, y), best
+        gs = GridSearchCV(estimator, grid, cv=splits, scoring="neg_mean_squared_error", n_jobs=1, refit=False)
         gs.fit(X, y)
-    return gs.best_estimator_, gs.best_params_
+        return clone(estimator).set_params(**gs.best_params_, **(final or {})).fit(X, y), gs.best_params_
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #952fdcb3
 def fit_sklearn(name: str,       # baseline name (linear, ridge, lasso, elasticnet, random_forest, gradient_boosting)
@@ -678,8 +680,10 @@ def nested_cv(seq: Sequences,               # the sequences (X, y, dates)
             selected[name] = (est, best, fold.fold)
             bar.update(1)
         for kind in keras_families:   # the same search as the baselines: GridSearchCV over the inner splits, refit on all of tr
-            base = KerasForecaster(kind, epochs=epochs, patience=patience, batch_size=batch_size, gap=horizon, random_state=random_state)
-            est, best = tune(base, grid, seq.X[tr], seq.y[tr], splits)
+            # the inner fits rank candidates on their early-stopped fit; only the chosen one is refit on every row
+            base = KerasForecaster(kind, epochs=epochs, patience=patience, batch_size=batch_size, gap=horizon,
+                                   random_state=random_state, refit_full=False)
+            est, best = tune(base, grid, seq.X[tr], seq.y[tr], splits, final={"refit_full": True})
             fc[kind] = to_lvl(est.predict(seq.X[te]))
             selected[kind] = (est, best, fold.fold); hist[(kind, fold.fold)] = est.history_
             bar.update(1)
