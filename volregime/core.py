@@ -317,6 +317,8 @@ class Artifacts:
     @property
     def regimes_daily(self) -> Path: return self.regimes / "daily.parquet"
     @property
+    def regimes_breadth(self) -> Path: return self.regimes / "breadth.parquet"
+    @property
     def ward_scan(self) -> Path: return self.regimes / "ward_scan.parquet"
     @property
     def methods(self) -> Path: return self.regimes / "methods.parquet"

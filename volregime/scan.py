@@ -29,9 +29,9 @@ from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, 
 __all__ = ['log', 'LOG1P_COLUMNS', 'ScanInputError', 'feature_matrix', 'ZPCA', 'RegimeKMeans', 'sliced_wasserstein',
            'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices', 'grouped_block_indices',
            'day_block_indices', 'ScanResult', 'scale_free_terms', 'select_k', 'scan_k', 'ScanParams', 'GroupScaler',
-           'RegimeModel', 'GranularityFit', 'fit_granularity', 'daily_regimes', 'write_scan', 'ScanStageResult',
-           'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan', 'fig_pca_scatter', 'cluster_profile',
-           'fig_timeline']
+           'RegimeModel', 'GranularityFit', 'fit_granularity', 'daily_regimes', 'write_scan', 'breadth_table',
+           'ScanStageResult', 'ari_per_underlying', 'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan',
+           'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
 
 # %% ../nbs/03_unsupervised_scan.ipynb #6786e3f1
 log = get_logger("scan")
@@ -536,8 +536,23 @@ def write_scan(art: Artifacts,  # the run's artifact paths
     daily = daily_regimes(fits.get("day"), fits.get("option"))
     with atomic_path(art.regimes_daily) as tmp: daily.write_parquet(tmp)
     paths["daily"] = art.regimes_daily
+    if "regime" in daily.columns:
+        with atomic_path(art.regimes_breadth) as tmp: breadth_table(daily).write_parquet(tmp)
+        paths["breadth"] = art.regimes_breadth
     for g, f in fits.items(): paths[f"model_{g}"] = f.model().save(art.model(g))
     return paths
+
+# %% ../nbs/03_unsupervised_scan.ipynb #4276e259
+def breadth_table(daily: pl.DataFrame,  # regimes/daily.parquet rows (date, secid, regime)
+                  ) -> pl.DataFrame:
+    "date, regime, underlyings (with a regime that day), share (of them in the regime); every regime on every date."
+    d = daily.filter(pl.col("regime").is_not_null())
+    if d.is_empty(): return pl.DataFrame(schema={"date": pl.Date, "regime": pl.Int64, "underlyings": pl.UInt32, "share": pl.Float64})
+    ks = pl.DataFrame({"regime": range(int(d["regime"].max()) + 1)}, schema={"regime": pl.Int64})
+    n = d.group_by("date").agg(underlyings=pl.len())
+    c = d.group_by("date", "regime").agg(names=pl.len()).with_columns(pl.col("regime").cast(pl.Int64))
+    return (n.join(ks, how="cross").join(c, on=["date", "regime"], how="left")
+            .with_columns(share=pl.col("names").fill_null(0) / pl.col("underlyings")).drop("names").sort("date", "regime"))
 
 # %% ../nbs/03_unsupervised_scan.ipynb #adb6a640
 @dataclass
@@ -555,8 +570,22 @@ def _ari_vs_truth(art: Artifacts, daily: pl.DataFrame) -> dict:
     from sklearn.metrics import adjusted_rand_score
     if not art.truth.exists() or "regime" not in daily.columns: return {}
     tr = pl.read_parquet(art.truth).join(daily.select("date", "secid", "regime"), on=["date", "secid"], suffix="_est")
-    return {"ari_vs_truth": float(adjusted_rand_score(tr["regime"], tr["regime_est"])),
-            "true_mean_duration": float(durations(tr["regime"].to_numpy())["length"].mean())}
+    out = {"ari_vs_truth": float(adjusted_rand_score(tr["regime"], tr["regime_est"])),
+           "true_mean_duration": float(durations(tr["regime"].to_numpy())["length"].mean())}
+    per = ari_per_underlying(tr)
+    if per.height > 1:   # a cross-section: the distribution over names, not one pooled figure
+        out.update(underlyings_scored=per.height, ari_vs_truth_underlying_median=float(per["ari"].median()),
+                   ari_vs_truth_underlying_p10=float(per["ari"].quantile(0.1, "linear")))
+    return out
+
+def ari_per_underlying(tr: pl.DataFrame,  # truth joined to the estimate: secid, regime (true), regime_est
+                       ) -> pl.DataFrame:
+    "secid, days, ari: each underlying's own regime path against its truth."
+    from sklearn.metrics import adjusted_rand_score
+    tr = tr.filter(pl.col("regime_est").is_not_null())
+    return pl.DataFrame([{"secid": int(s), "days": g.height, "ari": float(adjusted_rand_score(g["regime"], g["regime_est"]))}
+                         for (s,), g in tr.group_by("secid", maintain_order=True)],
+                        schema={"secid": pl.Int64, "days": pl.Int64, "ari": pl.Float64}).sort("secid")
 
 # %% ../nbs/03_unsupervised_scan.ipynb #82554996
 def run_scan(art: Artifacts,       # the run's artifact paths
@@ -654,6 +683,22 @@ def fig_pca_scatter(Z: np.ndarray,  # PCA coordinates
                                    marker=dict(size=4, opacity=0.6), name=regime_label(c, k)))
     fig.update_layout(title=title, xaxis_title="pca_component_1 (z-score units)", yaxis_title="pca_component_2 (z-score units)",
                       legend_title="regime", height=480)
+    return fig
+
+# %% ../nbs/03_unsupervised_scan.ipynb #e59e77ce
+def fig_breadth(breadth: pl.DataFrame,  # breadth_table rows
+               ):
+    "The cross-section's breadth: the share of underlyings in each regime per day, stacked."
+    import plotly.graph_objects as go
+    k = int(breadth["regime"].max()) + 1 if breadth.height else 0
+    fig = go.Figure()
+    for c in range(k):
+        b = breadth.filter(pl.col("regime") == c)
+        fig.add_trace(go.Scatter(x=b["date"].to_list(), y=b["share"].to_list(), stackgroup="one", mode="lines",
+                                 line=dict(width=0.5), name=regime_label(c, k)))
+    n = breadth["underlyings"].max() if breadth.height else 0
+    fig.update_layout(title=f"Regime breadth: share of {n} underlyings in each regime", yaxis=dict(title="share of underlyings", range=[0, 1]),
+                      legend_title="regime", height=380, hovermode="x unified")
     return fig
 
 # %% ../nbs/03_unsupervised_scan.ipynb #c272b275

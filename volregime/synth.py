@@ -58,6 +58,9 @@ class MarketSpec:
     strike_step: float = 0.0                    # smallest strike spacing in dollars; 0: 0.5 below a price of 1000, else 5
     name_vol: tuple = ()                        # each underlying's vol multiplier; empty: 1 + 0.15 i for the i-th
     calendar_gap_share: float = 0.0             # share of days each underlying after the first has no data at all (its own calendar)
+    idio_share: float = 0.0                     # panel: share of each name's days in its own regime path instead of the market's
+    idio_episode: float = 40.0                  # panel: mean length in days of an idiosyncratic episode
+    name_vol_sd: float = 0.0                    # panel: names' vol multipliers drawn log-normal with this sd (0: 1 + 0.15 i)
 
 # %% ../nbs/01b_synth.ipynb #9c0b1118
 def trading_days(start: str, end: str) -> np.ndarray:
@@ -184,11 +187,13 @@ def check_spec(spec: MarketSpec,  # the market's parameters
         if len(getattr(spec, f)) != k: raise InputError(f"{f} has {len(getattr(spec, f))} values: expected one per regime ({k})")
     if spec.expiry_schedule not in ("weekly", "monthly", "daily"):
         raise InputError(f"expiry_schedule={spec.expiry_schedule!r}: expected 'weekly', 'monthly' or 'daily'")
-    for f in ("outage_share", "missing_iv", "calendar_gap_share"):
+    for f in ("outage_share", "missing_iv", "calendar_gap_share", "idio_share"):
         if not 0 <= getattr(spec, f) < 1: raise InputError(f"{f}={getattr(spec, f)}: expected 0 <= share < 1")
     lo, hi = spec.strike_range
     if not lo < 0 < hi: raise InputError(f"strike_range={spec.strike_range}: expected (negative, positive) standardised moneyness")
     if spec.strike_step < 0: raise InputError(f"strike_step={spec.strike_step}: expected dollars >= 0 (0: automatic)")
+    if spec.idio_episode < 1: raise InputError(f"idio_episode={spec.idio_episode}: expected a mean episode of at least 1 day")
+    if spec.name_vol_sd < 0: raise InputError(f"name_vol_sd={spec.name_vol_sd}: expected a standard deviation >= 0")
     if spec.name_vol and len(spec.name_vol) < n_tickers:
         raise InputError(f"name_vol has {len(spec.name_vol)} values for {n_tickers} tickers: expected one per ticker (or none)")
 
@@ -228,10 +233,25 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
     tabs = {k: [] for k in ("opprcd", "secprd", "securd", "secnmd", "vsurfd", "dsf", "opcrsphist", "truth", "vix")}
     for i, tk in enumerate(tickers):
         secid, permno = _ids(tk, i)
-        beta = float(spec.name_vol[i]) if spec.name_vol else 1.0 + 0.15 * i
+        if spec.name_vol: beta = float(spec.name_vol[i])
+        elif spec.name_vol_sd > 0: beta = float(np.exp(np.random.default_rng([seed, 10, i]).normal(0, spec.name_vol_sd)))
+        else: beta = 1.0 + 0.15 * i
         idio = rng.standard_normal(n) * 0.004
-        sig = sig_m * beta
-        jumps = (regime == k - 1) & (rng.random(n) < spec.jump_prob)
+        reg, sig, sk_i, cu_i = regime, sig_m * beta, skew_t, curv_t
+        if spec.idio_share > 0:   # panel: the name's own regime path on idio_share of its days (own generator: the market is unchanged)
+            g = np.random.default_rng([seed, 9, i])
+            own = simulate_regimes(n, spec.transition, g, int(g.integers(k)))
+            out_p = 1 / spec.idio_episode; in_p = out_p * spec.idio_share / (1 - spec.idio_share)
+            on = simulate_regimes(n, ((1 - in_p, in_p), (out_p, 1 - out_p)), g, int(g.random() < spec.idio_share)).astype(bool)
+            reg = np.where(on, own, regime)
+            lv_i = np.empty(n); lv_i[0] = np.log(lv[reg[0]])
+            for t in range(1, n):   # the name's log vol relaxes to its own regime's level, with the market's shocks
+                lv_i[t] = lv_i[t - 1] + spec.kappa * (np.log(lv[reg[t]]) - lv_i[t - 1]) + spec.vol_of_vol * e_m[t]
+            sig = np.exp(lv_i) * beta
+            own_days = reg != regime   # the name's own skew and curvature where its regime is not the market's
+            sk_i = np.where(own_days, sk[reg] + 0.01 * g.standard_normal(n), skew_t)
+            cu_i = np.where(own_days, cu[reg] * np.exp(0.05 * g.standard_normal(n)), curv_t)
+        jumps = (reg == k - 1) & (rng.random(n) < spec.jump_prob)
         jump = np.where(jumps, rng.normal(spec.jump_mean, spec.jump_std, n), 0.0)
         ret = (spec.drift - 0.5 * sig ** 2) / 252 + sig / np.sqrt(252) * (0.93 * z_m + 0.37 * rng.standard_normal(n)) + jump + idio
         ret[0] = 0.0
@@ -239,9 +259,9 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         split = np.where(np.arange(n) < n // 2, 2.0, 1.0) if i > 0 else np.ones(n)  # 2:1 split mid-sample
         S = S_adj * split                                                           # raw (traded) price
         level = sig * spec.vrp
-        atm30 = atm_term(30 / 365, level, lr[regime] * beta ** 0.5, spec.tau)
-        tabs["truth"].append(pl.DataFrame({"date": dates, "secid": secid, "regime": regime,
-                                           "regime_name": np.array(names)[regime], "spot_vol": sig,
+        atm30 = atm_term(30 / 365, level, lr[reg] * beta ** 0.5, spec.tau)
+        tabs["truth"].append(pl.DataFrame({"date": dates, "secid": secid, "regime": reg,
+                                           "regime_name": np.array(names)[reg], "spot_vol": sig,
                                            "atm_iv_30d": atm30}))
         # ---- option chains (vectorised per day over contracts)
         strikes_per_exp = max(4, n_contracts // (2 * n_exp))
@@ -249,7 +269,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         step = spec.strike_step or (0.5 if S.mean() < 1000 else 5.0)
         rows = []
         for t in range(n):
-            par = (level[t], lr[regime[t]] * beta ** 0.5, spec.tau)
+            par = (level[t], lr[reg[t]] * beta ** 0.5, spec.tau)
             ex, K = _chain_for_day(t, dates[t], S[t], spec, par, x_grid, exp_all, exp_monthly, exp_fri, n_exp, step)
             rows.append((np.full(len(K), t), ex, K))
         ti = np.concatenate([r[0] for r in rows]); ex = np.concatenate([r[1] for r in rows])
@@ -260,11 +280,11 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         T = dte / 365.0
         St = S[ti]
         F = St * np.exp((RATE - DIVIDEND) * T)
-        a = atm_term(T, level[ti], lr[regime[ti]] * beta ** 0.5, spec.tau)
+        a = atm_term(T, level[ti], lr[reg[ti]] * beta ** 0.5, spec.tau)
         x = np.log(K / F) / (a * np.sqrt(T))
-        iv_true = smile_iv(x, a, skew_t[ti], curv_t[ti])
+        iv_true = smile_iv(x, a, sk_i[ti], cu_i[ti])
         price, delta, gamma, vega, theta = bs_quote(St, K, T, iv_true, is_call)
-        rg = regime[ti]
+        rg = reg[ti]
         hs = np.maximum(0.025, 0.015 * price) * np.array(spec.spread_mult)[rg]
         bid = np.maximum(np.round(price - hs, 2), 0.0)
         offer = np.maximum(np.round(price + hs, 2), 0.05)
@@ -300,7 +320,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         opn = prev * np.exp(0.002 * rng.standard_normal(n))
         hi = np.maximum(opn, S) * np.exp(np.abs(sig / np.sqrt(252) * 0.5 * rng.standard_normal(n)))
         lo = np.minimum(opn, S) * np.exp(-np.abs(sig / np.sqrt(252) * 0.5 * rng.standard_normal(n)))
-        vol_sh = rng.poisson(6e7 * np.array(spec.volume_mult)[regime] ** 0.5).astype(np.int64)
+        vol_sh = rng.poisson(6e7 * np.array(spec.volume_mult)[reg] ** 0.5).astype(np.int64)
         simple_ret = np.concatenate([[np.nan], S_adj[1:] / S_adj[:-1] - 1])
         shrout = np.full(n, 9.0e5) / split
         tabs["secprd"].append(pl.DataFrame({"secid": secid, "date": dates, "low": lo, "high": hi, "open": opn,
@@ -319,8 +339,8 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         tabs["opcrsphist"].append(pl.DataFrame({"secid": [secid], "sdate": [_date(1996, 1, 4)],
                                                 "edate": [_date(2099, 12, 31)], "permno": [permno], "score": [1]}))
         # ---- vsurfd: standardised surface by (days, delta) and a 30-day model-free IV
-        tabs["vsurfd"].append(_vsurfd(dates, secid, S, level, lr[regime] * beta ** 0.5, skew_t, curv_t, spec))
-        if i == 0: tabs["vix"].append(_model_free_iv(dates, S, level, lr[regime], skew_t, curv_t, spec))
+        tabs["vsurfd"].append(_vsurfd(dates, secid, S, level, lr[reg] * beta ** 0.5, sk_i, cu_i, spec))
+        if i == 0: tabs["vix"].append(_model_free_iv(dates, S, sig_m * beta * spec.vrp, lr[regime], skew_t, curv_t, spec))
     cat = {k: pl.concat(v) for k, v in tabs.items()}
     if spec.outage_share > 0:   # its own generator: the default market's random stream is unchanged
         out = np.random.default_rng([seed, 7]).random(n) < spec.outage_share
