@@ -599,7 +599,7 @@ class RawWriter:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self._close_writers(quiet=True)
 
-# %% ../nbs/01_ingest.ipynb #20ad2bb8
+# %% ../nbs/01_ingest.ipynb #a104d8b3
 def span_gaps(held: list,  # [[first, last], ...] ISO dates a piece holds, inclusive
               start: str,  # first date asked for (ISO)
               end: str,    # last date asked for (ISO)
@@ -618,7 +618,7 @@ def span_gaps(held: list,  # [[first, last], ...] ISO dates a piece holds, inclu
     if cur <= stop: gaps.append([cur.isoformat(), stop.isoformat()])
     return gaps
 
-# %% ../nbs/01_ingest.ipynb #6467609d
+# %% ../nbs/01_ingest.ipynb #745ae9f6
 class PullCache:
     """Rows fetched from WRDS or parsed from export files, kept across runs as pieces, one per (source, table, year,
     underlyings), each with its query and the spans it holds; a wider range fetches only the missing sub-spans."""
@@ -701,8 +701,9 @@ class PullCache:
                 lo, hi = max(start, p["span"][0]), min(end, p["span"][1])
                 if lo > hi: continue
                 book = self.fetched if p["file"] in new else self.reused
+                within = pl.col("date").is_between(dt.date.fromisoformat(lo), dt.date.fromisoformat(hi))   # once per part
                 for rb in pq.ParquetFile(d / p["file"]).iter_batches(batch_size=batch_rows):
-                    b = pl.from_arrow(rb).filter(pl.col("date").is_between(pl.lit(lo).str.to_date(), pl.lit(hi).str.to_date()))
+                    b = pl.from_arrow(rb).filter(within)
                     if b.is_empty(): continue
                     book[label] = book.get(label, 0) + len(b)
                     yield b
@@ -737,7 +738,7 @@ class PullCache:
                 shutil.rmtree(self.root / e["key"], ignore_errors=True); gone.append(self.root / e["key"])
         return gone
 
-# %% ../nbs/01_ingest.ipynb #7e066d84
+# %% ../nbs/01_ingest.ipynb #59ff1fa1
 def pulled(pulls: PullCache | None,  # the pull cache, or None to fetch straight
            ident: dict, start: str, end: str, fetch, label: str, hold_until: str | None = None,
            batch_rows: int = 500_000) -> Iterator[pl.DataFrame]:
@@ -802,10 +803,11 @@ def _export_batches(p: Path, table: str, year, secids, batch_rows: int, pulls: P
         it = prefetch(read_export(p, table, batch_rows, with_rows=True))
         return (f"parse {p.name}" + (f" for secids {secids}" if secids else ""),
                 (b.filter(pl.col("secid").is_in(secids)) if secids is not None else b for b in it))
+    if pulls is None: return parse()[1]
     st = p.stat()   # a changed file (size, modification time) is another piece
     ident = {"source": "local", "file": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "table": table,
              "year": year, "secids": secids or "all"}
-    return pulled(pulls, ident, "0001-01-01", "9999-12-31", parse, p.name, batch_rows=batch_rows)
+    return pulls.batches(ident, "0001-01-01", "9999-12-31", parse, p.name, batch_rows=batch_rows)
 
 def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: int, bad_rows: str,
                   pulls: PullCache | None = None) -> IngestSummary:

@@ -198,6 +198,13 @@ def check_spec(spec: MarketSpec,  # the market's parameters
         raise InputError(f"name_vol has {len(spec.name_vol)} values for {n_tickers} tickers: expected one per ticker (or none)")
 
 # %% ../nbs/01b_synth.ipynb #8fc887d2
+def _vol_path(levels: np.ndarray, regime: np.ndarray, shocks: np.ndarray, spec: MarketSpec) -> np.ndarray:
+    "Spot vol whose log relaxes each day toward its regime's level (rate kappa), plus vol_of_vol times the day's shock."
+    logv = np.empty(len(regime)); logv[0] = np.log(levels[regime[0]])
+    for t in range(1, len(regime)):
+        logv[t] = logv[t - 1] + spec.kappa * (np.log(levels[regime[t]]) - logv[t - 1]) + spec.vol_of_vol * shocks[t]
+    return np.exp(logv)
+
 def simulate_market(start: str = "2019-01-02",   # first trading date
                     end: str = "2019-12-31",     # last trading date
                     tickers: list | tuple = ("SPY",),  # underlyings; all share the market's regimes
@@ -221,10 +228,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
     # market log-vol path and common shocks
     z_m = rng.standard_normal(n)
     e_m = spec.leverage * z_m + np.sqrt(1 - spec.leverage ** 2) * rng.standard_normal(n)
-    logv = np.empty(n); logv[0] = np.log(lv[regime[0]])
-    for t in range(1, n):
-        logv[t] = logv[t - 1] + spec.kappa * (np.log(lv[regime[t]]) - logv[t - 1]) + spec.vol_of_vol * e_m[t]
-    sig_m = np.exp(logv)
+    sig_m = _vol_path(lv, regime, e_m, spec)
     skew_t = sk[regime] + 0.01 * rng.standard_normal(n)
     curv_t = cu[regime] * np.exp(0.05 * rng.standard_normal(n))
     exp_all, exp_monthly = _expiries(dates[0], dates[-1], spec.expiry_schedule == "daily")
@@ -244,10 +248,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
             out_p = 1 / spec.idio_episode; in_p = out_p * spec.idio_share / (1 - spec.idio_share)
             on = simulate_regimes(n, ((1 - in_p, in_p), (out_p, 1 - out_p)), g, int(g.random() < spec.idio_share)).astype(bool)
             reg = np.where(on, own, regime)
-            lv_i = np.empty(n); lv_i[0] = np.log(lv[reg[0]])
-            for t in range(1, n):   # the name's log vol relaxes to its own regime's level, with the market's shocks
-                lv_i[t] = lv_i[t - 1] + spec.kappa * (np.log(lv[reg[t]]) - lv_i[t - 1]) + spec.vol_of_vol * e_m[t]
-            sig = np.exp(lv_i) * beta
+            sig = _vol_path(lv, reg, e_m, spec) * beta   # its own regime's level, the market's shocks
             own_days = reg != regime   # the name's own skew and curvature where its regime is not the market's
             sk_i = np.where(own_days, sk[reg] + 0.01 * g.standard_normal(n), skew_t)
             cu_i = np.where(own_days, cu[reg] * np.exp(0.05 * g.standard_normal(n)), curv_t)
