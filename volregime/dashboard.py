@@ -393,21 +393,23 @@ class App:
         rest = [c for c in numeric if c not in ("impl_volatility", self.src.cfg.label_col)]
         return rest[i % len(rest)] if rest else numeric[0]
 
-    def make_windows(self):
-        "(Re)build the grid of figure windows and their selectors."
+    def make_windows(self) -> list:
+        """Size the grid to `n_windows`: the windows that stay keep their selectors and figures, new ones
+        start empty. Returns the new windows (they still need drawing)."""
         W = self.W
         numeric = [c for c in self.src.columns()["numeric"] if c != self.src.cfg.label_col]
-        old = {i: (w["x"].value, w["y"].value) for i, w in enumerate(self.windows)}
-        self.windows = []
-        for i in range(self.n_windows.value):
-            x0, y0 = old.get(i, ("impl_volatility" if "impl_volatility" in numeric else numeric[0], self._default_y(i, numeric)))
+        self.windows = self.windows[:self.n_windows.value]
+        added = []
+        for i in range(len(self.windows), self.n_windows.value):
+            x0, y0 = "impl_volatility" if "impl_volatility" in numeric else numeric[0], self._default_y(i, numeric)
             x = W.Combobox(value=x0, options=numeric, description=f"{i + 1}: X", ensure_option=False, layout=W.Layout(width="260px"))
             y = W.Combobox(value=y0, options=numeric, description="Y", ensure_option=False, layout=W.Layout(width="280px"))
             x.add_class(f"vr-x-{i}"); y.add_class(f"vr-y-{i}")
-            win = {"x": x, "y": y, "fig": _window_figure(), "i": i}
+            win = {"x": x, "y": y, "fig": _window_figure(), "i": i, "row": W.HBox([x, y])}
             for box in (x, y): box.observe(lambda ch, w=win: self._guard(self.update_window, w, refetch=True), names="value")
-            self.windows.append(win)
-        self.selectors.children = [W.HBox([w["x"], w["y"]]) for w in self.windows]
+            self.windows.append(win); added.append(win)
+        self.selectors.children = [w["row"] for w in self.windows]
+        return added
 
     def reveal(self):
         """Put the first window on the page alone, and the other windows and the timeline once it reports
@@ -462,10 +464,15 @@ class App:
         if errors: raise DashboardError(errors[0])
 
     def rebuild(self, *_):
-        "A new number of windows: new selectors and figures, drawn first window first."
-        self.make_windows()
-        try: self.refresh()
-        finally: self.reveal()
+        """A new number of windows. The windows that stay keep their figures -- each Scattergl figure is a WebGL
+        context the browser sets up again when it is redrawn -- so only added windows are drawn, from the rows
+        already fetched."""
+        errors = []
+        for w in self.make_windows():
+            try: self.update_window(w)
+            except DashboardError as e: errors.append(str(e))
+        self.grid.children = [w["fig"] for w in self.windows]
+        if errors: raise DashboardError(errors[0])
 
     def build(self):
         "Assemble the page."
