@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 
 from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, clean_leftovers, exclusive, get_logger,
                             get_settings, mask_secrets, normalize_uri, open_parquet_writer, record_headline, resolve_path)
+from .cluster import Engine, check_cluster, engine, underlying_groups
 from .schemas import DOMAIN, KEYS, NOT_NULL, REQUIRED, SCHEMAS, SENTINEL, SENTINEL_COLUMNS, YEARLY_TABLES
-from .synth import simulate_market, write_exports
+from .synth import MarketSpec, simulate_market, write_exports
 
 # %% auto #0
 __all__ = ['log', 'EXPORT_RE', 'MAX_FIELD_BYTES', 'NULL_TOKENS', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'IngestError',
@@ -311,33 +312,61 @@ def _csv_batches(path: Path, table: str, batch_rows: int, chunk_bytes: int = 8 <
             if blank.any(): df, lines = df.filter(pl.Series(~blank)), lines[~blank]   # blank lines are skipped
             yield ("line", lines), df
 
-def _parquet_batches(path: Path, table: str, batch_rows: int) -> Iterator[tuple]:
-    "Stream a parquet file as (row numbers, frame)."
+def _secid_column(pf) -> int | None:
+    names = [n.lower() for n in pf.schema_arrow.names]
+    return names.index("secid") if "secid" in names else None
+
+def _row_group_secids(pf) -> list:
+    "(first row, rows, min secid, max secid) of each row group of a parquet file (min/max None without statistics)."
+    j, out, row = _secid_column(pf), [], 1
+    for i in range(pf.metadata.num_row_groups):
+        rg = pf.metadata.row_group(i)
+        st = rg.column(j).statistics if j is not None else None
+        lo, hi = (st.min, st.max) if st is not None and st.has_min_max else (None, None)
+        out.append((row, rg.num_rows, lo, hi)); row += rg.num_rows
+    return out
+
+def _in_range(lo, hi, secid_range) -> bool:
+    "Whether a row group with secids in [lo, hi] can hold a secid of `secid_range` = [first, stop) (None: open end)."
+    if secid_range is None or lo is None: return True
+    first, stop = secid_range
+    return (stop is None or lo < stop) and (first is None or hi >= first)
+
+def _parquet_batches(path: Path, table: str, batch_rows: int, secid_range: tuple | None = None) -> Iterator[tuple]:
+    "Stream a parquet file as (row numbers, frame); row groups whose secid statistics miss `secid_range` are skipped."
     if path.stat().st_size == 0: raise IngestError(f"{path.name}: empty file (0 bytes; expected parquet)")
     pf = pq.ParquetFile(path, page_checksum_verification=True)   # pages written with a CRC are checked against it
     names = pf.schema_arrow.names
     missing = [c for c in REQUIRED[table] if c not in {n.lower() for n in names}]
     if missing: raise IngestError(f"{path.name}: missing required column(s) {', '.join(missing)} for {table} (found: {', '.join(names)})")
-    row = 1
-    for b in pf.iter_batches(batch_size=batch_rows):
-        df = pl.from_arrow(b)
-        if isinstance(df, pl.Series): df = df.to_frame()
-        yield ("row", np.arange(row, row + len(df))), df
-        row += len(df)
+    for i, (row, _, lo, hi) in enumerate(_row_group_secids(pf)):
+        if not _in_range(lo, hi, secid_range): continue
+        for b in pf.iter_batches(batch_size=batch_rows, row_groups=[i]):
+            df = pl.from_arrow(b)
+            if isinstance(df, pl.Series): df = df.to_frame()
+            yield ("row", np.arange(row, row + len(df))), df
+            row += len(df)
 
 def read_export(path: str | Path,         # an export file (parquet, csv, csv.gz)
                 table: str,               # canonical table name
                 batch_rows: int = 500_000,
                 with_rows: bool = False,  # add `_row`: each row's line (csv) or row (parquet) number in the file
+                secid_range: tuple | None = None,  # (first, stop): only secids first <= secid < stop (None: open end)
                 ) -> Iterator[pl.DataFrame]:
     """Canonical batches of one export file, streamed. Whatever is wrong with the file — gzip, parquet or UTF-8
     damage, a row cut short, a bad value — is one IngestError naming the file and, where known, the line."""
     path = Path(path)
     if not path.exists(): raise IngestError(f"{path}: file not found")
     try:
-        batches = _parquet_batches(path, table, batch_rows) if path.suffix.lower() == ".parquet" else _csv_batches(path, table, batch_rows)
+        batches = _parquet_batches(path, table, batch_rows, secid_range) if path.suffix.lower() == ".parquet" else _csv_batches(path, table, batch_rows)
         for rows, df in batches:
             out = canonicalize(df, table, path.name, rows)
+            if secid_range is not None:
+                keep = pl.lit(True)
+                if secid_range[0] is not None: keep = keep & (pl.col("secid") >= secid_range[0])
+                if secid_range[1] is not None: keep = keep & (pl.col("secid") < secid_range[1])
+                k = out.with_columns(_k=keep)["_k"].to_numpy()
+                rows, out = (rows[0], rows[1][k]), out.filter(pl.Series(k))
             yield out.with_columns(_row=pl.Series(rows[1], dtype=pl.Int64)) if with_rows else out
     except IngestError: raise
     except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError, ValueError, pl.exceptions.PolarsError) as e:
@@ -790,17 +819,19 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
                  batch_rows: int = 500_000,      # rows per streamed batch
                  bad_rows: str = "quarantine",   # rows breaking a DOMAIN rule: quarantine | refuse
                  pulls: PullCache | None = None,  # keep each file's parsed rows and read them back on a rerun
+                 eng: Engine | None = None,      # a cluster: one task per (table, year, underlyings); None: in process
                  ) -> IngestSummary:
     """WRDS export files -> canonical parquet under data_dir/raw (atomic, one ingest per data dir at a time).
     A damaged file is refused whole with its name and line; rows breaking a domain rule are quarantined."""
     art = Artifacts.of(data_dir)
     check_bad_rows(bad_rows)
-    with _raw_lock(art): return _ingest_local(Path(path), art, tickers, start, end, batch_rows, bad_rows, pulls)
+    with _raw_lock(art): return _ingest_local(Path(path), art, tickers, start, end, batch_rows, bad_rows, pulls, eng)
 
-def _export_batches(p: Path, table: str, year, secids, batch_rows: int, pulls: PullCache | None) -> Iterator[pl.DataFrame]:
+def _export_batches(p: Path, table: str, year, secids, batch_rows: int, pulls: PullCache | None,
+                    secid_range: tuple | None = None) -> Iterator[pl.DataFrame]:
     "An export file's rows of `secids` (all when None) with `_row`: parsed, or read back from the file's piece."
     def parse(s=None, e=None):
-        it = prefetch(read_export(p, table, batch_rows, with_rows=True))
+        it = prefetch(read_export(p, table, batch_rows, with_rows=True, secid_range=secid_range))
         return (f"parse {p.name}" + (f" for secids {secids}" if secids else ""),
                 (b.filter(pl.col("secid").is_in(secids)) if secids is not None else b for b in it))
     if pulls is None: return parse()[1]
@@ -809,8 +840,73 @@ def _export_batches(p: Path, table: str, year, secids, batch_rows: int, pulls: P
              "year": year, "secids": secids or "all"}
     return pulls.batches(ident, "0001-01-01", "9999-12-31", parse, p.name, batch_rows=batch_rows)
 
+def _stream_year(batches, w: RawWriter, q: Quarantine, table: str, year, p: Path, start, end) -> int:
+    "A yearly export's batches, date-filtered, year-checked and screened, into the writer; rows kept."
+    n, unit = 0, _unit(p)
+    for b in batches:
+        b = _date_filter(b, start, end)
+        if year is not None and len(b) and (b["date"].dt.year() != year).any():
+            bad = b.filter(pl.col("date").dt.year() != year).row(0, named=True)
+            raise IngestError(f"{p.name}, {unit} {bad['_row']}: date {bad['date']} is outside the file's year {year}")
+        b = q.screen(b, table, p.name, unit)
+        n += len(b); w.add(table, b)
+    return n
+
+def _no_rows(n: int, p: Path, year, secids) -> None:
+    if n == 0: raise IngestError(f"{p.name}: no rows for year {year}" + (f" and secids {secids}" if secids else "") +
+                                 " (an empty year: remove the file or widen start/end)")
+
+def _secid_ranges(p: Path, ids: list) -> list:
+    """[first, stop) secid ranges, one per task, covering every secid: groups of `UNDERLYINGS_PER_TASK` underlyings
+    when the file's row groups let a task skip the others' rows (parquet with secid statistics), else the whole file."""
+    groups = underlying_groups(ids)
+    if len(groups) < 2 or p.suffix.lower() != ".parquet" or pq.ParquetFile(p).metadata.num_row_groups < 2: return [(None, None)]
+    bounds = [None] + [g[0] for g in groups[1:]] + [None]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+def _yearly_task(task: tuple,            # (table, year, file, group, secid range)
+                 secids, start, end, batch_rows: int, bad_rows: str, stage: str) -> dict:
+    """One (table, year, underlyings) partition of the exports: the in-process path's reading, screening and
+    writing, on its slice of the file, into its own folder under the stage (a Dask task)."""
+    table, year, p, g, rng = task
+    d = Path(stage) / "_tasks" / f"{table}-{year}-{g}"
+    w, q = RawWriter(d), Quarantine(d, bad_rows)
+    try: n = _stream_year(_export_batches(Path(p), table, year, secids, batch_rows, None, rng), w, q, table, year, Path(p), start, end)
+    except BaseException:
+        w.abort(); q.close(); raise
+    return {"rows": n, "summary": w.finalize(), "quarantined": q.close(), "dir": str(d)}
+
+def _merge_tasks(stage: Path, tasks: list, done: list, secids) -> IngestSummary:
+    "The tasks' part files moved into the stage (part-<group>-<i>), their counts and quarantined rows merged."
+    s, per_file, quar = IngestSummary(raw_dir=str(stage)), {}, {}
+    for (table, year, p, g, _), r in zip(tasks, done):
+        per_file[(p, year)] = per_file.get((p, year), 0) + r["rows"]
+        d = Path(r["dir"])
+        for f in sorted((d / table).glob("year=*/*.parquet")):
+            out = stage / table / f.parent.name / f"part-{g}-{f.stem.removeprefix('part-')}.parquet"
+            out.parent.mkdir(parents=True, exist_ok=True); os.replace(f, out)
+        t = r["summary"]
+        for k, v in t.rows.items(): s.rows[k] = s.rows.get(k, 0) + v
+        for k, v in t.duplicates.items(): s.duplicates[k] = s.duplicates.get(k, 0) + v
+        for k, ys in t.years.items():
+            for y, v in ys.items(): s.years.setdefault(k, {})[y] = s.years.get(k, {}).get(y, 0) + v
+        for k, c in r["quarantined"].items():
+            for reason, v in c.items(): s.quarantined.setdefault(k, {})[reason] = s.quarantined.get(k, {}).get(reason, 0) + v
+            quar.setdefault(k, []).append(d / "quarantine" / f"{k}.parquet")
+    for k, n in s.duplicates.items(): log.warning(f"{k}: dropped {n} duplicate rows (key {', '.join(KEYS[k])})")
+    for k, c in s.quarantined.items():
+        log.warning(f"{k}: {sum(c.values()):,} row(s) quarantined ({', '.join(f'{r}: {n:,}' for r, n in sorted(c.items()))})")
+    for (p, year), n in per_file.items():
+        _no_rows(n, Path(p), year, secids)
+        log.info(f"{Path(p).name}: {n:,} rows ({sum(1 for t in tasks if t[2] == p)} task(s) on the cluster)")
+    for k, paths in quar.items():
+        (stage / "quarantine").mkdir(exist_ok=True)
+        pl.scan_parquet(paths).sink_parquet(stage / "quarantine" / f"{k}.parquet")
+    shutil.rmtree(stage / "_tasks", ignore_errors=True)
+    return s
+
 def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: int, bad_rows: str,
-                  pulls: PullCache | None = None) -> IngestSummary:
+                  pulls: PullCache | None = None, eng: Engine | None = None) -> IngestSummary:
     t0 = time.perf_counter()
     files = discover_exports(src)
     if "opprcd" not in files and "vsurfd" not in files:
@@ -833,6 +929,12 @@ def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: in
         tickers = None
     secids = sorted(set(secmap.values())) if tickers else None
     sy, ey = (int(start[:4]) if start else None), (int(end[:4]) if end else None)
+    tasks = [] if eng is not None and eng.distributed else None
+    if tasks is not None:
+        if pulls: log.info("cluster: export files are read by the tasks directly (the pull cache is for in-process runs)")
+        pulls = None
+        ids = secids if secids is not None else sorted(sec_all["secid"].unique().to_list())
+    from_tasks = None
     with atomic_path(raw) as stage:
         stage.mkdir(parents=True)
         w, q = RawWriter(stage), Quarantine(stage, bad_rows)
@@ -840,18 +942,16 @@ def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: in
             for table in ("opprcd", "vsurfd"):
                 for year, p in files.get(table, []):
                     if (sy and year and year < sy) or (ey and year and year > ey): continue
-                    n = 0
-                    unit = _unit(p)
-                    for b in _export_batches(p, table, year, secids, batch_rows, pulls):
-                        b = _date_filter(b, start, end)
-                        if year is not None and len(b) and (b["date"].dt.year() != year).any():
-                            bad = b.filter(pl.col("date").dt.year() != year).row(0, named=True)
-                            raise IngestError(f"{p.name}, {unit} {bad['_row']}: date {bad['date']} is outside the file's year {year}")
-                        b = q.screen(b, table, p.name, unit)
-                        n += len(b); w.add(table, b)
-                    if n == 0: raise IngestError(f"{p.name}: no rows for year {year}" + (f" and secids {secids}" if secids else "") +
-                                                 " (an empty year: remove the file or widen start/end)")
+                    if tasks is not None:   # on the cluster: one task per group of underlyings (below)
+                        tasks += [(table, year, str(p), g, rng) for g, rng in enumerate(_secid_ranges(p, ids))]
+                        continue
+                    n = _stream_year(_export_batches(p, table, year, secids, batch_rows, pulls), w, q, table, year, p, start, end)
+                    _no_rows(n, p, year, secids)
                     log.info(f"{p.name}: {n:,} rows" + (pulls.log_line(p.name) if pulls else ""))
+            if tasks:
+                done = eng.map(_yearly_task, tasks, secids=secids, start=start, end=end, batch_rows=batch_rows, bad_rows=bad_rows,
+                               stage=str(stage))
+                from_tasks = _merge_tasks(stage, tasks, done, secids)
             sec = _date_filter(q.screen(sec_all, "secprd", sec_path.name, _unit(sec_path)), start, end)
             if secids is not None: sec = sec.filter(pl.col("secid").is_in(secids))
             if sec.is_empty(): raise IngestError(f"{sec_path.name}: no rows for the requested secids and dates")
@@ -872,6 +972,8 @@ def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: in
             w.abort(); q.close(); raise
         summary = w.finalize()
         summary.quarantined = q.close()
+        if from_tasks is not None:
+            for k in ("rows", "years", "duplicates", "quarantined"): getattr(summary, k).update(getattr(from_tasks, k))
     summary.raw_dir, summary.seconds = str(raw), time.perf_counter() - t0
     if pulls: summary.reused, summary.fetched = dict(pulls.reused), dict(pulls.fetched)
     _copy_reference(src, art.data_dir)
@@ -902,13 +1004,15 @@ def ingest_synthetic(data_dir: str | Path = "data",  # run data dir
                      n_contracts: int = 120,         # contracts per day and underlying
                      seed: int = 0,                  # simulator seed
                      fmt: str = "parquet",           # export format written before ingesting
+                     spec: MarketSpec | None = None,  # the market's parameters (default MarketSpec())
+                     eng: Engine | None = None,      # a cluster for the ingest of the exports; None: in process
                      ) -> IngestSummary:
     "Simulate a market, write it as WRDS exports, ingest those."
     tickers = list(tickers or ["SPY"])
     out = Artifacts.of(data_dir).synthetic_source
     if out.exists(): shutil.rmtree(out)
-    write_exports(simulate_market(start, end, tickers, n_contracts, seed), out, fmt)
-    return ingest_local(out, data_dir, tickers, start, end)
+    write_exports(simulate_market(start, end, tickers, n_contracts, seed, spec), out, fmt)
+    return ingest_local(out, data_dir, tickers, start, end, eng=eng)
 
 # %% ../nbs/01_ingest.ipynb #49aa50b0
 WRDS_HOST, WRDS_PORT, WRDS_DB = "wrds-pgdata.wharton.upenn.edu", 9737, "wrds"
@@ -1171,6 +1275,11 @@ class IngestParams(StageParams):
     seed: int = 0               # synthetic: simulator seed
     bad_rows: str = "quarantine"  # rows breaking a domain rule: quarantine (set aside, counted) | refuse (the file)
     reuse_pulls: bool = True      # local, wrds: keep fetched rows under cache_dir/pulls; a wider range fetches only what is missing
+    panel: int = 0                # synthetic: this many underlyings N000, N001, ... instead of tickers (a cross-section)
+    idio_share: float = 0.0       # synthetic: share of each name's days in its own regime path (panel truth per name)
+    name_vol_sd: float = 0.0      # synthetic: log-normal sd of the names' vol levels
+    chains: bool = True           # synthetic: simulate option chains; false: vsurfd only (the cross-section's input)
+    cluster: str = "none"         # none | local | tcp://host:8786: export files read as one Dask task per (table, year, underlyings)
     secrets = ("wrds_uri",)
 
 # %% ../nbs/01_ingest.ipynb #77bccdaa
@@ -1179,14 +1288,22 @@ def run_ingest(art: Artifacts,          # the run's artifact paths
                ) -> IngestSummary:
     "The ingest stage: the source named by `params` -> canonical parquet under `art.raw`, and its headline."
     p = params
+    check_cluster(p.cluster)
     tickers = list(p.tickers) if p.tickers else None
     pulls = PullCache(get_settings().path("cache_dir") / "pulls") if p.reuse_pulls and p.source in ("local", "wrds") else None
     if p.source == "synthetic":
-        s = ingest_synthetic(art, p.start or IngestParams.start, p.end or IngestParams.end, tickers, p.n_contracts, p.seed)
+        if p.panel: tickers = [f"N{i:03d}" for i in range(p.panel)]
+        spec = MarketSpec(idio_share=p.idio_share, name_vol_sd=p.name_vol_sd, chains=p.chains)
+        with engine(p.cluster) as eng:
+            s = ingest_synthetic(art, p.start or IngestParams.start, p.end or IngestParams.end, tickers, p.n_contracts, p.seed,
+                                 spec=spec, eng=eng)
     elif p.source == "local":
         if not p.local_path: raise IngestError("source=local needs local_path (a folder of WRDS export files)")
-        s = ingest_local(resolve_path(p.local_path), art, tickers, p.start or None, p.end or None, bad_rows=p.bad_rows, pulls=pulls)
-    elif p.source == "wrds":
+        with engine(p.cluster) as eng:
+            s = ingest_local(resolve_path(p.local_path), art, tickers, p.start or None, p.end or None, bad_rows=p.bad_rows,
+                             pulls=pulls, eng=eng)
+    elif p.source == "wrds":   # one connection, year by year: WRDS limits a user's concurrent connections
+        if p.cluster != "none": log.info("cluster: a WRDS pull runs in this process (one connection); later stages use the cluster")
         if not (p.start and p.end):   # IvyDB's whole history is hundreds of millions of rows: never pulled by default
             raise IngestError("source=wrds needs start and end (e.g. --start 2019-01-02 --end 2019-12-31)")
         s = ingest_wrds(art, tickers, p.start, p.end, uri=p.wrds_uri or None, bad_rows=p.bad_rows, pulls=pulls)

@@ -61,6 +61,7 @@ class MarketSpec:
     idio_share: float = 0.0                     # panel: share of each name's days in its own regime path instead of the market's
     idio_episode: float = 40.0                  # panel: mean length in days of an idiosyncratic episode
     name_vol_sd: float = 0.0                    # panel: names' vol multipliers drawn log-normal with this sd (0: 1 + 0.15 i)
+    chains: bool = True                         # simulate option chains (opprcd); False: the standardised surface (vsurfd) only, as a cross-section study pulls it
 
 # %% ../nbs/01b_synth.ipynb #9c0b1118
 def trading_days(start: str, end: str) -> np.ndarray:
@@ -205,6 +206,61 @@ def _vol_path(levels: np.ndarray, regime: np.ndarray, shocks: np.ndarray, spec: 
         logv[t] = logv[t - 1] + spec.kappa * (np.log(levels[regime[t]]) - logv[t - 1]) + spec.vol_of_vol * shocks[t]
     return np.exp(logv)
 
+def _chains(tabs, tk, secid, dates, S, level, lr_name, reg, sk_i, cu_i, spec, n_contracts, n_exp, exp_all, exp_monthly, exp_fri, rng):
+    "One underlying's option chains (vectorised per day over contracts), appended to tabs['opprcd']."
+    n, k = len(dates), len(spec.vol_level)
+    strikes_per_exp = max(4, n_contracts // (2 * n_exp))
+    x_grid = np.linspace(spec.strike_range[0], spec.strike_range[1], strikes_per_exp)
+    step = spec.strike_step or (0.5 if S.mean() < 1000 else 5.0)
+    rows = []
+    for t in range(n):
+        par = (level[t], lr_name[t], spec.tau)
+        ex, K = _chain_for_day(t, dates[t], S[t], spec, par, x_grid, exp_all, exp_monthly, exp_fri, n_exp, step)
+        rows.append((np.full(len(K), t), ex, K))
+    ti = np.concatenate([r[0] for r in rows]); ex = np.concatenate([r[1] for r in rows])
+    K = np.concatenate([r[2] for r in rows])
+    ti = np.repeat(ti, 2); ex = np.repeat(ex, 2); K = np.repeat(K, 2)
+    is_call = np.tile([True, False], len(ti) // 2)
+    dte = (ex - dates[ti]).astype(int)
+    T = dte / 365.0
+    St = S[ti]
+    F = St * np.exp((RATE - DIVIDEND) * T)
+    a = atm_term(T, level[ti], lr_name[ti], spec.tau)
+    x = np.log(K / F) / (a * np.sqrt(T))
+    iv_true = smile_iv(x, a, sk_i[ti], cu_i[ti])
+    price, delta, gamma, vega, theta = bs_quote(St, K, T, iv_true, is_call)
+    rg = reg[ti]
+    hs = np.maximum(0.025, 0.015 * price) * np.array(spec.spread_mult)[rg]
+    bid = np.maximum(np.round(price - hs, 2), 0.0)
+    offer = np.maximum(np.round(price + hs, 2), 0.05)
+    iv_obs = iv_true + spec.iv_noise * rng.standard_normal(len(ti))
+    missing = (bid <= 0) | (rng.random(len(ti)) < spec.missing_iv)
+    lam = 300 * np.exp(-0.5 * x * x) * (np.exp(-dte / 45) + 0.15) * np.array(spec.volume_mult)[rg]
+    lam = lam * np.where(is_call, 1.0, (np.array([1.2, 1.6, 2.2]) if k == 3 else np.linspace(1.2, 2.2, k))[rg])
+    volume = rng.poisson(lam * rng.gamma(2.0, 0.5, len(ti)))
+    oi = rng.poisson(lam * 12 * (1 + dte / 90))
+    exdays = ex.astype("datetime64[D]").astype(np.int64)
+    strike_price = np.round(K * 1000).astype(np.int64)
+    optionid = ((((secid % 1000) * 100_000 + exdays) * 100_000_000 + strike_price) * 2 + is_call).astype(np.int64)
+    nan = np.where(missing, np.nan, 1.0)
+    dom = (ex - ex.astype("datetime64[M]").astype("datetime64[D]")).astype(int) + 1
+    ex_fri = _is_friday(ex)
+    weekly = ~((dom >= 15) & (dom <= 21) & ex_fri)
+    op = pl.DataFrame({
+        "secid": np.full(len(ti), secid, np.int64), "date": dates[ti], "exdate": ex.astype("datetime64[D]"),
+        "last_date": dates[ti], "cp_flag": np.where(is_call, "C", "P"), "strike_price": strike_price,
+        "best_bid": bid, "best_offer": offer, "volume": volume.astype(np.int64), "open_interest": oi.astype(np.int64),
+        "impl_volatility": np.round(iv_obs * nan, 6), "delta": delta * nan, "gamma": gamma * nan,
+        "vega": vega * nan, "theta": theta * nan, "optionid": optionid, "cfadj": np.ones(len(ti), np.int64),
+        "am_settlement": np.zeros(len(ti), np.int64), "contract_size": np.full(len(ti), 100, np.int64),
+        "ss_flag": np.full(len(ti), "0"), "forward_price": F,
+        "expiry_indicator": np.where(~ex_fri, "d", np.where(weekly, "w", "")), "exercise_style": np.full(len(ti), "A"),
+    }, strict=False).with_columns(pl.col(["impl_volatility", "delta", "gamma", "vega", "theta"]).fill_nan(None),
+                            pl.col("expiry_indicator").replace("", None))
+    op = op.with_columns(symbol=pl.format("{} {}{}{}", pl.lit(tk), pl.col("exdate").dt.strftime("%y%m%d"),
+                                          pl.col("cp_flag"), pl.col("strike_price").cast(pl.String).str.zfill(8)))
+    tabs["opprcd"].append(op.select(list(SCHEMAS["opprcd"])))
+
 def simulate_market(start: str = "2019-01-02",   # first trading date
                     end: str = "2019-12-31",     # last trading date
                     tickers: list | tuple = ("SPY",),  # underlyings; all share the market's regimes
@@ -264,58 +320,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         tabs["truth"].append(pl.DataFrame({"date": dates, "secid": secid, "regime": reg,
                                            "regime_name": np.array(names)[reg], "spot_vol": sig,
                                            "atm_iv_30d": atm30}))
-        # ---- option chains (vectorised per day over contracts)
-        strikes_per_exp = max(4, n_contracts // (2 * n_exp))
-        x_grid = np.linspace(spec.strike_range[0], spec.strike_range[1], strikes_per_exp)
-        step = spec.strike_step or (0.5 if S.mean() < 1000 else 5.0)
-        rows = []
-        for t in range(n):
-            par = (level[t], lr[reg[t]] * beta ** 0.5, spec.tau)
-            ex, K = _chain_for_day(t, dates[t], S[t], spec, par, x_grid, exp_all, exp_monthly, exp_fri, n_exp, step)
-            rows.append((np.full(len(K), t), ex, K))
-        ti = np.concatenate([r[0] for r in rows]); ex = np.concatenate([r[1] for r in rows])
-        K = np.concatenate([r[2] for r in rows])
-        ti = np.repeat(ti, 2); ex = np.repeat(ex, 2); K = np.repeat(K, 2)
-        is_call = np.tile([True, False], len(ti) // 2)
-        dte = (ex - dates[ti]).astype(int)
-        T = dte / 365.0
-        St = S[ti]
-        F = St * np.exp((RATE - DIVIDEND) * T)
-        a = atm_term(T, level[ti], lr[reg[ti]] * beta ** 0.5, spec.tau)
-        x = np.log(K / F) / (a * np.sqrt(T))
-        iv_true = smile_iv(x, a, sk_i[ti], cu_i[ti])
-        price, delta, gamma, vega, theta = bs_quote(St, K, T, iv_true, is_call)
-        rg = reg[ti]
-        hs = np.maximum(0.025, 0.015 * price) * np.array(spec.spread_mult)[rg]
-        bid = np.maximum(np.round(price - hs, 2), 0.0)
-        offer = np.maximum(np.round(price + hs, 2), 0.05)
-        iv_obs = iv_true + spec.iv_noise * rng.standard_normal(len(ti))
-        missing = (bid <= 0) | (rng.random(len(ti)) < spec.missing_iv)
-        lam = 300 * np.exp(-0.5 * x * x) * (np.exp(-dte / 45) + 0.15) * np.array(spec.volume_mult)[rg]
-        lam = lam * np.where(is_call, 1.0, (np.array([1.2, 1.6, 2.2]) if k == 3 else np.linspace(1.2, 2.2, k))[rg])
-        volume = rng.poisson(lam * rng.gamma(2.0, 0.5, len(ti)))
-        oi = rng.poisson(lam * 12 * (1 + dte / 90))
-        exdays = ex.astype("datetime64[D]").astype(np.int64)
-        strike_price = np.round(K * 1000).astype(np.int64)
-        optionid = ((((secid % 1000) * 100_000 + exdays) * 100_000_000 + strike_price) * 2 + is_call).astype(np.int64)
-        nan = np.where(missing, np.nan, 1.0)
-        dom = (ex - ex.astype("datetime64[M]").astype("datetime64[D]")).astype(int) + 1
-        ex_fri = _is_friday(ex)
-        weekly = ~((dom >= 15) & (dom <= 21) & ex_fri)
-        op = pl.DataFrame({
-            "secid": np.full(len(ti), secid, np.int64), "date": dates[ti], "exdate": ex.astype("datetime64[D]"),
-            "last_date": dates[ti], "cp_flag": np.where(is_call, "C", "P"), "strike_price": strike_price,
-            "best_bid": bid, "best_offer": offer, "volume": volume.astype(np.int64), "open_interest": oi.astype(np.int64),
-            "impl_volatility": np.round(iv_obs * nan, 6), "delta": delta * nan, "gamma": gamma * nan,
-            "vega": vega * nan, "theta": theta * nan, "optionid": optionid, "cfadj": np.ones(len(ti), np.int64),
-            "am_settlement": np.zeros(len(ti), np.int64), "contract_size": np.full(len(ti), 100, np.int64),
-            "ss_flag": np.full(len(ti), "0"), "forward_price": F,
-            "expiry_indicator": np.where(~ex_fri, "d", np.where(weekly, "w", "")), "exercise_style": np.full(len(ti), "A"),
-        }, strict=False).with_columns(pl.col(["impl_volatility", "delta", "gamma", "vega", "theta"]).fill_nan(None),
-                                pl.col("expiry_indicator").replace("", None))
-        op = op.with_columns(symbol=pl.format("{} {}{}{}", pl.lit(tk), pl.col("exdate").dt.strftime("%y%m%d"),
-                                              pl.col("cp_flag"), pl.col("strike_price").cast(pl.String).str.zfill(8)))
-        tabs["opprcd"].append(op.select(list(SCHEMAS["opprcd"])))
+        if spec.chains: _chains(tabs, tk, secid, dates, S, level, lr[reg] * beta ** 0.5, reg, sk_i, cu_i, spec, n_contracts, n_exp, exp_all, exp_monthly, exp_fri, rng)
         # ---- underlying: OptionMetrics secprd and CRSP dsf
         prev = np.concatenate([[S[0]], S[:-1]])
         opn = prev * np.exp(0.002 * rng.standard_normal(n))
@@ -342,7 +347,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         # ---- vsurfd: standardised surface by (days, delta) and a 30-day model-free IV
         tabs["vsurfd"].append(_vsurfd(dates, secid, S, level, lr[reg] * beta ** 0.5, sk_i, cu_i, spec))
         if i == 0: tabs["vix"].append(_model_free_iv(dates, S, sig_m * beta * spec.vrp, lr[regime], skew_t, curv_t, spec))
-    cat = {k: pl.concat(v) for k, v in tabs.items()}
+    cat = {k: pl.concat(v) if v else pl.DataFrame(schema=SCHEMAS[k]) for k, v in tabs.items()}
     if spec.outage_share > 0:   # its own generator: the default market's random stream is unchanged
         out = np.random.default_rng([seed, 7]).random(n) < spec.outage_share
         gone = pl.Series(dates[out].astype("datetime64[D]")).cast(pl.Date)
