@@ -5,6 +5,7 @@
 # %% ../nbs/02_features.ipynb #049146ad
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,31 +13,42 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from .cluster import Engine, check_cluster, engine, underlying_groups
 from .core import Artifacts, InputError, StageParams, atomic_path, build_once, get_logger, open_parquet_writer, record_headline
 
 # %% auto #0
-__all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SURFACE_COLS', 'SURFACE_KIND', 'DAILY_COLUMNS', 'underlying_frame',
-           'volume_ma5', 'option_features', 'write_option_features', 'SurfaceFilters', 'filter_counts', 'apply_filters',
-           'per_expiry', 'constant_maturity', 'surface_from_opprcd', 'option_activity', 'surface_from_vsurfd',
-           'daily_features', 'FeatureSummary', 'build_features', 'FeatureParams', 'truth_tracking', 'surface_accuracy',
-           'run_features', 'features_ready', 'ensure_features', 'fig_surface_timeline', 'fig_feature_distributions',
-           'fig_correlation']
+__all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SURFACE_COLS', 'SURFACE_KIND', 'DAILY_COLUMNS', 'in_part',
+           'underlying_frame', 'volume_ma5', 'option_features', 'write_option_features', 'SurfaceFilters',
+           'filter_counts', 'apply_filters', 'per_expiry', 'constant_maturity', 'surface_from_opprcd',
+           'option_activity', 'surface_from_vsurfd', 'daily_features', 'log_surface', 'FeatureSummary',
+           'build_features', 'FeatureParams', 'truth_tracking', 'surface_accuracy', 'run_features', 'features_ready',
+           'ensure_features', 'fig_surface_timeline', 'fig_feature_distributions', 'fig_correlation']
 
 # %% ../nbs/02_features.ipynb #516e06fe
 log = get_logger("features")
 FIB_HORIZONS = (1, 2, 3, 5, 8, 13, 21, 34)
 
+def in_part(part: tuple | None  # (secids, year) of a partition, or None for everything
+            ) -> pl.Expr:
+    "The rows of a partition: its underlyings (None: all) in its year (None: every year)."
+    e = pl.lit(True)
+    if part is not None and part[0] is not None: e = e & pl.col("secid").is_in(list(part[0]))
+    if part is not None and part[1] is not None: e = e & (pl.col("date").dt.year() == part[1])
+    return e
+
 def underlying_frame(raw_dir: str | Path,  # data_dir/raw
                      rv_window: int = 21,   # trading days in rv_21d
+                     secids: list | None = None,  # only these underlyings (their whole history); None: all
                      ) -> pl.DataFrame:
     "Per (secid, date): close_raw, close (split-adjusted), prc, vol, ret_1d, rv_21d, price_diff_{n}d."
     raw = Path(raw_dir)
-    sec = pl.read_parquet(raw / "secprd.parquet").select(
+    sec = pl.read_parquet(raw / "secprd.parquet").filter(in_part((secids, None))).select(
         "secid", "date", pl.col("close").alias("close_raw"),
         (pl.col("close") / pl.col("cfadj").fill_null(1.0)).alias("close_om"), pl.col("volume").cast(pl.Float64).alias("vol_om"))
     if (raw / "dsf.parquet").exists():
         dsf = pl.read_parquet(raw / "dsf.parquet")
         if "secid" in dsf.columns:
+            dsf = dsf.filter(in_part((secids, None)))
             crsp = dsf.select("secid", "date", pl.col("prc").abs().alias("prc_abs"),
                               (pl.col("prc").abs() / pl.col("cfacpr").fill_null(1.0)).alias("close_crsp"), pl.col("vol").alias("vol_crsp"))
             sec = sec.join(crsp, on=["secid", "date"], how="full", coalesce=True)
@@ -99,14 +111,16 @@ def write_option_features(raw_dir: str | Path,  # data_dir/raw
                           under: pl.DataFrame,  # underlying_frame rows
                           out: str | Path,  # features/options.parquet to write
                           months_per_chunk: int = 1,  # calendar months computed at once (bounds memory)
+                          part: tuple | None = None,  # (secids, year): only that partition's rows (context rows still read)
                          ) -> int:
     "Stream option features chunk by chunk (a month at a time by default) into one parquet file; rows written."
     import datetime as dt
     raw = Path(raw_dir)
     files = sorted((raw / "opprcd").glob("year=*/*.parquet"))
     if not files: return 0
-    lf_all = pl.scan_parquet(files, hive_partitioning=False)
-    lo, hi = lf_all.select(pl.col("date").min().alias("lo"), pl.col("date").max().alias("hi")).collect().row(0)
+    lf_all = pl.scan_parquet(files, hive_partitioning=False).filter(in_part((part[0], None)) if part else pl.lit(True))
+    lo, hi = lf_all.filter(in_part(part)).select(pl.col("date").min().alias("lo"), pl.col("date").max().alias("hi")).collect().row(0)
+    if lo is None: return 0
     n, writer = 0, None
     start = dt.date(lo.year, 1 + (lo.month - 1) // months_per_chunk * months_per_chunk, 1)
     with atomic_path(Path(out)) as tmp:
@@ -115,7 +129,7 @@ def write_option_features(raw_dir: str | Path,  # data_dir/raw
             stop = dt.date(start.year + m // 12, m % 12 + 1, 1)
             ctx = start - dt.timedelta(days=14)          # context rows for the 5-trading-day moving average
             lf = lf_all.filter((pl.col("date") >= ctx) & (pl.col("date") < stop))
-            df = option_features(lf, under).filter(pl.col("date") >= start)
+            df = option_features(lf, under).filter((pl.col("date") >= start) & (pl.col("date") <= hi))
             if len(df):
                 t = df.to_arrow()
                 if writer is None: writer = open_parquet_writer(tmp, t.schema)
@@ -258,13 +272,14 @@ def constant_maturity(exp: pl.LazyFrame,  # per_expiry(...) rows
 def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
                         under: pl.DataFrame,  # underlying_frame rows
                         f: SurfaceFilters,  # the surface filters
+                        part: tuple | None = None,  # (secids, year): only that partition
                        ) -> pl.LazyFrame:
     "Daily surface measures from option quotes: atm_iv_30d, skew_25d, curvature_25d, term_slope (+91d ATM)."
     # per-expiry summaries one year partition at a time (they are small): the filtered quotes of one year
     # at most are in memory, however many years there are
     spot = under.lazy().select("secid", "date", "close_raw")
-    parts = sorted((Path(raw_dir) / "opprcd").glob("year=*/*.parquet"))
-    exp = pl.concat([per_expiry(apply_filters(pl.scan_parquet(p), f), spot).collect(engine="streaming") for p in parts])
+    parts = sorted((Path(raw_dir) / "opprcd").glob(f"year={part[1] if part and part[1] is not None else '*'}/*.parquet"))
+    exp = pl.concat([per_expiry(apply_filters(pl.scan_parquet(p).filter(in_part(part)), f), spot).collect(engine="streaming") for p in parts])
     n_all, n_wx = exp.select(pl.len(), (pl.col("wing_extrapolated") > 0).sum()).row(0)
     if n_wx: log.info(f"25-delta IV extrapolated in delta (one side of 25 delta unquoted) on {n_wx} of {n_all} expiries")
     exp = exp.lazy()
@@ -280,9 +295,9 @@ def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
                     pl.col("atm_iv_30d_how").alias("surface_how")))
 
 # %% ../nbs/02_features.ipynb #246ed14c
-def option_activity(raw_dir: str | Path) -> pl.LazyFrame:
+def option_activity(raw_dir: str | Path, part: tuple | None = None) -> pl.LazyFrame:
     "Per (secid, date): option_volume, put_call_volume_ratio, quotes and IV availability (before filters)."
-    op = pl.scan_parquet(Path(raw_dir) / "opprcd" / "**" / "*.parquet", hive_partitioning=True)
+    op = pl.scan_parquet(Path(raw_dir) / "opprcd" / "**" / "*.parquet", hive_partitioning=True).filter(in_part(part))
     pv = pl.col("volume").filter(pl.col("cp_flag") == "P").sum()
     cv = pl.col("volume").filter(pl.col("cp_flag") == "C").sum()
     return op.group_by("secid", "date").agg(option_volume=pl.col("volume").sum(), n_quotes=pl.len(),
@@ -290,9 +305,9 @@ def option_activity(raw_dir: str | Path) -> pl.LazyFrame:
                                             put_call_volume_ratio=pl.when(cv > 0).then(pv / cv))
 
 # %% ../nbs/02_features.ipynb #99009f13
-def surface_from_vsurfd(raw_dir: str | Path) -> pl.LazyFrame:
+def surface_from_vsurfd(raw_dir: str | Path, part: tuple | None = None) -> pl.LazyFrame:
     "Daily surface measures from the standardised volatility surface."
-    vs = pl.scan_parquet(Path(raw_dir) / "vsurfd" / "**" / "*.parquet", hive_partitioning=True)
+    vs = pl.scan_parquet(Path(raw_dir) / "vsurfd" / "**" / "*.parquet", hive_partitioning=True).filter(in_part(part))
     def pick(days, delta, flag):
         return pl.col("impl_volatility").filter((pl.col("days") == days) & (pl.col("delta") == delta) & (pl.col("cp_flag") == flag)).first()
     s = vs.group_by("secid", "date").agg(
@@ -312,6 +327,8 @@ def daily_features(raw_dir: str | Path,  # data_dir/raw
                    under: pl.DataFrame,  # underlying_frame rows
                    f: SurfaceFilters,  # the surface filters
                    source: str = "auto",  # auto | opprcd | vsurfd
+                   part: tuple | None = None,  # (secids, year): only that partition (`under` holds its rows)
+                   quiet: bool = False,  # no log of the surface's make-up (a partition's share is not the run's)
                   ) -> pl.DataFrame:
     "The daily feature table (see DAILY_COLUMNS), with *_vsurfd comparison columns when both sources exist."
     raw = Path(raw_dir)
@@ -322,10 +339,10 @@ def daily_features(raw_dir: str | Path,  # data_dir/raw
     if source == "opprcd" and not has_op: raise FileNotFoundError(f"{raw}/opprcd: no option quotes for surface_source=opprcd")
     if source == "vsurfd" and not has_vs: raise FileNotFoundError(f"{raw}/vsurfd: no standardised surface for surface_source=vsurfd")
     base = under.lazy().select("secid", "date", "close", "close_raw", "ret_1d", "rv_21d")
-    surf = surface_from_opprcd(raw, under, f) if source == "opprcd" else surface_from_vsurfd(raw)
+    surf = surface_from_opprcd(raw, under, f, part) if source == "opprcd" else surface_from_vsurfd(raw, part)
     d = base.join(surf, on=["secid", "date"], how="left")
     if has_op:
-        d = d.join(option_activity(raw), on=["secid", "date"], how="left")
+        d = d.join(option_activity(raw, part), on=["secid", "date"], how="left")
     else:
         d = d.with_columns(option_volume=pl.lit(None, pl.Int64), put_call_volume_ratio=pl.lit(None, pl.Float64),
                            n_quotes=pl.lit(None, pl.UInt32), n_iv=pl.lit(None, pl.UInt32))
@@ -338,8 +355,8 @@ def daily_features(raw_dir: str | Path,  # data_dir/raw
         note = pl.when(pl.col("atm_iv_30d").is_null()).then(pl.lit("missing: no 30-day surface point")).otherwise(pl.lit("vsurfd"))
     d = d.with_columns(surface_source=pl.lit(source), surface_note=note)
     if has_op and has_vs:
-        vs = surface_from_vsurfd(raw).rename({c: f"{c}_vsurfd" for c in SURFACE_COLS}) if source == "opprcd" else \
-             surface_from_opprcd(raw, under, f).drop("n_expiries", "surface_how").rename({c: f"{c}_opprcd" for c in SURFACE_COLS})
+        vs = surface_from_vsurfd(raw, part).rename({c: f"{c}_vsurfd" for c in SURFACE_COLS}) if source == "opprcd" else \
+             surface_from_opprcd(raw, under, f, part).drop("n_expiries", "surface_how").rename({c: f"{c}_opprcd" for c in SURFACE_COLS})
         d = d.join(vs, on=["secid", "date"], how="left")
         if auto and source == "opprcd":   # a day the quotes cannot give takes the standardised surface, said so
             gap = pl.col("atm_iv_30d").is_null() & pl.col("atm_iv_30d_vsurfd").is_not_null()
@@ -348,12 +365,16 @@ def daily_features(raw_dir: str | Path,  # data_dir/raw
                                 pl.when(gap).then(pl.format("vsurfd ({})", pl.col("surface_note"))).otherwise(pl.col("surface_note")).alias("surface_note")])
     extra = [c for c in d.collect_schema().names() if c.endswith(("_vsurfd", "_opprcd"))]
     out = d.select(*DAILY_COLUMNS, *extra).sort("secid", "date").collect(engine="streaming")
+    if not quiet: log_surface(out)
+    return out
+
+def log_surface(out: pl.DataFrame) -> None:
+    "Log how the daily surface was made: days per kind, and why it is missing where it is."
     counts = dict(out.group_by(SURFACE_KIND).len().iter_rows())
     log.info("daily surface: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("interpolated", "extrapolated", "vsurfd", "missing")) + " day(s)")
     notes = out.filter(pl.col("surface_note").str.starts_with("missing")).group_by("surface_note").len()
     for r in notes.iter_rows(named=True):
         log.warning(f"daily surface null on {r['len']} day(s): {r['surface_note'].removeprefix('missing: ')}")
-    return out
 
 # %% ../nbs/02_features.ipynb #76d9b6c9
 @dataclass
@@ -367,12 +388,46 @@ class FeatureSummary:
     truth_corr: float | None = None   # corr(atm_iv_30d, true 30-day ATM IV) on the synthetic market
     daily: pl.DataFrame | None = None  # the daily features written
 
+# %% ../nbs/02_features.ipynb #75fef17c
+def _features_task(task: tuple,  # (group, secids, year)
+                   raw: str, f: SurfaceFilters, source: str, rv_window: int, options: bool, parts: str) -> tuple:
+    "One (underlyings, year) partition of the features stage (a Dask task): its daily rows, option-feature part and rows."
+    g, secids, year = task
+    under = underlying_frame(raw, rv_window, secids)
+    daily = daily_features(raw, under.filter(pl.col("date").dt.year() == year), f, source, part=(secids, year), quiet=True)
+    n, out = 0, Path(parts) / f"options-{year}-{g}.parquet"
+    if options: n = write_option_features(raw, under, out, part=(secids, year))
+    return daily, (str(out) if n else None), n
+
+def _features_on_cluster(art: Artifacts, f: SurfaceFilters, source: str, rv_window: int, options: bool, eng: Engine) -> tuple:
+    "The daily table and the option features written, from one task per (underlyings, year)."
+    sec = pl.read_parquet(art.secprd, columns=["secid", "date"])
+    years = sorted(sec["date"].dt.year().unique().to_list())
+    tasks = [(g, ids, y) for g, ids in enumerate(underlying_groups(sec["secid"].unique().to_list(), eng.per_task)) for y in years]
+    parts = art.features_options.parent / "_parts"
+    if parts.exists(): shutil.rmtree(parts)
+    parts.mkdir(parents=True)
+    try:
+        done = eng.map(_features_task, tasks, raw=str(art.raw), f=f, source=source, rv_window=rv_window, options=options,
+                       parts=str(parts))
+        log.info(f"features: {len(tasks)} task(s) on the cluster ({len(tasks) // max(len(years), 1)} group(s) of underlyings x {len(years)} year(s))")
+        daily = pl.concat([d for d, _, _ in done], how="diagonal_relaxed").sort("secid", "date")
+        log_surface(daily)
+        files = [p for _, p, _ in done if p]
+        if options and files:
+            with atomic_path(art.features_options) as tmp:
+                pl.scan_parquet(files).sink_parquet(tmp, compression="zstd", row_group_size=250_000)
+        return daily, sum(n for _, _, n in done)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+
 # %% ../nbs/02_features.ipynb #7d865c08
 def build_features(data_dir: str | Path = "data",  # the run's data dir (or its Artifacts)
                    filters: SurfaceFilters | None = None,  # surface filters; default SurfaceFilters()
                    surface_source: str = "auto",  # auto | opprcd | vsurfd
                    rv_window: int = 21,  # trading days in the realised-volatility window
                    options: bool = True,  # also write features/options.parquet (needs opprcd)
+                   eng: Engine | None = None,  # a cluster: one task per (underlyings, year); None: in process
                   ) -> FeatureSummary:
     "data_dir/raw -> data_dir/features/{options,daily}.parquet (each written atomically)."
     t0 = time.perf_counter()
@@ -380,13 +435,17 @@ def build_features(data_dir: str | Path = "data",  # the run's data dir (or its 
     art = Artifacts.of(data_dir)
     raw = art.raw
     if not art.secprd.exists(): raise FileNotFoundError(f"{art.secprd}: run the ingest stage first")
-    under = underlying_frame(raw, rv_window)
     s = FeatureSummary()
-    if options and (raw / "opprcd").exists():
-        s.option_rows = write_option_features(raw, under, art.features_options)
+    options = options and (raw / "opprcd").exists()
+    if eng is not None and eng.distributed:
+        daily, s.option_rows = _features_on_cluster(art, f, surface_source, rv_window, options, eng)
+    else:
+        under = underlying_frame(raw, rv_window)
+        if options: s.option_rows = write_option_features(raw, under, art.features_options)
+        daily = daily_features(raw, under, f, surface_source)
+    if options:
         s.paths["options"] = str(art.features_options)
         s.filters = filter_counts(pl.scan_parquet(raw / "opprcd" / "**" / "*.parquet", hive_partitioning=True), f)
-    daily = daily_features(raw, under, f, surface_source)
     with atomic_path(art.features_daily) as tmp: daily.write_parquet(tmp, compression="zstd")
     s.daily, s.daily_rows, s.paths["daily"] = daily, daily.height, str(art.features_daily)
     s.seconds = time.perf_counter() - t0
@@ -404,6 +463,7 @@ class FeatureParams(StageParams):
     drop_zero_bid: bool = True      # drop quotes with a zero best bid (surface fits)
     rv_window: int = 21             # trading days in the realised-volatility window
     max_extrapolation_days: int = 45  # constant maturity: extrapolate from expiries at most this many days from the target
+    cluster: str = "none"           # none | local | tcp://host:8786: one Dask task per (underlyings, year)
 
     @property
     def filters(self) -> SurfaceFilters:
@@ -436,7 +496,9 @@ def run_features(art: Artifacts,           # the run's artifact paths
                  params: FeatureParams,    # the stage's parameters
                  ) -> FeatureSummary:
     "The features stage: `art.raw` -> `art.features_options`, `art.features_daily`, and its headline."
-    s = build_features(art, params.filters, params.surface_source, params.rv_window)
+    check_cluster(params.cluster)
+    with engine(params.cluster) as eng:
+        s = build_features(art, params.filters, params.surface_source, params.rv_window, eng=eng)
     daily = s.daily
     s.truth_corr = truth_tracking(art, daily)
     kind = dict(daily.group_by(SURFACE_KIND).len().iter_rows())

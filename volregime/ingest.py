@@ -856,10 +856,10 @@ def _no_rows(n: int, p: Path, year, secids) -> None:
     if n == 0: raise IngestError(f"{p.name}: no rows for year {year}" + (f" and secids {secids}" if secids else "") +
                                  " (an empty year: remove the file or widen start/end)")
 
-def _secid_ranges(p: Path, ids: list) -> list:
+def _secid_ranges(p: Path, ids: list, per_task: int) -> list:
     """[first, stop) secid ranges, one per task, covering every secid: groups of `UNDERLYINGS_PER_TASK` underlyings
     when the file's row groups let a task skip the others' rows (parquet with secid statistics), else the whole file."""
-    groups = underlying_groups(ids)
+    groups = underlying_groups(ids, per_task)
     if len(groups) < 2 or p.suffix.lower() != ".parquet" or pq.ParquetFile(p).metadata.num_row_groups < 2: return [(None, None)]
     bounds = [None] + [g[0] for g in groups[1:]] + [None]
     return list(zip(bounds[:-1], bounds[1:]))
@@ -943,7 +943,7 @@ def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: in
                 for year, p in files.get(table, []):
                     if (sy and year and year < sy) or (ey and year and year > ey): continue
                     if tasks is not None:   # on the cluster: one task per group of underlyings (below)
-                        tasks += [(table, year, str(p), g, rng) for g, rng in enumerate(_secid_ranges(p, ids))]
+                        tasks += [(table, year, str(p), g, rng) for g, rng in enumerate(_secid_ranges(p, ids, eng.per_task))]
                         continue
                     n = _stream_year(_export_batches(p, table, year, secids, batch_rows, pulls), w, q, table, year, p, start, end)
                     _no_rows(n, p, year, secids)
