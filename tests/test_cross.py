@@ -38,3 +38,63 @@ def test_a_panel_market_gets_per_underlying_regimes_and_a_breadth_table(tmp_path
     share_top = daily.group_by("secid", "regime").len().group_by("secid").agg((pl.col("len").max() / pl.col("len").sum()).alias("top"))
     assert share_top["top"].max() < 0.9
     assert res.headline["k_star_day"] >= 2
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    "A LocalCluster of two single-threaded workers, reached by its scheduler address as any existing Dask cluster is."
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
+        yield lc.scheduler_address
+
+
+@pytest.mark.slow
+def test_stages_on_a_dask_cluster_equal_the_in_process_run(tmp_path, dask_cluster):
+    "Ingest and features as (underlyings, year) tasks, the scan's joblib jobs on the cluster: the same regimes and breadth."
+    from volregime.core import Artifacts, read_headlines
+    from volregime.features import FeatureParams, run_features
+    from volregime.ingest import IngestParams, run_ingest
+    from volregime.scan import ScanParams, run_scan
+    out = {}
+    for cl in ("none", dask_cluster):
+        art = Artifacts(tmp_path / ("none" if cl == "none" else "dask"))
+        run_ingest(art, IngestParams(start="2019-11-01", end="2020-12-31", panel=30, idio_share=0.3, name_vol_sd=0.3, chains=False,
+                                     seed=4, cluster=cl))
+        run_features(art, FeatureParams(cluster=cl))
+        run_scan(art, ScanParams(granularities=["day"], k_max=5, n_boot=4, cluster=cl))
+        out[cl] = art
+    a, b = out["none"], out[dask_cluster]
+    for t in ("vsurfd", "secprd"):
+        sort = ["secid", "date", "days", "delta", "cp_flag"] if t == "vsurfd" else ["secid", "date"]
+        r0, r1 = (pl.read_parquet(x.raw / t if t == "vsurfd" else x.secprd).sort(sort) for x in (a, b))
+        assert r0.equals(r1), t
+    assert pl.read_parquet(a.features_daily).equals(pl.read_parquet(b.features_daily))
+    assert pl.read_parquet(a.regimes_daily).equals(pl.read_parquet(b.regimes_daily))
+    assert pl.read_parquet(a.regimes_breadth).equals(pl.read_parquet(b.regimes_breadth))
+    ha, hb = read_headlines(a), read_headlines(b)
+    for k in ("rows_opprcd", "underlyings", "days", "duplicates_dropped"): assert ha["01_ingest"][k] == hb["01_ingest"][k], k
+    assert ha["03_unsupervised_scan"]["k_star_day"] == hb["03_unsupervised_scan"]["k_star_day"]
+    assert hb["01_ingest"]["underlyings"] == 30
+
+
+def test_nested_cv_folds_on_a_dask_cluster_equal_the_in_process_run(dask_cluster):
+    "The (fold, model) jobs through joblib's Dask backend: the same forecasts and chosen parameters as one after another."
+    import numpy as np
+    from volregime.cluster import engine
+    from volregime.supervised import choose_folds, make_sequences, nested_cv
+    rng = np.random.default_rng(0)
+    n = 460
+    days = pl.date_range(pl.date(2019, 1, 1), pl.date(2021, 12, 31), eager=True).filter(pl.date_range(pl.date(2019, 1, 1), pl.date(2021, 12, 31), eager=True).dt.weekday() <= 5)[:n]
+    walk = np.cumsum(rng.normal(size=(n, 3)), axis=0) * 0.01
+    df = pl.DataFrame({"date": days, "secid": 1, "a": 0.2 + np.abs(walk[:, 0]), "b": walk[:, 1], "c": walk[:, 2]})
+    H = 3
+    seq = make_sequences(df, ["a", "b", "c"], "a", 10, H, "level", 7)
+    dates = seq.dates
+    folds = choose_folds(dates, [], False, H, 40, 200, 2)
+    runs = []
+    for cl in ("none", dask_cluster):
+        with engine(cl) as eng, eng.joblib():
+            runs.append(nested_cv(seq, folds, H, sklearn_models=["ridge", "random_forest"], inner_splits=2, progress=False,
+                                  n_jobs=eng.n_jobs(1)))
+    assert runs[0].predictions.equals(runs[1].predictions)
+    assert {k: v[1] for k, v in runs[0].selected.items()} == {k: v[1] for k, v in runs[1].selected.items()}

@@ -19,7 +19,8 @@ from .core import DEFAULTS, Artifacts, InputError, copy_once, get_logger, get_se
 # %% auto #0
 __all__ = ['log', 'NUMERIC_TYPES', 'DATETIME_TYPES', 'LEGEND_ABOVE', 'PALETTE', 'CSS', 'PLOTLY_ESM_ENV', 'WINDOW_LAYOUT',
            'DashboardError', 'DashboardConfig', 'DataSource', 'cluster_name', 'scatter_traces', 'fig_timeline',
-           'cluster_summary_html', 'figure_widget_class', 'App', 'build_app', 'stage_plotly_bundle', 'voila_env']
+           'breadth_of', 'cluster_summary_html', 'figure_widget_class', 'App', 'build_app', 'stage_plotly_bundle',
+           'voila_env']
 
 # %% ../nbs/07_dashboard.ipynb #46a13b52
 log = get_logger("dashboard")
@@ -223,7 +224,7 @@ class DataSource:
         base = Artifacts(self.cfg.data_dir)
         if d is None and base.regimes_daily.exists(): d = pl.read_parquet(base.regimes_daily)
         if d is None or d.is_empty(): return None
-        from .db import with_underlying
+        from volregime.db import with_underlying
         return with_underlying(d, base)   # a table loaded without the close: from the run's features
 
 # %% ../nbs/07_dashboard.ipynb #01f85619
@@ -274,6 +275,14 @@ def fig_timeline(d: pl.DataFrame, k: int):
     fig.update_yaxes(title_text="close ($)", secondary_y=True)
     fig.update_xaxes(title_text="date")
     return fig
+
+# %% ../nbs/07_dashboard.ipynb #36556174
+def breadth_of(d: pl.DataFrame | None  # regime_daily rows (date, secid, regime, ...)
+               ) -> pl.DataFrame | None:
+    "The breadth table of a cross-section's daily regimes; None for one underlying or no day-level regime."
+    if d is None or not {"date", "secid", "regime"} <= set(d.columns) or d["secid"].n_unique() < 2: return None
+    from volregime.scan import breadth_table
+    return breadth_table(d.select("date", "secid", pl.col("regime").cast(pl.Int64)))
 
 # %% ../nbs/07_dashboard.ipynb #ed17ae97
 def cluster_summary_html(df: pl.DataFrame,  # rows shown
@@ -361,6 +370,7 @@ class App:
         self.apply = W.Button(description="apply filters", button_style="primary")
         self.selectors = W.VBox()
         self.timeline = None
+        self.breadth = None   # the cross-section's breadth figure (several underlyings)
         self.timeline_box = W.Box(layout=W.Layout(width="100%"))
         self.timeline_box.add_class("vr-timeline")
         self._reveal_gen = 0
@@ -421,8 +431,8 @@ class App:
         def rest():
             if gen != self._reveal_gen: return   # the windows were rebuilt meanwhile
             self.grid.children = [w["fig"] for w in self.windows]
-            self.timeline_box.children = [self.timeline] if self.timeline is not None else []
-        if len(self.windows) == 1 and self.timeline is None: return
+            self.timeline_box.children = [f for f in (self.timeline, self.breadth) if f is not None]
+        if len(self.windows) == 1 and self.timeline is None and self.breadth is None: return
         def drawn(ch):
             if ch["new"] is None: return   # plotly resets the trait after handling it
             first.unobserve(drawn, names="_js2py_traceDeltas")
@@ -489,6 +499,10 @@ class App:
         self.refresh()
         tl = self.src.timeline()
         self.timeline = figure_widget_class()(fig_timeline(tl, self.k)) if tl is not None else W.HTML("<i>no daily regimes loaded</i>")
+        br = breadth_of(tl)
+        if br is not None:
+            from volregime.scan import fig_breadth
+            self.breadth = figure_widget_class()(fig_breadth(br))
         panel = W.VBox([W.HBox([self.n_windows, self.clusters, W.VBox([self.date_from, self.date_to]), self.apply]), self.selectors, self.count, self.msg])
         panel.add_class("vr-sticky")
         self.live = True

@@ -5,6 +5,7 @@
 # %% ../nbs/08_pipeline.ipynb #04d92e0f
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 import json
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cluster import check_cluster, engine
 from .cache import (STAGE_INPUTS, StageCache, code_digest, digests_of, notebook_digest, outputs_digest, snapshot,
                              source_fingerprint, stage_key, stage_number, written)
 from .core import (InputError, Settings, atomic_path, check_unknown, copy_once, get_logger, get_settings, git_sha, mask_secrets,
@@ -348,6 +350,7 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
     nbs = select_stages(stages, stage_notebooks(settings.root / "nbs"))
     declared = {p.name: declared_parameters(p) for p in stage_notebooks(settings.root / "nbs")}
     check_unknown(params, list(stage_params().values()), extra=("data_dir",))
+    check_cluster(params.get("cluster"))
     if from_stage:
         from_stage = str(from_stage).zfill(2)
         known = sorted(STAGE_RE.match(p.name)[1] for p in stage_notebooks(settings.root / "nbs"))
@@ -377,7 +380,11 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in ("", "2"): fmt["TF_CPP_MIN_LOG_LEVEL"] = "3"
     saved_env = {k: os.environ.get(k) for k in fmt}
     os.environ.update(fmt)
+    shared = contextlib.ExitStack()
     try:
+        if check_cluster(params.get("cluster")) == "local":   # one LocalCluster for the whole run; stages reach it by address
+            eng = shared.enter_context(engine("local"))
+            injected = {**injected, "cluster": eng.client.scheduler.address}
         for nb in bar:
             stage = nb.stem
             bar.set_postfix_str(stage)
@@ -387,7 +394,8 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
             t0 = time.perf_counter()
             num = stage_number(stage)
             up = _upstream(data, num) if store else None
-            key = (stage_key(stage, {k: params[k] for k in mine}, up, notebook_digest(nb), code, _stage_extra(num, params))
+            # where a stage runs (cluster) does not change what it computes: not part of the key
+            key = (stage_key(stage, {k: params[k] for k in mine if k != "cluster"}, up, notebook_digest(nb), code, _stage_extra(num, params))
                    if up is not None else None)
             st["key"] = key
             hit = None if (key is None or force or (from_stage and num >= from_stage)) else store.get(stage, key)
@@ -431,7 +439,7 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
             log.info(f"{stage}: {st['status']} in {st['seconds']:.1f}s")
             if failure: break
     finally:
-        bar.close(); sockets.cleanup()
+        bar.close(); sockets.cleanup(); shared.close()
         for k, v in saved_env.items():
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v

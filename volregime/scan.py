@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .cluster import check_cluster, engine
 from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, durations, get_logger, order_labels,
                             record_headline, regime_label, transition_matrix)
 
@@ -374,6 +375,7 @@ class ScanParams(StageParams):
     n_jobs: int = 2                     # joblib workers (a Dask or Ray backend runs them on a cluster)
     random_state: int = 0               # passed to every estimator
     standardize: str = "per_underlying"  # day features z-scored per underlying (regimes in time, not names) or pooled
+    cluster: str = "none"               # none | local | tcp://host:8786: the scan's joblib jobs through joblib's Dask backend
 
 # %% ../nbs/03_unsupervised_scan.ipynb #5548fb3b
 @dataclass
@@ -451,6 +453,7 @@ class GranularityFit:
     labels: np.ndarray          # labels of the k* model
     order_col: str = "atm_iv_30d"
     scaler: GroupScaler | None = None   # per-underlying z-scores (None: pooled)
+    n_in: int = 0               # rows given, before those lacking a feature were dropped
 
     def model(self) -> RegimeModel:
         "The typed bundle of the chosen model."
@@ -499,7 +502,7 @@ def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features
     res = scan_k(Z, ov, k_min, k_max, n_boot, boot_sample, block_length, silhouette_sample, alpha, beta, stability_floor,
                  minibatch, n_jobs, random_state, granularity, separation_metric, groups=groups, day_codes=days)
     log.info(f"{granularity}: n={len(X):,}, {zp.n_components_} PCs, k*={res.k_star} (runner-up {res.runner_up}) in {res.seconds:.1f}s")
-    return GranularityFit(granularity, list(columns), zp, res, rows, Z, res.models[res.k_star].labels_, order_col, scaler)
+    return GranularityFit(granularity, list(columns), zp, res, rows, Z, res.models[res.k_star].labels_, order_col, scaler, len(df))
 
 # %% ../nbs/03_unsupervised_scan.ipynb #03a23a1c
 def daily_regimes(day: GranularityFit | None,  # the day-level fit
@@ -588,6 +591,23 @@ def ari_per_underlying(tr: pl.DataFrame,  # truth joined to the estimate: secid,
                         schema={"secid": pl.Int64, "days": pl.Int64, "ari": pl.Float64}).sort("secid")
 
 # %% ../nbs/03_unsupervised_scan.ipynb #82554996
+def _scan_fits(art: Artifacts, p: ScanParams, common: dict) -> dict:
+    "The k-scans of the asked granularities."
+    fits = {}
+    if "day" in p.granularities:
+        fd = pl.read_parquet(art.features_daily)
+        fits["day"] = fit_granularity(fd, p.day_columns, "atm_iv_30d", "day", ["date", "secid"],
+                                      block_length=p.block_length, standardize=p.standardize, **common)
+        del fd
+    if "option" in p.granularities:
+        if art.features_options.exists():
+            opts = pl.read_parquet(art.features_options, columns=list(dict.fromkeys(["date", "secid", "optionid", *p.option_columns])))
+            fits["option"] = fit_granularity(opts, p.option_columns, "impl_volatility", "option", ["date", "secid", "optionid"],
+                                             boot_sample=p.boot_sample, block_length=p.block_length, **common)
+            del opts
+        else: log.warning(f"option granularity skipped: {art.features_options} does not exist (no option quotes ingested)")
+    return fits
+
 def run_scan(art: Artifacts,       # the run's artifact paths
              params: ScanParams,   # the stage's parameters
              ) -> ScanStageResult:
@@ -598,19 +618,10 @@ def run_scan(art: Artifacts,       # the run's artifact paths
     common = dict(pca_variance=p.pca_variance, k_min=p.k_min, k_max=p.k_max, n_boot=p.n_boot, silhouette_sample=p.silhouette_sample,
                   alpha=p.alpha, beta=p.beta, stability_floor=p.stability_floor, nan_policy=p.nan_policy, minibatch=p.minibatch,
                   n_jobs=p.n_jobs, random_state=p.random_state, separation_metric=p.separation_metric)
-    fits = {}
-    if "day" in p.granularities:
-        fd = pl.read_parquet(art.features_daily)
-        fits["day"] = fit_granularity(fd, p.day_columns, "atm_iv_30d", "day", ["date", "secid"],
-                                      block_length=p.block_length, standardize=p.standardize, **common)
-        day_rows = len(fd); del fd
-    if "option" in p.granularities:
-        if art.features_options.exists():
-            opts = pl.read_parquet(art.features_options, columns=list(dict.fromkeys(["date", "secid", "optionid", *p.option_columns])))
-            fits["option"] = fit_granularity(opts, p.option_columns, "impl_volatility", "option", ["date", "secid", "optionid"],
-                                             boot_sample=p.boot_sample, block_length=p.block_length, **common)
-            del opts
-        else: log.warning(f"option granularity skipped: {art.features_options} does not exist (no option quotes ingested)")
+    check_cluster(p.cluster)
+    with engine(p.cluster) as eng, eng.joblib():   # on a cluster: the fits and bootstrap refits per k through joblib's Dask backend
+        common["n_jobs"] = eng.n_jobs(p.n_jobs)
+        fits = _scan_fits(art, p, common)
     paths = write_scan(art, fits)
     daily = pl.read_parquet(paths["daily"])
     res = ScanStageResult(fits, paths, daily, {})
@@ -622,7 +633,7 @@ def run_scan(art: Artifacts,       # the run's artifact paths
                  k_star_share_day=float(f.scan.table.filter(pl.col("k") == kd)["k_star_share"][0]) if "k_star_share" in f.scan.table.columns else None,
                  ari_stability_day=float(f.scan.table.filter(pl.col("k") == kd)["ari_mean"][0]),
                  mean_duration_day=float(res.durations["length"].mean()),
-                 day_rows=day_rows, day_rows_dropped_missing=day_rows - len(f.rows))   # days lacking a day feature get no regime
+                 day_rows=f.n_in, day_rows_dropped_missing=f.n_in - len(f.rows))   # days lacking a day feature get no regime
         h.update(_ari_vs_truth(art, daily))
     if "option" in fits: h.update(k_star_option=fits["option"].scan.k_star, runner_up_option=fits["option"].scan.runner_up)
     record_headline(art, "03_unsupervised_scan", **h)

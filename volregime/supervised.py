@@ -13,11 +13,13 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+from joblib import Parallel, delayed
 import polars as pl
 from scipy import stats
 
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 
+from .cluster import check_cluster, engine
 from .core import Artifacts, InputError, StageParams, atomic_path, get_logger, record_headline, seed_of
 
 # %% auto #0
@@ -645,6 +647,19 @@ class CVResult:
 def _metrics_rows(name, fold, y_lvl, f_lvl, naive_lvl, horizon):
     return [_score(name, fold.fold, str(fold.anchor), h + 1, y_lvl[:, h], f_lvl[:, h], naive_lvl[:, h]) for h in range(horizon)]
 
+def _fit_one(name: str, keras: bool, X_tr, y_tr, X_te, splits, grid, horizon, epochs, patience, batch_size, random_state) -> tuple:
+    """One (outer fold, model) job: tuned on the inner splits, refit on the fold's training rows; its test forecast (model
+    scale), the fitted model, the chosen parameters and the Keras history (a joblib job, on a cluster under Dask)."""
+    if not keras:
+        est, best = fit_sklearn(name, X_tr, y_tr, splits, random_state)
+        return est.predict(X_te.reshape(len(X_te), -1)), est, best, None
+    # the same search as the baselines: GridSearchCV over the inner splits; the inner fits rank candidates on their
+    # early-stopped fit, and only the chosen one is refit on every row
+    base = KerasForecaster(name, epochs=epochs, patience=patience, batch_size=batch_size, gap=horizon,
+                           random_state=random_state, refit_full=False)
+    est, best = tune(base, grid, X_tr, y_tr, splits, final={"refit_full": True})
+    return est.predict(X_te), est, best, est.history_
+
 def nested_cv(seq: Sequences,               # the sequences (X, y, dates)
               folds: list,                 # outer folds
               horizon: int,                # H: days ahead
@@ -658,6 +673,7 @@ def nested_cv(seq: Sequences,               # the sequences (X, y, dates)
               batch_size: int = 64,        # Keras minibatch size
               random_state: int = 0,       # seed of every model
               progress: bool = True,       # a progress bar
+              n_jobs: int = 1,             # joblib workers over the (fold, model) jobs; 1: one after another here
               ) -> CVResult:
     "Outer expanding-window folds; inner time-series splits tune each model; every forecast scored against persistence."
     from tqdm.auto import tqdm
@@ -667,26 +683,32 @@ def nested_cv(seq: Sequences,               # the sequences (X, y, dates)
     grid = grid or keras_grid([32], [1], [0.0], [1e-3], [seq.X.shape[1]])
     steps = len(folds) * (2 + len(sklearn_models) + len(keras_families))
     bar = tqdm(total=steps, desc="nested CV", disable=not progress)
+    models = [(m, False) for m in sklearn_models] + [(m, True) for m in keras_families]
+    jobs = [(fold, m, keras) for fold in folds for m, keras in models]
+    def job(fold, m, keras):
+        tr, te = fold.train, fold.test
+        return delayed(_fit_one)(m, keras, seq.X[tr], seq.y[tr], seq.X[te], inner_splits_of(len(tr), inner_splits, horizon), grid,
+                                 horizon, epochs, patience, batch_size, random_state)
+    if n_jobs == 1:
+        fitted = []
+        for a in jobs:
+            f, args, kw = job(*a)
+            fitted.append(f(*args, **kw)); bar.update(1)
+    else:
+        fitted = Parallel(n_jobs=n_jobs)(job(*a) for a in jobs)
+        bar.update(len(jobs))
+    out = dict(zip(((f.fold, m) for f, m, _ in jobs), fitted))
     for fold in folds:
         tr, te = fold.train, fold.test
         y_lvl = to_lvl(seq.y[te])
         naive = persistence_forecast(seq, te, horizon)
         fc = {"persistence": naive, "har": har_forecast(seq, tr, te, transform)}
         bar.update(2)
-        splits = inner_splits_of(len(tr), inner_splits, horizon)
-        for name in sklearn_models:
-            est, best = fit_sklearn(name, seq.X[tr], seq.y[tr], splits, random_state)
-            fc[name] = to_lvl(est.predict(seq.X[te].reshape(len(te), -1)))
-            selected[name] = (est, best, fold.fold)
-            bar.update(1)
-        for kind in keras_families:   # the same search as the baselines: GridSearchCV over the inner splits, refit on all of tr
-            # the inner fits rank candidates on their early-stopped fit; only the chosen one is refit on every row
-            base = KerasForecaster(kind, epochs=epochs, patience=patience, batch_size=batch_size, gap=horizon,
-                                   random_state=random_state, refit_full=False)
-            est, best = tune(base, grid, seq.X[tr], seq.y[tr], splits, final={"refit_full": True})
-            fc[kind] = to_lvl(est.predict(seq.X[te]))
-            selected[kind] = (est, best, fold.fold); hist[(kind, fold.fold)] = est.history_
-            bar.update(1)
+        for m, keras in models:
+            f, est, best, h = out[(fold.fold, m)]
+            fc[m] = to_lvl(f)
+            selected[m] = (est, best, fold.fold)
+            if keras: hist[(m, fold.fold)] = h
         for name, f in fc.items():
             rows += _metrics_rows(name, fold, y_lvl, f, naive, horizon)
             d = np.repeat(seq.dates[te], horizon); hh = np.tile(np.arange(1, horizon + 1), len(te))
@@ -905,6 +927,7 @@ class ForecastParams(StageParams):
     mcs_block: int = 10                 # stationary-bootstrap mean block length of the MCS (forecasts; at least H)
     mcs_reps: int = 1000                # MCS bootstrap replications
     random_state: int = 0               # seeds numpy, TensorFlow and every estimator
+    cluster: str = "none"               # none | local | tcp://host:8786: the (fold, model) jobs through joblib's Dask backend
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #b7ef6420
 @dataclass
@@ -965,8 +988,10 @@ def run_forecast(art: Artifacts,           # the run's artifact paths
     log.info(f"{len(seq.X)} samples of {W} days x {len(cols)} features; {len(folds)} outer folds at "
              f"{[str(f.anchor) for f in folds]}; device: {device['test_op_device']}")
     grid = keras_grid(p.units_grid, p.depth_grid, p.dropout_grid, p.lr_grid, [w for w in p.window_grid if w <= W] or [W])
-    cv = nested_cv(seq, folds, p.horizon, p.target_transform, p.sklearn_models, p.keras_families, grid, p.inner_splits,
-                   p.epochs, p.patience, p.batch_size, p.random_state, progress)
+    check_cluster(p.cluster)
+    with engine(p.cluster) as eng, eng.joblib():
+        cv = nested_cv(seq, folds, p.horizon, p.target_transform, p.sklearn_models, p.keras_families, grid, p.inner_splits,
+                       p.epochs, p.patience, p.batch_size, p.random_state, progress, n_jobs=eng.n_jobs(1))
     with atomic_path(art.cv_results) as tmp: cv.results.write_parquet(tmp)
     with atomic_path(art.predictions) as tmp: cv.predictions.write_parquet(tmp)
     if p.mcs_block < p.horizon: raise ForecastInputError(f"mcs_block={p.mcs_block}: expected at least the horizon ({p.horizon})")

@@ -395,6 +395,44 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
     return CausalLabels(out, pl.DataFrame(rows), settings)
 
 # %% ../nbs/04a_validate.ipynb #c79e6947
+def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_penalty, ward_sample, random_state, hmm_sticky,
+                causal_k, causal_refit, causal_min_days, pca_variance) -> tuple:
+    "One underlying's labels of every method (a task on a cluster): frames, causal refits, settings chosen, days unlabelled."
+    from volregime.scan import feature_matrix
+    from volregime.ward import WardRegimes
+    k, secid = model.k_star, int(f["secid"][0])
+    frames, refits, unlabelled = [], None, 0
+    Z, ok = model.matrix(f)
+    rows = f.filter(pl.Series(ok)).select("date", "secid", "atm_iv_30d")
+    iv = rows["atm_iv_30d"].to_numpy()
+    out = {("kmeans", "filtered_insample"): rows.join(km, on=["date", "secid"], how="left")["regime"].to_numpy().astype(np.int64)}
+    out[("ward", "smoothed")] = WardRegimes(k, ward_sample, random_state=random_state).fit(Z, order_values=iv).labels_
+    st = hmm_sticky if hmm_sticky >= 0 else select_sticky(Z, k, covariance=hmm_covariance, random_state=random_state)[0]
+    hf, hs, _ = hmm_regimes(Z, k, hmm_covariance, random_state, sticky=st)
+    out[("hmm", "filtered_insample")], out[("hmm", "smoothed")] = order_labels(hf, iv)[0], order_labels(hs, iv)[0]
+    jp = jump_penalty if jump_penalty > 0 else select_jump_penalty(Z, k, random_state=random_state)[0]
+    jo, jf, _ = jump_regimes(Z, k, jp, random_state)
+    out[("jump", "filtered_insample")], out[("jump", "smoothed")] = order_labels(jo, iv)[0], order_labels(jf, iv)[0]
+    settings = {"secid": secid, "hmm_sticky_insample": st, "jump_penalty_insample": jp}
+    Xraw, okr = feature_matrix(f, model.columns)
+    crow = f.filter(pl.Series(okr)).select("date", "secid", "atm_iv_30d")
+    if len(crow) > causal_min_days:
+        cl = causal_labels(Xraw, crow["atm_iv_30d"].to_numpy(), crow["date"], causal_k, causal_refit, causal_min_days,
+                           pca_variance, hmm_covariance, seed_of(random_state))
+        refits = cl.refits.with_columns(secid=pl.lit(secid))
+        for m, lab in cl.labels.items():
+            keep = lab >= 0
+            frames.append(crow.filter(pl.Series(keep)).select("date", "secid").with_columns(
+                method=pl.lit(m), causal=pl.lit(True), label_kind=pl.lit("causal"), regime=pl.Series(lab[keep])))
+        unlabelled += int((cl.labels["kmeans"] < 0).sum())
+    else:
+        log.warning(f"secid {secid}: {len(crow)} days, not more than causal_min_days={causal_min_days}: no causal labels")
+        unlabelled += len(crow)
+    for (name, kind), lab in out.items():
+        frames.append(rows.select("date", "secid").with_columns(method=pl.lit(name), causal=pl.lit(False), label_kind=pl.lit(kind),
+                                                                regime=pl.Series(lab)))
+    return frames, refits, settings, unlabelled
+
 def daily_methods(art: Artifacts,            # the run's artifact paths
                   hmm_covariance: str = "full",  # GaussianHMM covariance type
                   jump_penalty: float = 0.0,     # in-sample jump penalty in units of jump_scale; 0: chosen by select_jump_penalty
@@ -406,50 +444,32 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
                   causal_min_days: int = 126,    # history before the first causal refit
                   pca_variance: float = 0.95,    # PCA share kept by each causal refit
                   report: dict | None = None,    # filled with what was chosen, dropped and refitted
+                  max_underlyings: int = 0,      # validate at most this many underlyings (evenly spaced by secid); 0: all
+                  eng=None,                      # a cluster Engine: one task per underlying; None: in process
                   ) -> pl.DataFrame:
     "date, secid, method, causal, label_kind, regime: causal refits, in-sample filtered and smoothed labels of every method."
-    from volregime.scan import RegimeModel, feature_matrix
-    from volregime.ward import WardRegimes
+    from volregime.scan import RegimeModel
     art = Artifacts.of(art)
     report = {} if report is None else report
     model = RegimeModel.load(art.model("day"))
-    k = model.k_star
     feats = pl.read_parquet(art.features_daily)
     km = pl.read_parquet(art.regimes_daily).select("date", "secid", "regime")
-    frames, refits, settings, unlabelled = [], [], [], 0
-    for (secid,), f in feats.sort("date").group_by("secid", maintain_order=True):
-        Z, ok = model.matrix(f)
-        rows = f.filter(pl.Series(ok)).select("date", "secid", "atm_iv_30d")
-        iv = rows["atm_iv_30d"].to_numpy()
-        out = {("kmeans", "filtered_insample"): rows.join(km, on=["date", "secid"], how="left")["regime"].to_numpy().astype(np.int64)}
-        out[("ward", "smoothed")] = WardRegimes(k, ward_sample, random_state=random_state).fit(Z, order_values=iv).labels_
-        st = hmm_sticky if hmm_sticky >= 0 else select_sticky(Z, k, covariance=hmm_covariance, random_state=random_state)[0]
-        hf, hs, _ = hmm_regimes(Z, k, hmm_covariance, random_state, sticky=st)
-        out[("hmm", "filtered_insample")], out[("hmm", "smoothed")] = order_labels(hf, iv)[0], order_labels(hs, iv)[0]
-        jp = jump_penalty if jump_penalty > 0 else select_jump_penalty(Z, k, random_state=random_state)[0]
-        jo, jf, _ = jump_regimes(Z, k, jp, random_state)
-        out[("jump", "filtered_insample")], out[("jump", "smoothed")] = order_labels(jo, iv)[0], order_labels(jf, iv)[0]
-        settings.append({"secid": int(secid), "hmm_sticky_insample": st, "jump_penalty_insample": jp})
-        Xraw, okr = feature_matrix(f, model.columns)
-        crow = f.filter(pl.Series(okr)).select("date", "secid", "atm_iv_30d")
-        if len(crow) > causal_min_days:
-            cl = causal_labels(Xraw, crow["atm_iv_30d"].to_numpy(), crow["date"], causal_k, causal_refit, causal_min_days,
-                               pca_variance, hmm_covariance, seed_of(random_state))
-            refits.append(cl.refits.with_columns(secid=pl.lit(int(secid))))
-            for m, lab in cl.labels.items():
-                keep = lab >= 0
-                frames.append(crow.filter(pl.Series(keep)).select("date", "secid").with_columns(
-                    method=pl.lit(m), causal=pl.lit(True), label_kind=pl.lit("causal"), regime=pl.Series(lab[keep])))
-            unlabelled += int((cl.labels["kmeans"] < 0).sum())
-        else:
-            log.warning(f"secid {secid}: {len(crow)} days, not more than causal_min_days={causal_min_days}: no causal labels")
-            unlabelled += len(crow)
-        for (name, kind), lab in out.items():
-            frames.append(rows.select("date", "secid").with_columns(method=pl.lit(name), causal=pl.lit(False), label_kind=pl.lit(kind),
-                                                                    regime=pl.Series(lab)))
-    report.update(settings=settings, refits=pl.concat(refits) if refits else None, days_before_first_causal_refit=unlabelled)
+    ids = sorted(feats["secid"].unique().to_list())
+    if 0 < max_underlyings < len(ids):
+        ids = [ids[i] for i in np.linspace(0, len(ids) - 1, max_underlyings).round().astype(int)]
+        log.info(f"validation methods on {len(ids)} of {feats['secid'].n_unique()} underlyings (max_underlyings={max_underlyings}, "
+                 f"evenly spaced by secid): secids {ids}")
+        feats = feats.filter(pl.col("secid").is_in(ids))
+    parts = [f for _, f in feats.sort("date").group_by("secid", maintain_order=True)]
+    args = (model, km, hmm_covariance, jump_penalty, ward_sample, random_state, hmm_sticky, causal_k, causal_refit, causal_min_days, pca_variance)
+    done = eng.map(lambda f: _methods_of(f, *args), parts) if eng is not None and eng.distributed else [_methods_of(f, *args) for f in parts]
+    frames = [x for fr, _, _, _ in done for x in fr]
+    refits = [r for _, r, _, _ in done if r is not None]
+    unlabelled = sum(u for _, _, _, u in done)
+    report.update(settings=[s for _, _, s, _ in done], refits=pl.concat(refits) if refits else None, days_before_first_causal_refit=unlabelled)
     if unlabelled: log.info(f"causal labels: {unlabelled} day(s) before the first refit ({causal_min_days} days of history) have none")
     return pl.concat(frames).sort("method", "label_kind", "secid", "date")
+
 
 # %% ../nbs/04a_validate.ipynb #58ab990a
 def switch_scores(est: np.ndarray,  # estimated labels of one underlying, in date order

@@ -16,6 +16,7 @@ from sklearn.utils.validation import validate_data
 
 from dataclasses import dataclass
 
+from .cluster import check_cluster, engine
 from .core import (Artifacts, InputError, StageParams, atomic_path, get_logger, order_labels, record_headline,
                             regime_label)
 
@@ -236,6 +237,8 @@ class WardParams(StageParams):
     reference_path: str = ""            # VIX-like csv/parquet (date,value); empty uses the synthetic market's
     silhouette_sample: int = 3000       # rows for silhouette scores
     random_state: int = 0               # passed to every estimator
+    max_underlyings: int = 0            # HMM, jump, Ward and causal labels for at most this many underlyings (evenly spaced by secid); 0: all
+    cluster: str = "none"               # none | local | tcp://host:8786: one task per underlying for the methods above
 
 # %% ../nbs/04_ward_validation.ipynb #f6c1f716
 @dataclass
@@ -298,8 +301,10 @@ def run_ward(art: Artifacts,      # the run's artifact paths
     nest = pl.DataFrame(nest_rows)
     fixed = nest.filter("fixed_level").row(0, named=True)
     rep_ = {}
-    methods = V.daily_methods(art, p.hmm_covariance, p.jump_penalty, p.ward_sample, p.random_state, p.hmm_sticky,
-                              p.causal_k, p.causal_refit, p.causal_min_days, report=rep_)
+    check_cluster(p.cluster)
+    with engine(p.cluster) as eng:
+        methods = V.daily_methods(art, p.hmm_covariance, p.jump_penalty, p.ward_sample, p.random_state, p.hmm_sticky,
+                                  p.causal_k, p.causal_refit, p.causal_min_days, report=rep_, max_underlyings=p.max_underlyings, eng=eng)
     with atomic_path(art.methods) as tmp: methods.write_parquet(tmp)
     refs = V.load_references(art, p.reference_path or None)
     truth = V.load_truth(art)
