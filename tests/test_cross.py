@@ -78,7 +78,8 @@ def test_stages_on_a_dask_cluster_equal_the_in_process_run(tmp_path, dask_cluste
 
 
 def test_nested_cv_folds_on_a_dask_cluster_equal_the_in_process_run(dask_cluster):
-    "The (fold, model) jobs through joblib's Dask backend: the same forecasts and chosen parameters as one after another."
+    """The (fold, model) jobs through joblib's Dask backend: the same forecasts and chosen parameters as one after another
+    (the scikit-learn baselines; Keras fits in a worker process are not bit-identical to the driver's, see stage 05)."""
     import numpy as np
     from volregime.cluster import engine
     from volregime.supervised import choose_folds, make_sequences, nested_cv
@@ -96,5 +97,8 @@ def test_nested_cv_folds_on_a_dask_cluster_equal_the_in_process_run(dask_cluster
         with engine(cl) as eng, eng.joblib():
             runs.append(nested_cv(seq, folds, H, sklearn_models=["ridge", "random_forest"], inner_splits=2, progress=False,
                                   n_jobs=eng.n_jobs(1)))
-    assert runs[0].predictions.equals(runs[1].predictions)
+    a, b = runs[0].predictions, runs[1].predictions
+    assert a.drop("y_pred").equals(b.drop("y_pred"))
+    # the same fits; worker processes run with one BLAS thread (Dask's default), so sums may differ in the last bits
+    assert (a["y_pred"] - b["y_pred"]).abs().max() < 1e-9
     assert {k: v[1] for k, v in runs[0].selected.items()} == {k: v[1] for k, v in runs[1].selected.items()}

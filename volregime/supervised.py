@@ -647,9 +647,12 @@ class CVResult:
 def _metrics_rows(name, fold, y_lvl, f_lvl, naive_lvl, horizon):
     return [_score(name, fold.fold, str(fold.anchor), h + 1, y_lvl[:, h], f_lvl[:, h], naive_lvl[:, h]) for h in range(horizon)]
 
-def _fit_one(name: str, keras: bool, X_tr, y_tr, X_te, splits, grid, horizon, epochs, patience, batch_size, random_state) -> tuple:
+def _fit_one(name: str, keras: bool, X_tr, y_tr, X_te, splits, grid, horizon, epochs, patience, batch_size, random_state,
+             devices: tuple = ("", True)) -> tuple:
     """One (outer fold, model) job: tuned on the inner splits, refit on the fold's training rows; its test forecast (model
     scale), the fitted model, the chosen parameters and the Keras history (a joblib job, on a cluster under Dask)."""
+    if keras and _DEVICES is None:   # a process TensorFlow was not set up in (a Dask worker): devices, seeds, op determinism
+        configure_devices(*devices, random_state)
     if not keras:
         est, best = fit_sklearn(name, X_tr, y_tr, splits, random_state)
         return est.predict(X_te.reshape(len(X_te), -1)), est, best, None
@@ -674,6 +677,7 @@ def nested_cv(seq: Sequences,               # the sequences (X, y, dates)
               random_state: int = 0,       # seed of every model
               progress: bool = True,       # a progress bar
               n_jobs: int = 1,             # joblib workers over the (fold, model) jobs; 1: one after another here
+              devices: tuple = ("", True),  # (gpu_devices, memory_growth) for processes TensorFlow is not set up in
               ) -> CVResult:
     "Outer expanding-window folds; inner time-series splits tune each model; every forecast scored against persistence."
     from tqdm.auto import tqdm
@@ -688,7 +692,7 @@ def nested_cv(seq: Sequences,               # the sequences (X, y, dates)
     def job(fold, m, keras):
         tr, te = fold.train, fold.test
         return delayed(_fit_one)(m, keras, seq.X[tr], seq.y[tr], seq.X[te], inner_splits_of(len(tr), inner_splits, horizon), grid,
-                                 horizon, epochs, patience, batch_size, random_state)
+                                 horizon, epochs, patience, batch_size, random_state, devices)
     if n_jobs == 1:
         fitted = []
         for a in jobs:
@@ -991,7 +995,8 @@ def run_forecast(art: Artifacts,           # the run's artifact paths
     check_cluster(p.cluster)
     with engine(p.cluster) as eng, eng.joblib():
         cv = nested_cv(seq, folds, p.horizon, p.target_transform, p.sklearn_models, p.keras_families, grid, p.inner_splits,
-                       p.epochs, p.patience, p.batch_size, p.random_state, progress, n_jobs=eng.n_jobs(1))
+                       p.epochs, p.patience, p.batch_size, p.random_state, progress, n_jobs=eng.n_jobs(1),
+                       devices=(p.gpu_devices, p.memory_growth))
     with atomic_path(art.cv_results) as tmp: cv.results.write_parquet(tmp)
     with atomic_path(art.predictions) as tmp: cv.predictions.write_parquet(tmp)
     if p.mcs_block < p.horizon: raise ForecastInputError(f"mcs_block={p.mcs_block}: expected at least the horizon ({p.horizon})")
