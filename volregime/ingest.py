@@ -28,10 +28,10 @@ from .synth import MarketSpec, simulate_market, write_exports
 # %% auto #0
 __all__ = ['log', 'EXPORT_RE', 'MAX_FIELD_BYTES', 'NULL_TOKENS', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'IngestError',
            'discover_exports', 'canonicalize', 'prefetch', 'read_export', 'IngestSummary', 'screen_rows',
-           'check_bad_rows', 'Quarantine', 'RawWriter', 'span_gaps', 'PullCache', 'pulled', 'resolve_secids',
-           'ingest_local', 'ingest_synthetic', 'wrds_url', 'mirror_to_postgres', 'ingest_wrds', 'consolidate_years',
-           'combine_parquet', 'raw_summary', 'atm_term_structure', 'fig_underlying_and_term', 'IngestParams',
-           'run_ingest', 'raw_ready', 'ensure_raw']
+           'check_bad_rows', 'Quarantine', 'log_quarantined', 'RawWriter', 'span_gaps', 'PullCache', 'pulled',
+           'resolve_secids', 'ingest_local', 'ingest_synthetic', 'wrds_url', 'mirror_to_postgres', 'ingest_wrds',
+           'consolidate_years', 'combine_parquet', 'raw_summary', 'atm_term_structure', 'fig_underlying_and_term',
+           'IngestParams', 'run_ingest', 'raw_ready', 'ensure_raw']
 
 # %% ../nbs/01_ingest.ipynb #def64e1a
 log = get_logger("ingest")
@@ -435,9 +435,14 @@ class Quarantine:
     def close(self) -> dict:
         "Close the files; the counts, logged."
         for w in self.writers.values(): w.close()
-        for t, c in self.counts.items():
-            log.warning(f"{t}: {sum(c.values()):,} row(s) quarantined ({', '.join(f'{k}: {n:,}' for k, n in sorted(c.items()))})")
+        log_quarantined(self.counts)
         return self.counts
+
+def log_quarantined(counts: dict  # table -> {reason: rows}
+                    ) -> None:
+    "One warning per table: rows quarantined, by reason."
+    for t, c in counts.items():
+        log.warning(f"{t}: {sum(c.values()):,} row(s) quarantined ({', '.join(f'{k}: {n:,}' for k, n in sorted(c.items()))})")
 
 # %% ../nbs/01_ingest.ipynb #46ababf0
 def _first_distinct(df: pl.DataFrame, keys: list) -> pl.DataFrame:
@@ -894,11 +899,12 @@ def _merge_tasks(stage: Path, tasks: list, done: list, secids) -> IngestSummary:
             for reason, v in c.items(): s.quarantined.setdefault(k, {})[reason] = s.quarantined.get(k, {}).get(reason, 0) + v
             quar.setdefault(k, []).append(d / "quarantine" / f"{k}.parquet")
     for k, n in s.duplicates.items(): log.warning(f"{k}: dropped {n} duplicate rows (key {', '.join(KEYS[k])})")
-    for k, c in s.quarantined.items():
-        log.warning(f"{k}: {sum(c.values()):,} row(s) quarantined ({', '.join(f'{r}: {n:,}' for r, n in sorted(c.items()))})")
+    log_quarantined(s.quarantined)
+    n_tasks = {}
+    for t in tasks: n_tasks[t[2]] = n_tasks.get(t[2], 0) + 1
     for (p, year), n in per_file.items():
         _no_rows(n, Path(p), year, secids)
-        log.info(f"{Path(p).name}: {n:,} rows ({sum(1 for t in tasks if t[2] == p)} task(s) on the cluster)")
+        log.info(f"{Path(p).name}: {n:,} rows ({n_tasks[p]} task(s) on the cluster)")
     for k, paths in quar.items():
         (stage / "quarantine").mkdir(exist_ok=True)
         pl.scan_parquet(paths).sink_parquet(stage / "quarantine" / f"{k}.parquet")
