@@ -43,8 +43,10 @@ def peak_mib():
     return [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")][0] / 1024
 cluster, lc = "none", None
 if workers:
-    from distributed import Client, LocalCluster
-    lc = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50)
+    from distributed import Client
+    from volregime.cluster import local_cluster
+    lc_cm = local_cluster(workers)   # single-threaded workers whose Polars/BLAS pools have one thread
+    lc = lc_cm.__enter__()
     cluster = lc.scheduler_address
 art = Artifacts(data)
 t0 = time.perf_counter()
@@ -58,7 +60,7 @@ rows = pl.scan_parquet(str(art.raw / "vsurfd" / "**" / "*.parquet")).select(pl.l
 wpeak = []
 if lc is not None:
     with Client(cluster) as c: wpeak = sorted(c.run(peak_mib).values())
-    lc.close()
+    lc_cm.__exit__(None, None, None)
 print("@@" + json.dumps({"rows": rows, "seconds": t3 - t0, "ingest_s": t1 - t0, "features_s": t2 - t1, "scan_s": t3 - t2,
                          "driver_peak_mib": peak_mib(), "worker_peak_mib": wpeak, "k_star": res.headline["k_star_day"]}))
 """

@@ -39,12 +39,33 @@ def test_a_panel_market_gets_per_underlying_regimes_and_a_breadth_table(tmp_path
     assert share_top["top"].max() < 0.9
     assert res.headline["k_star_day"] >= 2
 
+    # per-underlying models (an option): the same k*, each name labelled by its own model, and stage 04 validates each
+    # name in its own space
+    from volregime.scan import RegimeModel
+    from volregime.validate import daily_methods
+    own = run_scan(art, ScanParams(granularities=["day"], k_max=6, n_boot=5, day_models="per_underlying"))
+    ho = read_headlines(art)["03_unsupervised_scan"]
+    assert (ho["k_star_day"], ho["day_models"], ho["underlyings_own_model"]) == (res.headline["k_star_day"], "per_underlying", len(names))
+    assert ho["ari_vs_truth_underlying_median"] > 0.6 and ho["ari_vs_truth_underlying_p10"] > 0.4, ho
+    model = RegimeModel.load(art.model("day"))
+    daily = pl.read_parquet(art.regimes_daily).drop_nulls("regime")
+    feats = pl.read_parquet(art.features_daily)
+    for s in sorted(model.members)[:3]:
+        m = model.for_underlying(s)
+        f = feats.filter(pl.col("secid") == s).sort("date")
+        Z, ok = m.matrix(f)
+        expect = f.filter(pl.Series(ok)).select("date").join(daily.filter(pl.col("secid") == s), on="date", maintain_order="left")
+        assert m.kmeans.predict(Z).tolist() == expect["regime"].to_list()
+    meth = daily_methods(art, max_underlyings=1, causal_refit="quarter", random_state=0)
+    km = meth.filter((pl.col("method") == "kmeans") & (pl.col("label_kind") == "filtered_insample"))
+    assert km.height > 0 and km["regime"].max() < own.headline["k_star_day"]
+
 
 @pytest.fixture(scope="module")
 def dask_cluster():
     "A LocalCluster of two single-threaded workers, reached by its scheduler address as any existing Dask cluster is."
-    from distributed import LocalCluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
+    from volregime.cluster import local_cluster
+    with local_cluster(2) as lc:
         yield lc.scheduler_address
 
 

@@ -15,7 +15,8 @@ import warnings
 from .core import InputError, get_logger
 
 # %% auto #0
-__all__ = ['log', 'UNDERLYINGS_PER_TASK', 'ADDRESS_RE', 'check_cluster', 'Engine', 'engine', 'underlying_groups']
+__all__ = ['log', 'UNDERLYINGS_PER_TASK', 'ADDRESS_RE', 'POOL_VARS', 'check_cluster', 'Engine', 'local_cluster', 'engine',
+           'underlying_groups']
 
 # %% ../nbs/00b_cluster.ipynb #b381ddc3
 log = get_logger("cluster")
@@ -79,6 +80,32 @@ class Engine:
     def __repr__(self):
         return f"Engine({self.spec}, {self.workers} worker thread(s))" if self.distributed else "Engine(in process)"
 
+# %% ../nbs/00b_cluster.ipynb #88a2d8ce
+POOL_VARS = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_MAX_THREADS",
+             "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+@contextlib.contextmanager
+def local_cluster(n_workers: int | None = None,       # worker processes; default one per core
+                  threads_per_worker: int = 1,        # task threads per worker, and the size of its libraries' pools
+                  memory_limit: str | float = "auto",  # per-worker memory limit (Dask's own default: RAM / workers)
+                  **kw):                              # more LocalCluster arguments
+    "A `LocalCluster` whose workers' Polars, BLAS/OpenMP and TensorFlow pools have `threads_per_worker` threads."
+    import dask
+    from distributed import LocalCluster
+    n = n_workers or os.cpu_count() or 1
+    pre = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    pre.update({v: str(threads_per_worker) for v in POOL_VARS})
+    saved = {k: os.environ.get(k) for k in [*pre, "PYTHONHASHSEED"]}   # the Nanny adds a hash seed of its own
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": pre}):
+            lc = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                              memory_limit=memory_limit, dashboard_address=None, silence_logs=logging.CRITICAL, **kw)
+    finally:   # spawning set these in this process too: put the parent's own back
+        for k, v in saved.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+    with lc: yield lc
+
 # %% ../nbs/00b_cluster.ipynb #f9926898
 @contextlib.contextmanager
 def engine(spec: str | None = "none",          # none | local | a scheduler address
@@ -91,11 +118,10 @@ def engine(spec: str | None = "none",          # none | local | a scheduler addr
     s = check_cluster(spec)
     if s == "none":
         yield Engine(); return
-    from distributed import Client, LocalCluster
+    from distributed import Client
     if s == "local":
-        n = n_workers or os.cpu_count() or 1
-        with LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True, memory_limit=memory_limit,
-                          dashboard_address=None, silence_logs=logging.CRITICAL) as lc, Client(lc) as c:
+        with local_cluster(n_workers, threads_per_worker, memory_limit) as lc, Client(lc) as c:
+            n = len(lc.workers)
             log.info(f"cluster: a LocalCluster of {n} worker(s) x {threads_per_worker} thread(s) at {lc.scheduler_address}")
             yield Engine(c, s)
         return

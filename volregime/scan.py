@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import joblib
@@ -24,15 +24,15 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .cluster import check_cluster, engine
 from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, durations, get_logger, order_labels,
-                            record_headline, regime_label, transition_matrix)
+                            record_headline, regime_label, seed_of, transition_matrix)
 
 # %% auto #0
 __all__ = ['log', 'LOG1P_COLUMNS', 'ScanInputError', 'feature_matrix', 'ZPCA', 'RegimeKMeans', 'sliced_wasserstein',
            'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices', 'grouped_block_indices',
            'day_block_indices', 'ScanResult', 'scale_free_terms', 'select_k', 'scan_k', 'ScanParams', 'GroupScaler',
-           'RegimeModel', 'GranularityFit', 'fit_granularity', 'daily_regimes', 'write_scan', 'breadth_table',
-           'ScanStageResult', 'ari_per_underlying', 'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan',
-           'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
+           'RegimeModel', 'GranularityFit', 'fit_granularity', 'per_underlying_models', 'daily_regimes', 'write_scan',
+           'breadth_table', 'ScanStageResult', 'ari_per_underlying', 'run_scan', 'regimes_ready', 'ensure_regimes',
+           'fig_scan', 'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
 
 # %% ../nbs/03_unsupervised_scan.ipynb #6786e3f1
 log = get_logger("scan")
@@ -375,6 +375,7 @@ class ScanParams(StageParams):
     n_jobs: int = 2                     # joblib workers (a Dask or Ray backend runs them on a cluster)
     random_state: int = 0               # passed to every estimator
     standardize: str = "per_underlying"  # day features z-scored per underlying (regimes in time, not names) or pooled
+    day_models: str = "pooled"          # pooled: one day model of every underlying; per_underlying: each its own PCA and K-means at k*
     cluster: str = "none"               # none | local | tcp://host:8786: the scan's joblib jobs through joblib's Dask backend
 
 # %% ../nbs/03_unsupervised_scan.ipynb #5548fb3b
@@ -415,6 +416,13 @@ class RegimeModel:
     pipeline: Pipeline         # fitted steps "zpca" (ZPCA) and "kmeans" (RegimeKMeans)
     scaler: GroupScaler | None = None  # per-underlying z-scores applied before the pipeline (None: pooled)
     group_col: str = "secid"   # the column naming a row's underlying
+    members: dict | None = None  # day_models="per_underlying": secid -> that underlying's own fitted Pipeline(zpca -> kmeans)
+
+    def for_underlying(self, secid: int) -> "RegimeModel":
+        "The model that labels `secid`: its own (per-underlying models) or this pooled one."
+        if not self.members or secid not in self.members: return self
+        return RegimeModel(self.granularity, self.columns, self.order_col, self.k_star, self.runner_up, self.members[secid],
+                           group_col=self.group_col)
 
     @property
     def zpca(self) -> ZPCA: return self.pipeline.named_steps["zpca"]
@@ -454,11 +462,13 @@ class GranularityFit:
     order_col: str = "atm_iv_30d"
     scaler: GroupScaler | None = None   # per-underlying z-scores (None: pooled)
     n_in: int = 0               # rows given, before those lacking a feature were dropped
+    members: dict | None = None  # per-underlying models: secid -> fitted Pipeline (labels then come from them)
 
     def model(self) -> RegimeModel:
         "The typed bundle of the chosen model."
         pipe = Pipeline([("zpca", self.zpca), ("kmeans", self.scan.models[self.scan.k_star])])
-        return RegimeModel(self.granularity, list(self.columns), self.order_col, self.scan.k_star, self.scan.runner_up, pipe, self.scaler)
+        return RegimeModel(self.granularity, list(self.columns), self.order_col, self.scan.k_star, self.scan.runner_up, pipe,
+                           self.scaler, members=self.members)
 
 # %% ../nbs/03_unsupervised_scan.ipynb #d1573697
 def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features, ordering column)
@@ -503,6 +513,32 @@ def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features
                  minibatch, n_jobs, random_state, granularity, separation_metric, groups=groups, day_codes=days)
     log.info(f"{granularity}: n={len(X):,}, {zp.n_components_} PCs, k*={res.k_star} (runner-up {res.runner_up}) in {res.seconds:.1f}s")
     return GranularityFit(granularity, list(columns), zp, res, rows, Z, res.models[res.k_star].labels_, order_col, scaler, len(df))
+
+# %% ../nbs/03_unsupervised_scan.ipynb #5569ec9a
+def per_underlying_models(fit: GranularityFit,  # a day-level fit of a panel (rows with secid), k* chosen
+                          pca_variance: float = 0.95,  # explained-variance share each name's PCA keeps
+                          random_state=0,       # seed; each name's is drawn from it and the secid
+                          min_rows: int = 60,   # fewer usable days than this (or than 10 k*): the pooled labels are kept
+                          ) -> GranularityFit:
+    "The fit with each underlying's own z-scores, PCA and K-means at k* (`members`) and the labels they give."
+    k, base = fit.scan.k_star, seed_of(random_state)
+    labels, members, kept = fit.labels.copy(), {}, []
+    sec = fit.rows["secid"].to_numpy()
+    for s in np.unique(sec):
+        rows = np.flatnonzero(sec == s)
+        if len(rows) < max(min_rows, 10 * k): kept.append(int(s)); continue
+        r = fit.rows[rows]
+        X, _ = feature_matrix(r, fit.columns)
+        rs = np.random.RandomState([base % 2**32, int(s) % 2**32])
+        pipe = Pipeline([("zpca", ZPCA(pca_variance, random_state=rs.randint(2**31 - 1))),
+                         ("kmeans", RegimeKMeans(k, n_init=4, random_state=rs.randint(2**31 - 1)))])
+        Z = pipe.named_steps["zpca"].fit(X).transform(X)
+        labels[rows] = pipe.named_steps["kmeans"].fit(Z, order_values=r[fit.order_col].cast(pl.Float64).to_numpy()).labels_
+        members[int(s)] = pipe
+    if kept: log.warning(f"per-underlying models: {len(kept)} underlying(s) with fewer than {max(min_rows, 10 * k)} usable days "
+                         f"keep the pooled model's labels: secids {kept[:10]}{' ...' if len(kept) > 10 else ''}")
+    log.info(f"per-underlying models: {len(members)} underlying(s) with their own PCA and K-means at k*={k}")
+    return replace(fit, labels=labels, members=members)
 
 # %% ../nbs/03_unsupervised_scan.ipynb #03a23a1c
 def daily_regimes(day: GranularityFit | None,  # the day-level fit
@@ -598,6 +634,8 @@ def _scan_fits(art: Artifacts, p: ScanParams, common: dict) -> dict:
         fd = pl.read_parquet(art.features_daily)
         fits["day"] = fit_granularity(fd, p.day_columns, "atm_iv_30d", "day", ["date", "secid"],
                                       block_length=p.block_length, standardize=p.standardize, **common)
+        if p.day_models == "per_underlying":
+            fits["day"] = per_underlying_models(fits["day"], p.pca_variance, p.random_state)
         del fd
     if "option" in p.granularities:
         if art.features_options.exists():
@@ -615,6 +653,7 @@ def run_scan(art: Artifacts,       # the run's artifact paths
     p = params
     bad = [g for g in p.granularities if g not in ("day", "option")]
     if bad or not p.granularities: raise ScanInputError(f"granularities={p.granularities}: expected 'day' and/or 'option'")
+    if p.day_models not in ("pooled", "per_underlying"): raise ScanInputError(f"day_models={p.day_models!r}: expected 'pooled' or 'per_underlying'")
     common = dict(pca_variance=p.pca_variance, k_min=p.k_min, k_max=p.k_max, n_boot=p.n_boot, silhouette_sample=p.silhouette_sample,
                   alpha=p.alpha, beta=p.beta, stability_floor=p.stability_floor, nan_policy=p.nan_policy, minibatch=p.minibatch,
                   n_jobs=p.n_jobs, random_state=p.random_state, separation_metric=p.separation_metric)
@@ -629,7 +668,8 @@ def run_scan(art: Artifacts,       # the run's artifact paths
     if "day" in fits:
         f = fits["day"]; kd = f.scan.k_star
         res.transitions, res.durations = transition_matrix(f.labels, kd), durations(f.labels)
-        h.update(k_star_day=kd, runner_up_day=f.scan.runner_up,
+        h.update(k_star_day=kd, runner_up_day=f.scan.runner_up, day_models=p.day_models,
+                 underlyings_own_model=len(f.members) if f.members is not None else 0,
                  k_star_share_day=float(f.scan.table.filter(pl.col("k") == kd)["k_star_share"][0]) if "k_star_share" in f.scan.table.columns else None,
                  ari_stability_day=float(f.scan.table.filter(pl.col("k") == kd)["ari_mean"][0]),
                  mean_duration_day=float(res.durations["length"].mean()),

@@ -400,12 +400,14 @@ def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_p
     "One underlying's labels of every method (a task on a cluster): frames, causal refits, settings chosen, days unlabelled."
     from volregime.scan import feature_matrix
     from volregime.ward import WardRegimes
-    k, secid = model.k_star, int(f["secid"][0])
+    secid = int(f["secid"][0])
+    model = model.for_underlying(secid)   # per-underlying models: the name's own PCA space and centres
+    k = model.k_star
     frames, refits, unlabelled = [], None, 0
     Z, ok = model.matrix(f)
     rows = f.filter(pl.Series(ok)).select("date", "secid", "atm_iv_30d")
     iv = rows["atm_iv_30d"].to_numpy()
-    out = {("kmeans", "filtered_insample"): rows.join(km, on=["date", "secid"], how="left")["regime"].to_numpy().astype(np.int64)}
+    out = {("kmeans", "filtered_insample"): rows.join(km, on=["date", "secid"], how="left", maintain_order="left")["regime"].to_numpy().astype(np.int64)}
     out[("ward", "smoothed")] = WardRegimes(k, ward_sample, random_state=random_state).fit(Z, order_values=iv).labels_
     st = hmm_sticky if hmm_sticky >= 0 else select_sticky(Z, k, covariance=hmm_covariance, random_state=random_state)[0]
     hf, hs, _ = hmm_regimes(Z, k, hmm_covariance, random_state, sticky=st)

@@ -274,8 +274,15 @@ def ward_matrix(art: Artifacts,    # the run's artifact paths
         lab = pl.read_parquet(art.labels)
         return granularity, lab.select(pl.selectors.starts_with("pca_component_")).to_numpy(), lab["cluster"].to_numpy()
     model = RegimeModel.load(art.model("day"))
-    Z, _ = model.matrix(pl.read_parquet(art.features_daily))
-    return granularity, Z, model.kmeans.labels_
+    feats = pl.read_parquet(art.features_daily)
+    Z, ok = model.matrix(feats)
+    if not model.members: return granularity, Z, model.kmeans.labels_
+    log.info(f"per-underlying models: the Ward tree is built on the pooled matrix and compared with the {len(model.members)} "
+             "underlyings' own K-means labels (stage 04's methods table validates each name in its own space)")
+    lab = (feats.filter(pl.Series(ok)).select("date", "secid")
+           .join(pl.read_parquet(art.regimes_daily).select("date", "secid", "regime"), on=["date", "secid"], how="left",
+                 maintain_order="left"))
+    return granularity, Z, lab["regime"].to_numpy().astype(np.int64)
 
 # %% ../nbs/04_ward_validation.ipynb #e4331aae
 def run_ward(art: Artifacts,      # the run's artifact paths
