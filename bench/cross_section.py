@@ -6,7 +6,8 @@ size runs stages 01-03 (`run_ingest`, `run_features`, `run_scan` with the day gr
 ways: in process (`cluster=none`, the peer), and on LocalClusters of 1 and 2 single-threaded worker processes, reached
 by scheduler address exactly as a multi-node cluster is. Printed per run: vsurfd rows/s over the three stages, the
 driver's and each worker's peak RSS. Targets: 2 workers >= 1.6 x 1 worker (scaling efficiency >= 80 %); per-worker peak
-memory flat from 100 to 400 underlyings.
+memory flat from 100 to 400 underlyings. Beside them, the machine's own ceiling: the same clusters' throughput on a
+pure-Python CPU loop (what two workers can give over one on this hardware, whatever the code).
 
     python bench/cross_section.py [--sizes 100,200,400] [--years 5]
 """
@@ -39,6 +40,10 @@ from volregime.core import Artifacts
 from volregime.features import FeatureParams, run_features
 from volregime.ingest import IngestParams, run_ingest
 from volregime.scan import ScanParams, run_scan
+def spin(_):
+    t = time.process_time(); x = 0
+    for i in range(15_000_000): x += i * i
+    return time.process_time() - t
 def peak_mib():
     return [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")][0] / 1024
 cluster, lc = "none", None
@@ -57,12 +62,15 @@ t2 = time.perf_counter()
 res = run_scan(art, ScanParams(granularities=["day"], k_max=8, n_boot=10, cluster=cluster))
 t3 = time.perf_counter()
 rows = pl.scan_parquet(str(art.raw / "vsurfd" / "**" / "*.parquet")).select(pl.len()).collect().item()
-wpeak = []
+wpeak, ceiling = [], None
 if lc is not None:
-    with Client(cluster) as c: wpeak = sorted(c.run(peak_mib).values())
+    with Client(cluster) as c:
+        wpeak = sorted(c.run(peak_mib).values())
+        t4 = time.perf_counter(); c.gather(c.map(spin, range(2 * workers), pure=False)); ceiling = 2 * workers / (time.perf_counter() - t4)
     lc_cm.__exit__(None, None, None)
 print("@@" + json.dumps({"rows": rows, "seconds": t3 - t0, "ingest_s": t1 - t0, "features_s": t2 - t1, "scan_s": t3 - t2,
-                         "driver_peak_mib": peak_mib(), "worker_peak_mib": wpeak, "k_star": res.headline["k_star_day"]}))
+                         "driver_peak_mib": peak_mib(), "worker_peak_mib": wpeak, "k_star": res.headline["k_star_day"],
+                         "spin_per_s": ceiling}))
 """
 
 t0 = time.perf_counter()
@@ -99,10 +107,12 @@ for n in sizes:
               f"{out['rows'] / out['seconds']:>10,.0f} rows/s  driver peak {out['driver_peak_mib']:6.0f} MiB  "
               f"worker peaks {', '.join(f'{x:.0f}' for x in out['worker_peak_mib']) or '-'} MiB  k*={out['k_star']}", flush=True)
 
-print("\nscaling (rows/s of 2 workers / 1 worker; target >= 1.6) and the largest worker peak per size (target: flat)")
+print("\nscaling (rows/s of 2 workers / 1 worker; target >= 1.6) and the largest worker peak per size (target: flat);\n"
+      "the machine's own ceiling: a pure-Python CPU loop per task, the same tasks on the same clusters (2 workers / 1)")
 for n in sizes:
     one, two = results.get((n, 1)), results.get((n, 2))
     if one and two:
         print(f"  {n:>4} underlyings: {one['seconds'] / two['seconds']:.2f}x  (in process {results[(n, 0)]['seconds']:.1f} s, "
-              f"1 worker {one['seconds']:.1f} s, 2 workers {two['seconds']:.1f} s); worker peak {max(two['worker_peak_mib']):.0f} MiB")
+              f"1 worker {one['seconds']:.1f} s, 2 workers {two['seconds']:.1f} s); worker peak {max(two['worker_peak_mib']):.0f} MiB; "
+              f"ceiling {two['spin_per_s'] / one['spin_per_s']:.2f}x")
 shutil.rmtree(tmp, ignore_errors=True)

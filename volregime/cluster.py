@@ -15,8 +15,8 @@ import warnings
 from .core import InputError, get_logger
 
 # %% auto #0
-__all__ = ['log', 'UNDERLYINGS_PER_TASK', 'ADDRESS_RE', 'POOL_VARS', 'check_cluster', 'Engine', 'local_cluster', 'engine',
-           'underlying_groups']
+__all__ = ['log', 'UNDERLYINGS_PER_TASK', 'ADDRESS_RE', 'POOL_VARS', 'check_cluster', 'Engine', 'local_cluster', 'core_budget',
+           'engine', 'underlying_groups']
 
 # %% ../nbs/00b_cluster.ipynb #b381ddc3
 log = get_logger("cluster")
@@ -44,6 +44,16 @@ def _in_task(fn, item, **kw):
             warnings.simplefilter("ignore")
             return fn(item, **kw)
     finally: lg.setLevel(level)
+
+@functools.cache
+def _cluster_backend():
+    """joblib's Dask backend, except that a cluster of one thread still gets the jobs: joblib runs a call whose
+    effective worker count is 1 as a plain loop in the calling process, so on a one-thread cluster the work would
+    silently stay in the driver."""
+    from joblib._dask import DaskDistributedBackend
+    class ClusterBackend(DaskDistributedBackend):
+        def effective_n_jobs(self, n_jobs): return max(2, super().effective_n_jobs(n_jobs))
+    return ClusterBackend
 
 class Engine:
     "Where tasks run: in process (`client` None) or on the Dask cluster of `client`."
@@ -75,12 +85,13 @@ class Engine:
         "A context in which joblib's `Parallel` runs on the cluster (no change in process)."
         if self.client is None: return contextlib.nullcontext()
         import joblib
-        return joblib.parallel_config(backend="dask")
+        joblib.register_parallel_backend("volregime-dask", _cluster_backend())
+        return joblib.parallel_config(backend="volregime-dask")
 
     def __repr__(self):
         return f"Engine({self.spec}, {self.workers} worker thread(s))" if self.distributed else "Engine(in process)"
 
-# %% ../nbs/00b_cluster.ipynb #88a2d8ce
+# %% ../nbs/00b_cluster.ipynb #4cdb4dcd
 POOL_VARS = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_MAX_THREADS",
              "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
@@ -105,6 +116,12 @@ def local_cluster(n_workers: int | None = None,       # worker processes; defaul
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
     with lc: yield lc
+
+# %% ../nbs/00b_cluster.ipynb #fd24c496
+def core_budget() -> int:
+    "Cores this process may keep busy: its `POLARS_MAX_THREADS` (set for cluster workers), else every core."
+    try: return max(1, int(os.environ["POLARS_MAX_THREADS"]))
+    except (KeyError, ValueError): return os.cpu_count() or 1
 
 # %% ../nbs/00b_cluster.ipynb #f9926898
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, clean_leftovers, exclusive, get_logger,
                             get_settings, mask_secrets, normalize_uri, open_parquet_writer, record_headline, resolve_path)
-from .cluster import Engine, check_cluster, engine, underlying_groups
+from .cluster import Engine, check_cluster, core_budget, engine, underlying_groups
 from .schemas import DOMAIN, KEYS, NOT_NULL, REQUIRED, SCHEMAS, SENTINEL, SENTINEL_COLUMNS, YEARLY_TABLES
 from .synth import MarketSpec, simulate_market, write_exports
 
@@ -187,7 +187,10 @@ def _chunks(fh, chunk_bytes: int) -> Iterator[bytes]:
 
 def prefetch(items, depth: int = 1) -> Iterator:
     """Run an iterator in a background thread, `depth` items ahead; its errors are raised here. Parsing the
-    next CSV chunk (Polars releases the GIL) overlaps with deduplicating and writing the current one."""
+    next CSV chunk (Polars releases the GIL) overlaps with deduplicating and writing the current one. With a budget of
+    one core (a single-threaded cluster worker, `core_budget`) the items come in this thread."""
+    if depth < 1 or core_budget() < 2:
+        yield from items; return
     import queue, threading
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop, end = threading.Event(), object()
@@ -455,6 +458,16 @@ class _Run:
         self.path, self.writer, self.buf, self.nbuf, self.tail, self.last = path, None, [], 0, None, None
         self.first, self.secids = None, set()
 
+class _InThread:
+    "An executor that runs each call at once, in this thread (a worker with one core has no second one to overlap on)."
+    def submit(self, fn, *a, **kw):
+        from concurrent.futures import Future
+        f = Future()
+        try: f.set_result(fn(*a, **kw))
+        except BaseException as e: f.set_exception(e)
+        return f
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False): pass
+
 class RawWriter:
     """Collect canonical batches per table (and year) into a staging folder, then finalise into raw/.
 
@@ -474,7 +487,8 @@ class RawWriter:
         self.sorted: dict[tuple, bool] = {}
         self.n_in: dict[tuple, int] = {}
         from concurrent.futures import ThreadPoolExecutor
-        self.pool = ThreadPoolExecutor(max_workers=1)   # parquet writes overlap with reading the next batch
+        # parquet writes overlap with reading the next batch, given a second core (not in a single-threaded worker)
+        self.pool = ThreadPoolExecutor(max_workers=1) if core_budget() > 1 else _InThread()
         self.pending: list = []
 
     def add(self, table: str, df: pl.DataFrame) -> None:

@@ -224,13 +224,33 @@ def day_block_indices(day_codes: np.ndarray,  # each row's day (any sortable cod
     if max_rows and len(rows) > max_rows: rows = rows[np.sort(rs.choice(len(rows), max_rows, replace=False))]
     return rows
 
-def _boot_ari(X, order_values, full_labels, k, idx, minibatch, seed):
+def _boot_idx(n, idx_seed, block_length, groups, day_codes, boot_sample):
+    "One bootstrap replicate's rows, drawn from its own seed (in the job: only seeds travel to a worker)."
+    brs = np.random.RandomState(idx_seed)
+    if day_codes is not None: return day_block_indices(day_codes, block_length or 1, brs, boot_sample)
+    if block_length and groups is not None: return grouped_block_indices(groups, block_length, brs)
+    if block_length: return moving_block_indices(n, block_length, brs)
+    return brs.randint(0, n, size=min(n, boot_sample or n))
+
+def _boot_ari(X, order_values, full_labels, k, draw, minibatch, seed):
+    idx = _boot_idx(len(X), *draw)
     m = RegimeKMeans(k, n_init=2, minibatch=minibatch, random_state=seed).fit(X[idx], order_values=order_values[idx])
     u = np.unique(idx)
     return adjusted_rand_score(full_labels[u], m.predict(X[u]))
 
-def _fit_k(X, order_values, k, minibatch, seed):
-    return k, RegimeKMeans(k, n_init=4, minibatch=minibatch, random_state=seed).fit(X, order_values=order_values)
+def _fit_k(X, order_values, k, minibatch, seed, sub=None, sil_rs=0, silhouette_sample=5000):
+    "k's full-data fit and its metrics (one job: on a cluster the matrix goes to a worker once per k)."
+    m = RegimeKMeans(k, n_init=4, minibatch=minibatch, random_state=seed).fit(X, order_values=order_values)
+    return k, m, (_k_metrics(X, m.labels_, sub, sil_rs, silhouette_sample) if sub is not None else {})
+
+def _k_metrics(X, lab, sub, sil_rs, silhouette_sample) -> dict:
+    "Silhouette (seeded sample), Calinski-Harabasz and Davies-Bouldin (on `sub`), Wasserstein terms of labels `lab`."
+    n, ok, oks = len(X), len(np.unique(lab)) > 1, len(np.unique(lab[sub])) > 1
+    sep, nn_sep, comp = wasserstein_scores(X, lab, random_state=sil_rs)
+    return {"silhouette": float(silhouette_score(X, lab, sample_size=min(n, silhouette_sample), random_state=sil_rs)) if ok else None,
+            "calinski_harabasz": float(calinski_harabasz_score(X[sub], lab[sub])) if oks else None,
+            "davies_bouldin": float(davies_bouldin_score(X[sub], lab[sub])) if oks else None,
+            "wasserstein_separation": sep, "wasserstein_nn_separation": nn_sep, "wasserstein_compactness": comp}
 
 # %% ../nbs/03_unsupervised_scan.ipynb #ce6fde94
 @dataclass
@@ -312,32 +332,23 @@ def scan_k(X: np.ndarray,  # PCA matrix
     ks = list(range(k_min, k_max + 1))
     # threads by default (KMeans releases the GIL; no worker processes outlive the scan); a joblib
     # backend set by the caller (parallel_config(backend="dask" or "ray")) still takes over
-    fits = dict(Parallel(n_jobs=n_jobs, prefer="threads")(delayed(_fit_k)(X, order_values, k, minibatch, seed(k)) for k in ks))
-    jobs = []
-    for k in ks:
-        for b in range(n_boot):
-            brs = np.random.RandomState(seed(k, b + 1))
-            if day_codes is not None: idx = day_block_indices(day_codes, block_length or 1, brs, boot_sample)
-            elif block_length and groups is not None: idx = grouped_block_indices(groups, block_length, brs)
-            elif block_length: idx = moving_block_indices(n, block_length, brs)
-            else: idx = brs.randint(0, n, size=min(n, boot_sample or n))
-            jobs.append((k, b, idx, seed(k, b + 1, 0)))
-    aris = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(_boot_ari)(X, order_values, fits[k].labels_, k, idx, minibatch, s) for k, _, idx, s in jobs)
-    by_k = {k: np.array([a for (kk, _, _, _), a in zip(jobs, aris) if kk == k]) for k in ks}
-    rows = []
     sil_rs = seed(0)
     sub = np.random.RandomState(sil_rs).choice(n, min(n, 20000), replace=False)   # CH/DB on a large sample
+    # largest k first: the longest jobs start first, so the last one to finish is a short one (seeds go by k, not order)
+    done = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(_fit_k)(X, order_values, k, minibatch, seed(k), sub, sil_rs, silhouette_sample)
+                                                     for k in ks[::-1])
+    fits, metrics = {k: m for k, m, _ in done}, {k: d for k, _, d in done}
+    jobs = [(k, b, seed(k, b + 1), seed(k, b + 1, 0)) for k in ks[::-1] for b in range(n_boot)]
+    aris = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(_boot_ari)(X, order_values, fits[k].labels_, k, (i, block_length, groups, day_codes, boot_sample), minibatch, s)
+        for k, _, i, s in jobs)
+    by_k = {k: np.array([a for (kk, _, _, _), a in zip(jobs, aris) if kk == k]) for k in ks}
+    rows = []
     total = sliced_dispersion(X[sub], random_state=sil_rs)                        # the matrix's own scale, the same for every k
     for k in ks:
         lab = fits[k].labels_
-        ok = len(np.unique(lab)) > 1
-        sep, nn_sep, comp = wasserstein_scores(X, lab, random_state=sil_rs)
         a = by_k[k]
-        rows.append({"granularity": granularity, "k": k, "inertia": fits[k].inertia_,
-                     "silhouette": float(silhouette_score(X, lab, sample_size=min(n, silhouette_sample), random_state=sil_rs)) if ok else None,
-                     "calinski_harabasz": float(calinski_harabasz_score(X[sub], lab[sub])) if len(np.unique(lab[sub])) > 1 else None,
-                     "davies_bouldin": float(davies_bouldin_score(X[sub], lab[sub])) if len(np.unique(lab[sub])) > 1 else None,
-                     "wasserstein_separation": sep, "wasserstein_nn_separation": nn_sep, "wasserstein_compactness": comp,
+        rows.append({"granularity": granularity, "k": k, "inertia": fits[k].inertia_, **metrics[k],
                      "wasserstein_total": total,
                      "ari_mean": float(a.mean()) if len(a) else None, "ari_std": float(a.std()) if len(a) else None,
                      "ari_se": float(a.std() / np.sqrt(len(a))) if len(a) > 1 else None,
@@ -514,7 +525,7 @@ def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features
     log.info(f"{granularity}: n={len(X):,}, {zp.n_components_} PCs, k*={res.k_star} (runner-up {res.runner_up}) in {res.seconds:.1f}s")
     return GranularityFit(granularity, list(columns), zp, res, rows, Z, res.models[res.k_star].labels_, order_col, scaler, len(df))
 
-# %% ../nbs/03_unsupervised_scan.ipynb #5569ec9a
+# %% ../nbs/03_unsupervised_scan.ipynb #7cc227cc
 def per_underlying_models(fit: GranularityFit,  # a day-level fit of a panel (rows with secid), k* chosen
                           pca_variance: float = 0.95,  # explained-variance share each name's PCA keeps
                           random_state=0,       # seed; each name's is drawn from it and the secid
