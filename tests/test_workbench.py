@@ -74,12 +74,14 @@ def test_a_second_identical_run_is_cached_and_a_change_reruns_its_stage_and_what
 
 @pytest.mark.slow
 def test_a_sweep_reuses_upstream_stages_and_compares_the_runs_in_one_page():
-    r = volregime_cli("sweep", "--profile", "smoke", "--set", "end=2019-02-28", "--set", "n_contracts=40", "--set", "k_max=3,4",
+    r = volregime_cli("sweep", "--profile", "smoke", "--set", "end=2019-02-28", "--set", "n_contracts=40", "--set", "k_max=3,5",
                       "--stages", "01,02,03", "--sweep-id", "pytest-sweep", "--jobs", "2", "--no-progress")
     assert r.returncode == 0, r.stderr
     sw = json.loads((REPORTS / "sweeps" / "pytest-sweep" / "sweep.json").read_text())
     assert [r["point"] for r in sw["runs"]] == [{"end": "2019-02-28", "n_contracts": 40, "k_max": 3},
-                                                {"end": "2019-02-28", "n_contracts": 40, "k_max": 4}]
+                                                {"end": "2019-02-28", "n_contracts": 40, "k_max": 5}]
+    # the tests share one stage cache: no other test runs stage 03 with these settings and k_max=5 (the cache test's
+    # k_max=4 entry stays in it), so the second point must compute 03 and may reuse only what the first point stored
     second = [(s["stage"][:2], s["status"]) for s in sw["runs"][1]["stages"]]
     assert second == [("01", "cached"), ("02", "cached"), ("03", "ok")]
     page = REPORTS / "sweeps" / "pytest-sweep" / "index.html"
