@@ -17,7 +17,7 @@ from .cluster import Engine, check_cluster, engine, underlying_groups
 from .core import Artifacts, InputError, StageParams, atomic_path, build_once, get_logger, open_parquet_writer, record_headline
 
 # %% auto #0
-__all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SURFACE_COLS', 'SURFACE_KIND', 'DAILY_COLUMNS', 'in_part',
+__all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SURFACE_COLS', 'SURFACE_KIND', 'DAILY_COLUMNS', 'in_part', 'part_scan',
            'underlying_frame', 'volume_ma5', 'option_features', 'write_option_features', 'SurfaceFilters',
            'filter_counts', 'apply_filters', 'per_expiry', 'constant_maturity', 'surface_from_opprcd',
            'option_activity', 'surface_from_vsurfd', 'daily_features', 'log_surface', 'FeatureSummary',
@@ -35,6 +35,15 @@ def in_part(part: tuple | None  # (secids, year) of a partition, or None for eve
     if part is not None and part[0] is not None: e = e & pl.col("secid").is_in(list(part[0]))
     if part is not None and part[1] is not None: e = e & (pl.col("date").dt.year() == part[1])
     return e
+
+def part_scan(raw_dir: str | Path,  # data_dir/raw
+              table: str,           # opprcd or vsurfd (yearly folders year=YYYY)
+              part: tuple | None = None,  # (secids, year) of a partition, or None for everything
+              ) -> pl.LazyFrame:
+    "A yearly raw table's rows of a partition; only its year's folder is listed, so a task never opens the other years' files."
+    y = part[1] if part is not None and part[1] is not None else None
+    files = sorted((Path(raw_dir) / table).glob(f"year={y}/*.parquet")) if y is not None else []
+    return pl.scan_parquet(files or Path(raw_dir) / table / "**" / "*.parquet", hive_partitioning=False).filter(in_part(part))
 
 def underlying_frame(raw_dir: str | Path,  # data_dir/raw
                      rv_window: int = 21,   # trading days in rv_21d
@@ -297,7 +306,7 @@ def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
 # %% ../nbs/02_features.ipynb #246ed14c
 def option_activity(raw_dir: str | Path, part: tuple | None = None) -> pl.LazyFrame:
     "Per (secid, date): option_volume, put_call_volume_ratio, quotes and IV availability (before filters)."
-    op = pl.scan_parquet(Path(raw_dir) / "opprcd" / "**" / "*.parquet", hive_partitioning=True).filter(in_part(part))
+    op = part_scan(raw_dir, "opprcd", part)
     pv = pl.col("volume").filter(pl.col("cp_flag") == "P").sum()
     cv = pl.col("volume").filter(pl.col("cp_flag") == "C").sum()
     return op.group_by("secid", "date").agg(option_volume=pl.col("volume").sum(), n_quotes=pl.len(),
@@ -307,7 +316,7 @@ def option_activity(raw_dir: str | Path, part: tuple | None = None) -> pl.LazyFr
 # %% ../nbs/02_features.ipynb #99009f13
 def surface_from_vsurfd(raw_dir: str | Path, part: tuple | None = None) -> pl.LazyFrame:
     "Daily surface measures from the standardised volatility surface."
-    vs = pl.scan_parquet(Path(raw_dir) / "vsurfd" / "**" / "*.parquet", hive_partitioning=True).filter(in_part(part))
+    vs = part_scan(raw_dir, "vsurfd", part)
     def pick(days, delta, flag):
         return pl.col("impl_volatility").filter((pl.col("days") == days) & (pl.col("delta") == delta) & (pl.col("cp_flag") == flag)).first()
     s = vs.group_by("secid", "date").agg(

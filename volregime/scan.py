@@ -238,10 +238,10 @@ def _boot_ari(X, order_values, full_labels, k, draw, minibatch, seed):
     u = np.unique(idx)
     return adjusted_rand_score(full_labels[u], m.predict(X[u]))
 
-def _fit_k(X, order_values, k, minibatch, seed, sub=None, sil_rs=0, silhouette_sample=5000):
+def _fit_k(X, order_values, k, minibatch, seed, sub, sil_rs, silhouette_sample):
     "k's full-data fit and its metrics (one job: on a cluster the matrix goes to a worker once per k)."
     m = RegimeKMeans(k, n_init=4, minibatch=minibatch, random_state=seed).fit(X, order_values=order_values)
-    return k, m, (_k_metrics(X, m.labels_, sub, sil_rs, silhouette_sample) if sub is not None else {})
+    return k, m, _k_metrics(X, m.labels_, sub, sil_rs, silhouette_sample)
 
 def _k_metrics(X, lab, sub, sil_rs, silhouette_sample) -> dict:
     "Silhouette (seeded sample), Calinski-Harabasz and Davies-Bouldin (on `sub`), Wasserstein terms of labels `lab`."
@@ -525,7 +525,7 @@ def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features
     log.info(f"{granularity}: n={len(X):,}, {zp.n_components_} PCs, k*={res.k_star} (runner-up {res.runner_up}) in {res.seconds:.1f}s")
     return GranularityFit(granularity, list(columns), zp, res, rows, Z, res.models[res.k_star].labels_, order_col, scaler, len(df))
 
-# %% ../nbs/03_unsupervised_scan.ipynb #7cc227cc
+# %% ../nbs/03_unsupervised_scan.ipynb #84d2fc21
 def per_underlying_models(fit: GranularityFit,  # a day-level fit of a panel (rows with secid), k* chosen
                           pca_variance: float = 0.95,  # explained-variance share each name's PCA keeps
                           random_state=0,       # seed; each name's is drawn from it and the secid
