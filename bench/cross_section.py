@@ -1,7 +1,8 @@
 """Benchmark: the cross-section on Dask -- ingest, features and the day-level scan of N underlyings x Y years of vsurfd.
 
 A synthetic panel (names with their own vol levels and idiosyncratic regimes, vsurfd only, as a cross-section study
-pulls it) of the largest size is simulated once and written as WRDS exports; smaller sizes are its first N names. Each
+pulls it) of the largest size is simulated once, 50 names at a time (`write_panel_exports`: 400 names x 5 years are 188
+million vsurfd rows), and written as WRDS exports; smaller sizes are its first N names. Each
 size runs stages 01-03 (`run_ingest`, `run_features`, `run_scan` with the day granularity) in a fresh interpreter three
 ways: in process (`cluster=none`, the peer), and on LocalClusters of 1 and 2 single-threaded worker processes, reached
 by scheduler address exactly as a multi-node cluster is. Printed per run: vsurfd rows/s over the three stages, the
@@ -14,6 +15,7 @@ pure-Python CPU loop (what two workers can give over one on this hardware, whate
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import shutil
 import subprocess
@@ -30,6 +32,7 @@ ap.add_argument("--workers", default="1,2", help="LocalCluster sizes (single-thr
 a = ap.parse_args()
 sizes = sorted(int(s) for s in a.sizes.split(","))
 tmp = Path(tempfile.mkdtemp(prefix="volregime-bench-cross-"))
+atexit.register(shutil.rmtree, tmp, True)   # the exports (GBs at 5 years) go whatever happens
 
 JOB = r"""
 import json, os, resource, sys, time
@@ -75,22 +78,22 @@ print("@@" + json.dumps({"rows": rows, "seconds": t3 - t0, "ingest_s": t1 - t0, 
 
 t0 = time.perf_counter()
 import polars as pl  # noqa: E402
-from volregime.synth import MarketSpec, simulate_market, write_exports  # noqa: E402
+from volregime.synth import MarketSpec, write_panel_exports  # noqa: E402
 n_max = max(sizes)
-m = simulate_market("2016-01-04", f"{2016 + a.years - 1}-12-30", [f"N{i:03d}" for i in range(n_max)], 20, seed=0,
-                    spec=replace(MarketSpec(), idio_share=0.3, name_vol_sd=0.3, chains=False))
 full = tmp / f"exp{n_max}"
-write_exports(m, full, "parquet")
-print(f"simulated {n_max} underlyings x {a.years} years (vsurfd {m.vsurfd.height:,} rows) in {time.perf_counter() - t0:.0f}s")
+write_panel_exports(full, "2016-01-04", f"{2016 + a.years - 1}-12-30", [f"N{i:03d}" for i in range(n_max)], seed=0,
+                    spec=replace(MarketSpec(), idio_share=0.3, name_vol_sd=0.3, chains=False), piece=50)
+n_rows = pl.scan_parquet(str(full / "vsurfd*.parquet")).select(pl.len()).collect().item()
+print(f"simulated {n_max} underlyings x {a.years} years (vsurfd {n_rows:,} rows) in {time.perf_counter() - t0:.0f}s", flush=True)
 for n in sizes:
     if n == n_max: continue
-    keep = sorted(m.secprd["secid"].unique().to_list())[:n]
+    keep = sorted(pl.read_parquet(full / "secprd.parquet")["secid"].unique().to_list())[:n]
     d = tmp / f"exp{n}"
-    shutil.copytree(full, d)
-    for p in d.glob("*.parquet"):   # the first n names of the widest panel: a panel of n names
-        df = pl.read_parquet(p)
-        if "secid" in df.columns: df.filter(pl.col("secid").is_in(keep)).write_parquet(p)
-del m
+    d.mkdir()
+    for p in full.glob("*.parquet"):   # the first n names of the widest panel (streamed): a panel of n names
+        lf = pl.scan_parquet(p)
+        if "secid" in lf.collect_schema(): lf = lf.filter(pl.col("secid").is_in(keep))
+        lf.sink_parquet(d / p.name, compression="zstd", row_group_size=1 << 20)
 
 results = {}
 for n in sizes:
@@ -115,4 +118,3 @@ for n in sizes:
         print(f"  {n:>4} underlyings: {one['seconds'] / two['seconds']:.2f}x  (in process {results[(n, 0)]['seconds']:.1f} s, "
               f"1 worker {one['seconds']:.1f} s, 2 workers {two['seconds']:.1f} s); worker peak {max(two['worker_peak_mib']):.0f} MiB; "
               f"ceiling {two['spin_per_s'] / one['spin_per_s']:.2f}x")
-shutil.rmtree(tmp, ignore_errors=True)

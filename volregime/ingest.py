@@ -476,7 +476,10 @@ class RawWriter:
     streams each stretch to its own file, sorted by date: `year=YYYY/part-0.parquet`, `part-1`, ...
     (one per secid) when no secid spans two stretches over the same dates; otherwise the stretches are
     merged by date into one file, a window of dates at a time (memory bounded by a few days' rows, not
-    the year), deduplicating across them. Anything else takes one more pass: dedupe and sort."""
+    the year), deduplicating across them. Past `MAX_RUNS` stretches, only input whose every new stretch
+    brings secids no earlier one held (the export order of a cross-section: hundreds of underlyings)
+    keeps streaming, a file per stretch, each closed when its stretch ends. Anything else takes one more
+    pass: dedupe and sort."""
     MAX_RUNS = 64
 
     def __init__(self, stage_dir: Path, row_group_rows: int = 31_250):   # ~4 days of SPY quotes: bounds the buffers
@@ -503,7 +506,7 @@ class RawWriter:
 
     def _new_run(self, key: tuple) -> _Run:
         runs = self.runs.setdefault(key, [])
-        if runs: self._flush(runs[-1])   # the stretch before is complete: nothing of it stays in memory
+        if runs: self._close_run(runs[-1])   # the stretch before is complete: nothing of it stays in memory
         p = self.stage / "_parts" / f"{key[0]}-{key[1]}-{len(runs)}.parquet"
         p.parent.mkdir(parents=True, exist_ok=True)
         runs.append(_Run(p))
@@ -516,12 +519,24 @@ class RawWriter:
         self.n_in[key] += len(df)
         if self.sorted[key]:
             back = (df["date"].to_physical().diff() < 0).arg_true().to_list()   # where the dates go back: a new stretch starts
-            if len(self.runs[key]) + len(back) > self.MAX_RUNS:
+            if len(self.runs[key]) + len(back) > self.MAX_RUNS and not self._new_names(key, df, back):
                 self.sorted[key] = False                        # not a few sorted stretches: sort at the end
             else:
                 for lo, hi in zip([0] + back, back + [len(df)]): self._add_sorted(key, df.slice(lo, hi - lo))
                 return
         self._buffer(self.runs[key][-1], df)
+
+    def _new_names(self, key: tuple, df: pl.DataFrame, back: list) -> bool:
+        "Whether every stretch the batch starts holds only secids that no earlier stretch held."
+        if key[0] not in YEARLY_TABLES or "secid" not in df.columns: return False   # (small tables: the sort pass)
+        run = self.runs[key][-1]
+        held = set().union(*(r.secids for r in self.runs[key]))
+        for j, (lo, hi) in enumerate(zip([0] + back, back + [len(df)])):
+            ids = set(df["secid"].slice(lo, hi - lo).unique().to_list())
+            starts = j > 0 or (run.last is not None and df["date"][0] < run.last)
+            if starts and ids & held: return False
+            held |= ids
+        return True
 
     def _add_sorted(self, key: tuple, df: pl.DataFrame) -> None:
         keys = list(KEYS[key[0]])
@@ -546,6 +561,13 @@ class RawWriter:
     def _buffer(self, run: _Run, df: pl.DataFrame) -> None:
         run.buf.append(df); run.nbuf += len(df)
         if run.nbuf >= self.rg: self._flush(run)
+
+    def _close_run(self, run: _Run) -> None:
+        "A complete stretch: its rows written and its file closed (a cross-section's hundreds hold no file handles)."
+        self._flush(run)
+        for f in self.pending: f.result()
+        self.pending = []
+        if run.writer is not None: run.writer.close()
 
     def _flush(self, run: _Run) -> None:
         if not run.buf: return

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
-from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -29,10 +29,10 @@ from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, 
 # %% auto #0
 __all__ = ['log', 'LOG1P_COLUMNS', 'ScanInputError', 'feature_matrix', 'ZPCA', 'RegimeKMeans', 'sliced_wasserstein',
            'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices', 'grouped_block_indices',
-           'day_block_indices', 'ScanResult', 'scale_free_terms', 'select_k', 'scan_k', 'ScanParams', 'GroupScaler',
-           'RegimeModel', 'GranularityFit', 'fit_granularity', 'per_underlying_models', 'daily_regimes', 'write_scan',
-           'breadth_table', 'ScanStageResult', 'ari_per_underlying', 'run_scan', 'regimes_ready', 'ensure_regimes',
-           'fig_scan', 'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
+           'day_block_indices', 'fast_ari', 'ScanResult', 'scale_free_terms', 'select_k', 'scan_k', 'ScanParams',
+           'GroupScaler', 'RegimeModel', 'GranularityFit', 'fit_granularity', 'per_underlying_models', 'daily_regimes',
+           'write_scan', 'breadth_table', 'ScanStageResult', 'ari_per_underlying', 'run_scan', 'regimes_ready',
+           'ensure_regimes', 'fig_scan', 'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
 
 # %% ../nbs/03_unsupervised_scan.ipynb #6786e3f1
 log = get_logger("scan")
@@ -232,11 +232,13 @@ def _boot_idx(n, idx_seed, block_length, groups, day_codes, boot_sample):
     if block_length: return moving_block_indices(n, block_length, brs)
     return brs.randint(0, n, size=min(n, boot_sample or n))
 
-def _boot_ari(X, order_values, full_labels, k, draw, minibatch, seed):
+def _boot_labels(X, order_values, k, draw, minibatch, seed):
+    """One bootstrap replicate's refit: which rows it drew (a bit per row) and its labels of them, to be scored against
+    the full fit's labels afterwards."""
     idx = _boot_idx(len(X), *draw)
     m = RegimeKMeans(k, n_init=2, minibatch=minibatch, random_state=seed).fit(X[idx], order_values=order_values[idx])
-    u = np.unique(idx)
-    return adjusted_rand_score(full_labels[u], m.predict(X[u]))
+    drawn = np.bincount(idx, minlength=len(X)) > 0
+    return np.packbits(drawn), m.predict(X[drawn]).astype(np.int16)
 
 def _fit_k(X, order_values, k, minibatch, seed, sub, sil_rs, silhouette_sample):
     "k's full-data fit and its metrics (one job: on a cluster the matrix goes to a worker once per k)."
@@ -251,6 +253,22 @@ def _k_metrics(X, lab, sub, sil_rs, silhouette_sample) -> dict:
             "calinski_harabasz": float(calinski_harabasz_score(X[sub], lab[sub])) if oks else None,
             "davies_bouldin": float(davies_bouldin_score(X[sub], lab[sub])) if oks else None,
             "wasserstein_separation": sep, "wasserstein_nn_separation": nn_sep, "wasserstein_compactness": comp}
+
+# %% ../nbs/03_unsupervised_scan.ipynb #874e1213
+def fast_ari(a: np.ndarray,  # labels, small non-negative integers
+             b: np.ndarray,  # labels of the same rows
+             ) -> float:
+    """`adjusted_rand_score(a, b)` from a dense contingency table (`bincount`): the same integer pair counts and formula,
+    so the same value, without the checks and sparse matrices that make scikit-learn's slow on many small calls."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    kb = int(b.max()) + 1
+    c = np.bincount(a * kb + b, minlength=(int(a.max()) + 1) * kb).reshape(-1, kb)
+    n, n_c, n_k = len(a), c.sum(axis=1), c.sum(axis=0)
+    ss = int((c * c).sum())
+    tp, fp, fn = ss - n, int((c @ n_k).sum()) - ss, int((c.T @ n_c).sum()) - ss
+    tn = n * n - fp - fn - ss
+    if fn == 0 and fp == 0: return 1.0
+    return 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
 
 # %% ../nbs/03_unsupervised_scan.ipynb #ce6fde94
 @dataclass
@@ -334,14 +352,16 @@ def scan_k(X: np.ndarray,  # PCA matrix
     # backend set by the caller (parallel_config(backend="dask" or "ray")) still takes over
     sil_rs = seed(0)
     sub = np.random.RandomState(sil_rs).choice(n, min(n, 20000), replace=False)   # CH/DB on a large sample
-    # largest k first: the longest jobs start first, so the last one to finish is a short one (seeds go by k, not order)
-    done = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(_fit_k)(X, order_values, k, minibatch, seed(k), sub, sil_rs, silhouette_sample)
-                                                     for k in ks[::-1])
-    fits, metrics = {k: m for k, m, _ in done}, {k: d for k, _, d in done}
+    # one batch of jobs: each k's full fit, then its bootstrap refits, largest k first. The refits do not wait for the
+    # full fits (their labels are scored against them here, after), so no worker idles while the slowest full fit ends,
+    # and the last jobs to finish are short ones. Seeds go by (k, replicate), not by order.
     jobs = [(k, b, seed(k, b + 1), seed(k, b + 1, 0)) for k in ks[::-1] for b in range(n_boot)]
-    aris = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(_boot_ari)(X, order_values, fits[k].labels_, k, (i, block_length, groups, day_codes, boot_sample), minibatch, s)
-        for k, _, i, s in jobs)
+    out = Parallel(n_jobs=n_jobs, prefer="threads")(
+        [delayed(_fit_k)(X, order_values, k, minibatch, seed(k), sub, sil_rs, silhouette_sample) for k in ks[::-1]] +
+        [delayed(_boot_labels)(X, order_values, k, (i, block_length, groups, day_codes, boot_sample), minibatch, s)
+         for k, _, i, s in jobs])
+    fits, metrics = {k: m for k, m, _ in out[:len(ks)]}, {k: d for k, _, d in out[:len(ks)]}
+    aris = [fast_ari(fits[k].labels_[np.unpackbits(drawn, count=n).astype(bool)], lab) for (k, _, _, _), (drawn, lab) in zip(jobs, out[len(ks):])]
     by_k = {k: np.array([a for (kk, _, _, _), a in zip(jobs, aris) if kk == k]) for k in ks}
     rows = []
     total = sliced_dispersion(X[sub], random_state=sil_rs)                        # the matrix's own scale, the same for every k

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from dataclasses import dataclass, field
 from datetime import date as _date
 from pathlib import Path
@@ -21,7 +22,8 @@ from .schemas import SCHEMAS, SENTINEL
 # %% auto #0
 __all__ = ['REGIME_NAMES', 'SURFACE_DAYS', 'SURFACE_DELTAS', 'RATE', 'DIVIDEND', 'NICE_STEPS', 'TICKER_IDS', 'SENTINEL_EXPORT',
            'MarketSpec', 'trading_days', 'simulate_regimes', 'atm_term', 'smile_iv', 'bs_quote', 'SyntheticMarket',
-           'regime_names', 'check_spec', 'simulate_market', 'write_exports', 'Scenario', 'true_k', 'random_scenario']
+           'regime_names', 'check_spec', 'simulate_market', 'write_exports', 'write_panel_exports', 'Scenario',
+           'true_k', 'random_scenario']
 
 # %% ../nbs/01b_synth.ipynb #5b57bd1f
 REGIME_NAMES = ("calm", "normal", "stressed")
@@ -266,11 +268,14 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
                     tickers: list | tuple = ("SPY",),  # underlyings; all share the market's regimes
                     n_contracts: int = 300,      # option contracts per day and underlying (approximate)
                     seed: int = 0,               # deterministic for a seed
-                    spec: MarketSpec | None = None) -> SyntheticMarket:
+                    spec: MarketSpec | None = None,
+                    first_name: int = 0,         # index of tickers[0] in a wider panel simulated in pieces (`write_panel_exports`)
+                    ) -> SyntheticMarket:
     "Simulate a regime-switching options market in WRDS layouts."
     spec = spec or MarketSpec()
     if isinstance(tickers, str): tickers = [tickers]
-    check_spec(spec, len(tickers))
+    check_spec(spec, first_name + len(tickers))
+    if first_name < 0: raise InputError(f"first_name={first_name}: expected the index of the piece's first name, >= 0")
     if n_contracts < 20: raise InputError(f"n_contracts={n_contracts}: need at least 20 contracts per day")
     rng = np.random.default_rng(seed)
     dates = trading_days(start, end)
@@ -291,7 +296,9 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
     exp_fri = _is_friday(exp_all)   # once, not per day
     n_exp = int(np.clip(n_contracts // 24, 5, 16))
     tabs = {k: [] for k in ("opprcd", "secprd", "securd", "secnmd", "vsurfd", "dsf", "opcrsphist", "truth", "vix")}
-    for i, tk in enumerate(tickers):
+    if first_name:   # a later piece of a panel: the market's draws above as in the first piece, its names' noise its own
+        rng = np.random.default_rng([seed, 12, first_name])
+    for i, tk in enumerate(tickers, first_name):
         secid, permno = _ids(tk, i)
         if spec.name_vol: beta = float(spec.name_vol[i])
         elif spec.name_vol_sd > 0: beta = float(np.exp(np.random.default_rng([seed, 10, i]).normal(0, spec.name_vol_sd)))
@@ -347,13 +354,15 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         # ---- vsurfd: standardised surface by (days, delta) and a 30-day model-free IV
         tabs["vsurfd"].append(_vsurfd(dates, secid, S, level, lr[reg] * beta ** 0.5, sk_i, cu_i, spec))
         if i == 0: tabs["vix"].append(_model_free_iv(dates, S, sig_m * beta * spec.vrp, lr[regime], skew_t, curv_t, spec))
-    cat = {k: pl.concat(v) if v else pl.DataFrame(schema=SCHEMAS[k]) for k, v in tabs.items()}
+    empty = {**SCHEMAS, "vix": {"date": pl.Date, "value": pl.Float64}}   # a later piece of a panel has no vix rows
+    cat = {k: pl.concat(v) if v else pl.DataFrame(schema=empty[k]) for k, v in tabs.items()}
     if spec.outage_share > 0:   # its own generator: the default market's random stream is unchanged
         out = np.random.default_rng([seed, 7]).random(n) < spec.outage_share
         gone = pl.Series(dates[out].astype("datetime64[D]")).cast(pl.Date)
         for t in ("opprcd", "vsurfd"): cat[t] = cat[t].filter(~pl.col("date").is_in(gone.to_list()))
     if spec.calendar_gap_share > 0:   # each later underlying's own missing days: no quotes, no prices, no truth row
-        for i, tk in enumerate(tickers[1:], 1):
+        for i, tk in enumerate(tickers, first_name):
+            if i == 0: continue
             secid, permno = _ids(tk, i)
             off = np.random.default_rng([seed, 8, i]).random(n) < spec.calendar_gap_share
             gone = pl.Series(dates[off].astype("datetime64[D]")).cast(pl.Date).to_list()
@@ -434,6 +443,42 @@ def write_exports(market: SyntheticMarket,  # a simulated market
     for name in ("truth", "vix"):
         p = out / f"{name}.parquet"; _write_frame(getattr(market, name), p, "parquet", None); written.append(p)
     get_logger("synth").info(f"wrote {len(written)} export files ({fmt}) to {out}")
+    return written
+
+# %% ../nbs/01b_synth.ipynb #7dc27c1a
+def write_panel_exports(out_dir: str | Path,        # folder to write the export files to
+                        start: str, end: str,       # first and last trading date
+                        tickers: list | tuple,      # the panel's underlyings
+                        n_contracts: int = 20,      # option contracts per day and underlying (spec.chains)
+                        seed: int = 0,              # deterministic for a seed (and piece)
+                        spec: MarketSpec | None = None,
+                        piece: int = 50,            # names simulated at a time: memory holds one piece
+                        ) -> list[Path]:
+    "Simulate a wide panel in pieces of names and write it as parquet WRDS exports, a piece at a time."
+    if piece < 1: raise InputError(f"piece={piece}: expected at least one name per piece")
+    tickers = list(tickers)
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    writers, small = {}, {}
+    try:
+        for lo in range(0, len(tickers), piece):
+            m = simulate_market(start, end, tickers[lo:lo + piece], n_contracts, seed, spec, first_name=lo)
+            for table in ("opprcd", "vsurfd"):
+                for (year,), part in getattr(m, table).group_by(pl.col("date").dt.year(), maintain_order=True):
+                    t = part.to_arrow()
+                    if (table, year) not in writers:
+                        p = out / f"{table}{year}.parquet"
+                        writers[(table, year)] = (p, pq.ParquetWriter(str(p) + ".tmp", t.schema, compression="zstd", write_page_checksum=True))
+                    writers[(table, year)][1].write_table(t)
+            for table in ("secprd", "dsf", "securd", "secnmd", "opcrsphist", "truth", "vix"):
+                small.setdefault(table, []).append(getattr(m, table))
+            del m
+    finally:
+        for p, w in writers.values(): w.close()
+    written = []
+    for p, _ in writers.values(): os.replace(str(p) + ".tmp", p); written.append(p)
+    for table, frames in small.items():
+        p = out / f"{table}.parquet"; _write_frame(pl.concat(frames), p, "parquet", table); written.append(p)
+    get_logger("synth").info(f"wrote {len(written)} export files (parquet, {len(tickers)} names in pieces of {piece}) to {out}")
     return written
 
 # %% ../nbs/01b_synth.ipynb #b681e5d2
