@@ -565,16 +565,20 @@ class RawWriter:
     def _close_run(self, run: _Run) -> None:
         "A complete stretch: its rows written and its file closed (a cross-section's hundreds hold no file handles)."
         self._flush(run)
+        self._drain()
+        if run.writer is not None: run.writer.close()
+
+    def _drain(self) -> None:
+        "Wait for the write in flight (one at a time: a slow disk holds the reader back, not the memory)."
         for f in self.pending: f.result()
         self.pending = []
-        if run.writer is not None: run.writer.close()
 
     def _flush(self, run: _Run) -> None:
         if not run.buf: return
         t = pl.concat(run.buf).to_arrow()
         run.buf, run.nbuf = [], 0
         if run.writer is None: run.writer = open_parquet_writer(run.path, t.schema)
-        for f in self.pending: f.result()   # one write in flight: a slow disk holds the reader back, not the memory
+        self._drain()
         self.pending = [self.pool.submit(run.writer.write_table, t, row_group_size=self.rg)]
 
     def _merge_runs(self, runs: list, keys: list, out: Path) -> None:
@@ -621,7 +625,7 @@ class RawWriter:
     def finalize(self) -> IngestSummary:
         for runs in self.runs.values():
             for r in runs: self._flush(r)
-        for f in self.pending: f.result()
+        self._drain()
         self._close_writers()
         s = IngestSummary(raw_dir=str(self.stage))
         for key, runs in sorted(self.runs.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):

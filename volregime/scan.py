@@ -553,11 +553,12 @@ def per_underlying_models(fit: GranularityFit,  # a day-level fit of a panel (ro
                           ) -> GranularityFit:
     "The fit with each underlying's own z-scores, PCA and K-means at k* (`members`) and the labels they give."
     k, base = fit.scan.k_star, seed_of(random_state)
+    floor = max(min_rows, 10 * k)
     labels, members, kept = fit.labels.copy(), {}, []
     sec = fit.rows["secid"].to_numpy()
     for s in np.unique(sec):
         rows = np.flatnonzero(sec == s)
-        if len(rows) < max(min_rows, 10 * k): kept.append(int(s)); continue
+        if len(rows) < floor: kept.append(int(s)); continue
         r = fit.rows[rows]
         X, _ = feature_matrix(r, fit.columns)
         rs = np.random.RandomState([base % 2**32, int(s) % 2**32])
@@ -566,7 +567,7 @@ def per_underlying_models(fit: GranularityFit,  # a day-level fit of a panel (ro
         Z = pipe.named_steps["zpca"].fit(X).transform(X)
         labels[rows] = pipe.named_steps["kmeans"].fit(Z, order_values=r[fit.order_col].cast(pl.Float64).to_numpy()).labels_
         members[int(s)] = pipe
-    if kept: log.warning(f"per-underlying models: {len(kept)} underlying(s) with fewer than {max(min_rows, 10 * k)} usable days "
+    if kept: log.warning(f"per-underlying models: {len(kept)} underlying(s) with fewer than {floor} usable days "
                          f"keep the pooled model's labels: secids {kept[:10]}{' ...' if len(kept) > 10 else ''}")
     log.info(f"per-underlying models: {len(members)} underlying(s) with their own PCA and K-means at k*={k}")
     return replace(fit, labels=labels, members=members)

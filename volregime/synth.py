@@ -5,8 +5,8 @@
 # %% ../nbs/01b_synth.ipynb #c842cf8f
 from __future__ import annotations
 
+import contextlib
 import gzip
-import os
 from dataclasses import dataclass, field
 from datetime import date as _date
 from pathlib import Path
@@ -20,10 +20,10 @@ from .core import InputError, atomic_path, get_logger
 from .schemas import SCHEMAS, SENTINEL
 
 # %% auto #0
-__all__ = ['REGIME_NAMES', 'SURFACE_DAYS', 'SURFACE_DELTAS', 'RATE', 'DIVIDEND', 'NICE_STEPS', 'TICKER_IDS', 'SENTINEL_EXPORT',
-           'MarketSpec', 'trading_days', 'simulate_regimes', 'atm_term', 'smile_iv', 'bs_quote', 'SyntheticMarket',
-           'regime_names', 'check_spec', 'simulate_market', 'write_exports', 'write_panel_exports', 'Scenario',
-           'true_k', 'random_scenario']
+__all__ = ['REGIME_NAMES', 'SURFACE_DAYS', 'SURFACE_DELTAS', 'RATE', 'DIVIDEND', 'NICE_STEPS', 'TICKER_IDS', 'PARQUET_EXPORT',
+           'SENTINEL_EXPORT', 'MarketSpec', 'trading_days', 'simulate_regimes', 'atm_term', 'smile_iv', 'bs_quote',
+           'SyntheticMarket', 'regime_names', 'check_spec', 'simulate_market', 'write_exports', 'write_panel_exports',
+           'Scenario', 'true_k', 'random_scenario']
 
 # %% ../nbs/01b_synth.ipynb #5b57bd1f
 REGIME_NAMES = ("calm", "normal", "stressed")
@@ -414,10 +414,12 @@ def _model_free_iv(dates, S, level, long_run, skew_t, curv_t, spec, T=30 / 365, 
     return pl.DataFrame({"date": dates, "value": 100 * np.sqrt(var)})
 
 # %% ../nbs/01b_synth.ipynb #cec7301e
+PARQUET_EXPORT = dict(compression="zstd", write_page_checksum=True)   # CRCs: damage is detected on read
+
 def _write_frame(df: pl.DataFrame, path: Path, fmt: str, table: str | None) -> None:
     with atomic_path(path) as tmp:
         if fmt == "parquet":
-            pq.write_table(df.to_arrow(), tmp, compression="zstd", write_page_checksum=True)   # CRCs: damage is detected on read
+            pq.write_table(df.to_arrow(), tmp, **PARQUET_EXPORT)
             return
         if table in SENTINEL_EXPORT:
             df = df.with_columns([pl.col(c).fill_null(SENTINEL) for c in SENTINEL_EXPORT[table] if c in df.columns])
@@ -459,7 +461,7 @@ def write_panel_exports(out_dir: str | Path,        # folder to write the export
     tickers = list(tickers)
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     writers, small = {}, {}
-    try:
+    with contextlib.ExitStack() as files:   # each yearly file complete or not there (atomic_path), whatever happens
         for lo in range(0, len(tickers), piece):
             m = simulate_market(start, end, tickers[lo:lo + piece], n_contracts, seed, spec, first_name=lo)
             for table in ("opprcd", "vsurfd"):
@@ -467,15 +469,14 @@ def write_panel_exports(out_dir: str | Path,        # folder to write the export
                     t = part.to_arrow()
                     if (table, year) not in writers:
                         p = out / f"{table}{year}.parquet"
-                        writers[(table, year)] = (p, pq.ParquetWriter(str(p) + ".tmp", t.schema, compression="zstd", write_page_checksum=True))
+                        w = pq.ParquetWriter(files.enter_context(atomic_path(p)), t.schema, **PARQUET_EXPORT)
+                        files.callback(w.close)   # closed before its file is moved into place
+                        writers[(table, year)] = (p, w)
                     writers[(table, year)][1].write_table(t)
             for table in ("secprd", "dsf", "securd", "secnmd", "opcrsphist", "truth", "vix"):
                 small.setdefault(table, []).append(getattr(m, table))
             del m
-    finally:
-        for p, w in writers.values(): w.close()
-    written = []
-    for p, _ in writers.values(): os.replace(str(p) + ".tmp", p); written.append(p)
+    written = [p for p, _ in writers.values()]
     for table, frames in small.items():
         p = out / f"{table}.parquet"; _write_frame(pl.concat(frames), p, "parquet", table); written.append(p)
     get_logger("synth").info(f"wrote {len(written)} export files (parquet, {len(tickers)} names in pieces of {piece}) to {out}")
