@@ -99,8 +99,9 @@ def test_stages_on_a_dask_cluster_equal_the_in_process_run(tmp_path, dask_cluste
 
 
 def test_nested_cv_folds_on_a_dask_cluster_equal_the_in_process_run(dask_cluster):
-    """The (fold, model) jobs through joblib's Dask backend: the same forecasts and chosen parameters as one after another
-    (the scikit-learn baselines; Keras fits in a worker process are not bit-identical to the driver's, see stage 05)."""
+    """The (fold, model) jobs through joblib's Dask backend: the same forecasts, chosen parameters and Keras histories as
+    one after another. A Keras job follows the baselines' jobs in the same worker, where the event loop draws from Python's
+    `random` beside it (the models' weights are seeded from their own seed, stage 05)."""
     import numpy as np
     from volregime.cluster import engine
     from volregime.supervised import choose_folds, make_sequences, nested_cv
@@ -116,10 +117,12 @@ def test_nested_cv_folds_on_a_dask_cluster_equal_the_in_process_run(dask_cluster
     runs = []
     for cl in ("none", dask_cluster):
         with engine(cl) as eng, eng.joblib():
-            runs.append(nested_cv(seq, folds, H, sklearn_models=["ridge", "random_forest"], inner_splits=2, progress=False,
-                                  n_jobs=eng.n_jobs(1)))
+            runs.append(nested_cv(seq, folds, H, sklearn_models=["ridge", "random_forest"], keras_families=["seq2seq"],
+                                  inner_splits=2, epochs=4, patience=2, progress=False, n_jobs=eng.n_jobs(1)))
     a, b = runs[0].predictions, runs[1].predictions
     assert a.drop("y_pred").equals(b.drop("y_pred"))
     # the same fits; worker processes run with one BLAS thread (Dask's default), so sums may differ in the last bits
     assert (a["y_pred"] - b["y_pred"]).abs().max() < 1e-9
     assert {k: v[1] for k, v in runs[0].selected.items()} == {k: v[1] for k, v in runs[1].selected.items()}
+    assert set(a["model"]) >= {"ridge", "random_forest", "seq2seq"}
+    assert runs[0].histories == runs[1].histories and len(runs[0].histories) == len(folds)

@@ -25,9 +25,9 @@ from .core import Artifacts, InputError, StageParams, atomic_path, get_logger, r
 # %% auto #0
 __all__ = ['log', 'SKLEARN_GRIDS', 'BUILDERS', 'QLIKE_FLOOR', 'ForecastInputError', 'Sequences', 'make_sequences', 'as_sequences',
            'Fold', 'outer_folds', 'inner_splits_of', 'default_anchors', 'choose_folds', 'persistence_forecast',
-           'har_forecast', 'sklearn_model', 'tune', 'fit_sklearn', 'configure_devices', 'build_recurrent', 'build_lstm',
-           'build_gru', 'build_seq2seq', 'KerasForecaster', 'keras_grid', 'qlike_loss', 'qlike', 'hac_variance',
-           'fixed_b_critical', 'loss_test', 'diebold_mariano', 'clark_west', 'combine_folds', 'holm',
+           'har_forecast', 'sklearn_model', 'tune', 'fit_sklearn', 'configure_devices', 'LayerSeeds', 'build_recurrent',
+           'build_lstm', 'build_gru', 'build_seq2seq', 'KerasForecaster', 'keras_grid', 'qlike_loss', 'qlike',
+           'hac_variance', 'fixed_b_critical', 'loss_test', 'diebold_mariano', 'clark_west', 'combine_folds', 'holm',
            'model_confidence_set', 'combined_rows', 'CVResult', 'nested_cv', 'add_regime_rmse', 'summary_table',
            'mcs_losses', 'save_family', 'load_family', 'fig_folds', 'fig_forecasts', 'fig_histories', 'verdict',
            'ForecastParams', 'ForecastStageResult', 'forecast_frame', 'run_forecast']
@@ -309,6 +309,27 @@ def configure_devices(gpu_devices: str = "",  # GPU indices to make visible; emp
     log.info(f"TensorFlow {tf.__version__}: visible GPUs {info['gpus'] or 'none'}; test op ran on {dev}")
     return info
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #c32c52eb
+class LayerSeeds:
+    "Seeds for a model's initializers and dropout, drawn in layer order from the model's seed, never from Python's `random`."
+    def __init__(self, seed: int = 0): self.seed, self.n = int(seed) & 0xFFFFFFFF, 0
+
+    def __call__(self) -> int:
+        "The next seed (a 31-bit int)."
+        self.n += 1
+        return int(np.random.SeedSequence([self.seed, self.n]).generate_state(1)[0] >> 1)
+
+    def recurrent(self) -> dict:
+        "Keyword arguments of an LSTM or GRU layer: seeded kernel, recurrent kernel and dropout."
+        import keras
+        return dict(kernel_initializer=keras.initializers.GlorotUniform(seed=self()),
+                    recurrent_initializer=keras.initializers.Orthogonal(seed=self()), seed=self())
+
+    def dense(self) -> dict:
+        "Keyword arguments of a Dense layer: a seeded kernel."
+        import keras
+        return dict(kernel_initializer=keras.initializers.GlorotUniform(seed=self()))
+
 # %% ../nbs/05_lstm_nested_cv.ipynb #e4c5656a
 def build_recurrent(kind: str,  # lstm or gru
                     input_shape: tuple,  # (W, F)
@@ -317,15 +338,17 @@ def build_recurrent(kind: str,  # lstm or gru
                     depth: int = 1,  # recurrent layers
                     dropout: float = 0.0,  # dropout between layers
                     lr: float = 1e-3,  # Adam learning rate
+                    seed: int = 0,  # seed of the initial weights and dropout (LayerSeeds)
                    ):
     "LSTM or GRU stack with a dense H-step head."
     import keras
     layer = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[kind]
+    seeds = LayerSeeds(seed)
     inp = keras.Input(shape=input_shape)
     x = inp
     for i in range(depth):
-        x = layer(units, return_sequences=i < depth - 1, dropout=dropout)(x)
-    out = keras.layers.Dense(horizon)(x)
+        x = layer(units, return_sequences=i < depth - 1, dropout=dropout, **seeds.recurrent())(x)
+    out = keras.layers.Dense(horizon, **seeds.dense())(x)
     m = keras.Model(inp, out, name=kind)
     m.compile(optimizer=keras.optimizers.Adam(lr), loss=keras.losses.MeanSquaredError())
     return m
@@ -343,16 +366,18 @@ def build_seq2seq(input_shape: tuple,  # (W, F)
                   depth: int = 1,  # encoder layers
                   dropout: float = 0.0,  # dropout between layers
                   lr: float = 1e-3,  # Adam learning rate
+                  seed: int = 0,  # seed of the initial weights and dropout (LayerSeeds)
                  ):
     "Encoder–decoder LSTM producing H steps."
     import keras
+    seeds = LayerSeeds(seed)
     inp = keras.Input(shape=input_shape)
     x = inp
-    for i in range(depth - 1): x = keras.layers.LSTM(units, return_sequences=True, dropout=dropout)(x)
-    enc, h, c = keras.layers.LSTM(units, return_state=True, dropout=dropout)(x)
+    for i in range(depth - 1): x = keras.layers.LSTM(units, return_sequences=True, dropout=dropout, **seeds.recurrent())(x)
+    enc, h, c = keras.layers.LSTM(units, return_state=True, dropout=dropout, **seeds.recurrent())(x)
     dec = keras.layers.RepeatVector(horizon)(enc)
-    dec = keras.layers.LSTM(units, return_sequences=True)(dec, initial_state=[h, c])
-    out = keras.layers.Reshape((horizon,))(keras.layers.TimeDistributed(keras.layers.Dense(1))(dec))
+    dec = keras.layers.LSTM(units, return_sequences=True, **seeds.recurrent())(dec, initial_state=[h, c])
+    out = keras.layers.Reshape((horizon,))(keras.layers.TimeDistributed(keras.layers.Dense(1, **seeds.dense()))(dec))
     m = keras.Model(inp, out, name="seq2seq")
     m.compile(optimizer=keras.optimizers.Adam(lr), loss=keras.losses.MeanSquaredError())
     return m
@@ -415,7 +440,8 @@ class KerasForecaster(RegressorMixin, BaseEstimator):
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
         Xw = self._windows(X)
-        keras.utils.set_random_seed(seed_of(self.random_state))
+        seed = seed_of(self.random_state)   # once: a RandomState gives a new int on every draw
+        keras.utils.set_random_seed(seed)
         n_val = max(5, int(0.15 * len(Xw)))
         tail = len(Xw) >= 30 and len(Xw) - n_val - self.gap >= 10
         tr = np.arange(len(Xw) - n_val - self.gap) if tail else np.arange(len(Xw))
@@ -423,7 +449,7 @@ class KerasForecaster(RegressorMixin, BaseEstimator):
         self.feature_scaler_ = StandardScaler().fit(Xw[tr].reshape(-1, Xw.shape[-1]))
         self.target_scaler_ = MinMaxScaler().fit(Y[tr])
         self.model_ = BUILDERS[self.family](Xw.shape[1:], Y.shape[1], units=int(self.units), depth=int(self.depth),
-                                            dropout=float(self.dropout), lr=float(self.lr))
+                                            dropout=float(self.dropout), lr=float(self.lr), seed=seed)
         kw = dict(epochs=int(self.epochs), batch_size=int(self.batch_size), verbose=0, shuffle=False)
         if tail:
             kw.update(validation_data=(self._scaled(Xw[va]), self.target_scaler_.transform(Y[va])),
@@ -433,11 +459,11 @@ class KerasForecaster(RegressorMixin, BaseEstimator):
         self.epochs_ = int(np.argmin(self.history_["val_loss"]) + 1) if tail else int(self.epochs)
         self.refit_rows_ = len(tr)
         if tail and self.refit_full:          # the tail chose the epochs; now every row trains the model
-            keras.utils.set_random_seed(seed_of(self.random_state))
+            keras.utils.set_random_seed(seed)
             self.feature_scaler_ = StandardScaler().fit(Xw.reshape(-1, Xw.shape[-1]))
             self.target_scaler_ = MinMaxScaler().fit(Y)
             self.model_ = BUILDERS[self.family](Xw.shape[1:], Y.shape[1], units=int(self.units), depth=int(self.depth),
-                                                dropout=float(self.dropout), lr=float(self.lr))
+                                                dropout=float(self.dropout), lr=float(self.lr), seed=seed)
             self.model_.fit(self._scaled(Xw), self.target_scaler_.transform(Y), epochs=self.epochs_, batch_size=int(self.batch_size),
                             verbose=0, shuffle=False)
             self.refit_rows_ = len(Xw)

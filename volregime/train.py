@@ -147,7 +147,7 @@ def train_presplit(train: str | Path, val: str | Path, test: str | Path,  # the 
         import keras
         device = configure_devices(gpu_devices, memory_growth, seed_of(random_state))
         keras.utils.set_random_seed(seed_of(random_state))
-        net = BUILDERS[model](Xtr.shape[1:], 1, units=units, depth=depth, dropout=dropout, lr=lr)
+        net = BUILDERS[model](Xtr.shape[1:], 1, units=units, depth=depth, dropout=dropout, lr=lr, seed=seed_of(random_state))
         Xva, yva, _ = seqs["val"]
         h = net.fit(scale(Xtr), ts.transform(ytr.reshape(-1, 1)), epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True,
                     validation_data=(scale(Xva), ts.transform(yva.reshape(-1, 1))),
