@@ -428,6 +428,13 @@ class KerasForecaster(RegressorMixin, BaseEstimator):
     def _scaled(self, Xw: np.ndarray) -> np.ndarray:
         return self.feature_scaler_.transform(Xw.reshape(-1, Xw.shape[-1])).reshape(Xw.shape)
 
+    def _build(self, Xw: np.ndarray, Y: np.ndarray, seed: int):
+        "A fresh model for windows Xw and targets Y: the global seeds reset, every layer seeded from `seed`."
+        import keras
+        keras.utils.set_random_seed(seed)
+        return BUILDERS[self.family](Xw.shape[1:], Y.shape[1], units=int(self.units), depth=int(self.depth),
+                                     dropout=float(self.dropout), lr=float(self.lr), seed=seed)
+
     def fit(self, X, y):
         """Train on (X, y). With 30 or more samples the last 15 % (after `gap` samples) is an early-stopping tail that
         chooses the number of epochs; with `refit_full` the model is then refit on every row for that many epochs, as the
@@ -441,15 +448,13 @@ class KerasForecaster(RegressorMixin, BaseEstimator):
         Y = y.reshape(len(y), -1)
         Xw = self._windows(X)
         seed = seed_of(self.random_state)   # once: a RandomState gives a new int on every draw
-        keras.utils.set_random_seed(seed)
         n_val = max(5, int(0.15 * len(Xw)))
         tail = len(Xw) >= 30 and len(Xw) - n_val - self.gap >= 10
         tr = np.arange(len(Xw) - n_val - self.gap) if tail else np.arange(len(Xw))
         va = np.arange(len(Xw) - n_val, len(Xw))
         self.feature_scaler_ = StandardScaler().fit(Xw[tr].reshape(-1, Xw.shape[-1]))
         self.target_scaler_ = MinMaxScaler().fit(Y[tr])
-        self.model_ = BUILDERS[self.family](Xw.shape[1:], Y.shape[1], units=int(self.units), depth=int(self.depth),
-                                            dropout=float(self.dropout), lr=float(self.lr), seed=seed)
+        self.model_ = self._build(Xw, Y, seed)
         kw = dict(epochs=int(self.epochs), batch_size=int(self.batch_size), verbose=0, shuffle=False)
         if tail:
             kw.update(validation_data=(self._scaled(Xw[va]), self.target_scaler_.transform(Y[va])),
@@ -459,11 +464,9 @@ class KerasForecaster(RegressorMixin, BaseEstimator):
         self.epochs_ = int(np.argmin(self.history_["val_loss"]) + 1) if tail else int(self.epochs)
         self.refit_rows_ = len(tr)
         if tail and self.refit_full:          # the tail chose the epochs; now every row trains the model
-            keras.utils.set_random_seed(seed)
             self.feature_scaler_ = StandardScaler().fit(Xw.reshape(-1, Xw.shape[-1]))
             self.target_scaler_ = MinMaxScaler().fit(Y)
-            self.model_ = BUILDERS[self.family](Xw.shape[1:], Y.shape[1], units=int(self.units), depth=int(self.depth),
-                                                dropout=float(self.dropout), lr=float(self.lr), seed=seed)
+            self.model_ = self._build(Xw, Y, seed)
             self.model_.fit(self._scaled(Xw), self.target_scaler_.transform(Y), epochs=self.epochs_, batch_size=int(self.batch_size),
                             verbose=0, shuffle=False)
             self.refit_rows_ = len(Xw)

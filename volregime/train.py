@@ -138,6 +138,7 @@ def train_presplit(train: str | Path, val: str | Path, test: str | Path,  # the 
     check_splits(frames, date_col)
     seqs = {n: as_sequences(f, features, target, window, date_col) for n, f in frames.items()}
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    seed = seed_of(random_state)
     Xtr, ytr, _ = seqs["train"]
     fs = StandardScaler().fit(Xtr.reshape(-1, Xtr.shape[-1]))       # fitted on the training file only
     ts = MinMaxScaler().fit(ytr.reshape(-1, 1))
@@ -145,9 +146,9 @@ def train_presplit(train: str | Path, val: str | Path, test: str | Path,  # the 
     device, files = {}, []
     if model in BUILDERS:
         import keras
-        device = configure_devices(gpu_devices, memory_growth, seed_of(random_state))
-        keras.utils.set_random_seed(seed_of(random_state))
-        net = BUILDERS[model](Xtr.shape[1:], 1, units=units, depth=depth, dropout=dropout, lr=lr, seed=seed_of(random_state))
+        device = configure_devices(gpu_devices, memory_growth, seed)
+        keras.utils.set_random_seed(seed)
+        net = BUILDERS[model](Xtr.shape[1:], 1, units=units, depth=depth, dropout=dropout, lr=lr, seed=seed)
         Xva, yva, _ = seqs["val"]
         h = net.fit(scale(Xtr), ts.transform(ytr.reshape(-1, 1)), epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True,
                     validation_data=(scale(Xva), ts.transform(yva.reshape(-1, 1))),
@@ -162,7 +163,7 @@ def train_presplit(train: str | Path, val: str | Path, test: str | Path,  # the 
         net.save(out / f"{model}_model.keras")
         files += [f"{model}_model.h5", f"{model}_model.keras"]
     else:
-        est = sklearn_model(model, seed_of(random_state))
+        est = sklearn_model(model, seed)
         flat = lambda X: scale(X).reshape(len(X), -1)
         est.fit(flat(Xtr), ts.transform(ytr.reshape(-1, 1)))
         predict = lambda X: ts.inverse_transform(np.asarray(est.predict(flat(X))).reshape(-1, 1))[:, 0]
