@@ -185,3 +185,22 @@ def test_the_next_load_drops_a_killed_loads_staging_table(pg_uri, regimes_parque
     left = read(pg_uri, "SELECT tablename FROM pg_tables WHERE schemaname = 'vr_test' AND tablename LIKE 't_orphan%'")
     assert [r[0] for r in left] == ["t_orphan"]
     assert read(pg_uri, "SELECT count(*) FROM vr_test.t_orphan")[0][0] == df.height
+
+
+@pytest.mark.parametrize("index", [None, "date"])
+def test_cli_load_of_a_file_without_cluster_reports_its_own_label(pg_uri, tmp_path, index):
+    "regimes/daily.parquet has `regime`, not `cluster`: the load, its index and its read-back summary adapt; exit 0."
+    days = pl.date_range(dt.date(2021, 1, 4), dt.date(2021, 6, 30), eager=True)
+    p = tmp_path / "daily.parquet"
+    pl.DataFrame({"date": days, "secid": 5, "regime": np.arange(len(days)) % 2, "share_0": 0.5}).write_parquet(p)
+    args = ["load", "--parquet", str(p), "--postgres-uri", pg_uri, "--table", "t_nocluster", "--schema", "vr_test", "--no-progress"]
+    r = volregime_cli(*args, *(["--create-index", index] if index else []))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert f"vr_test.t_nocluster: {len(days):,} rows" in r.stdout, r.stdout
+    assert read(pg_uri, "select count(*) from vr_test.t_nocluster")[0][0] == len(days)
+    rep = db.table_report(pg_uri, "vr_test", "t_nocluster")
+    assert rep["label"] == "regime" and rep["per_label"]["rows"].to_list() == [(len(days) + 1) // 2, len(days) // 2]
+    pl.DataFrame({"date": days, "impl_volatility": 0.2}).write_parquet(p)   # no label column at all: no per-label count
+    assert volregime_cli(*args).returncode == 0
+    rep = db.table_report(pg_uri, "vr_test", "t_nocluster")
+    assert rep["label"] is None and rep["per_label"] is None and rep["per_year"]["rows"].sum() == len(days)

@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import (DEFAULTS, Artifacts, InputError, StageParams, atomic_path, get_logger, libpq_uri, mask_secrets,
+from .core import (DEFAULTS, Artifacts, InputError, StageParams, atomic_path, get_logger, get_settings, libpq_uri, mask_secrets,
                             quote_ident, record_headline, resolve_postgres_uri)
 
 # %% auto #0
@@ -372,6 +372,8 @@ def load_results(parquet: str | Path | None = None,  # input parquet; default th
     keep, info = plan_rows(path, date_src, last_years, downsample_pct, seed)
     uri = resolve_postgres_uri(postgres_uri)
     idx = [c.strip().lower() for c in create_index.split(",") if c.strip()] if create_index else []
+    if create_index == "date,cluster" and "cluster" not in colmap.values():   # the default on a file of another label
+        idx = ["date"] + [c for c in ("regime",) if c in colmap.values()]
     for c in idx:
         if c not in colmap.values(): raise LoadError(f"--create-index: column {c!r} is not among the loaded columns ({', '.join(colmap.values())})")
     key = [c for c in ("date", "secid", "optionid") if c in colmap.values()]
@@ -412,19 +414,24 @@ def load_daily(data_dir="data",  # the run's data dir (or its Artifacts)
 def table_report(postgres_uri: str | None,  # server; default POSTGRES_URI or the embedded one
                  schema: str,  # schema
                  table: str,  # table
+                 label_col: str | None = None,  # label counted per value; default LABEL_COL, then cluster, then regime
                 ) -> dict:
-    "Rows per year and per cluster, and sample rows, read back from the database."
+    "Rows per year and per label (whichever label column the table has, if any), and sample rows, read back."
     from sqlalchemy import create_engine, text
     eng = create_engine(resolve_postgres_uri(postgres_uri))
     name = f"{q(schema)}.{q(table)}"
-    with eng.connect() as c:
-        per_year = pl.DataFrame(c.execute(text(f"SELECT extract(year FROM date)::int AS year, count(*) AS rows FROM {name} GROUP BY 1 ORDER BY 1")).fetchall(),
-                                schema=["year", "rows"], orient="row")
-        per_cluster = pl.DataFrame(c.execute(text(f"SELECT cluster, count(*) AS rows FROM {name} GROUP BY 1 ORDER BY 1")).fetchall(),
-                                   schema=["cluster", "rows"], orient="row")
-        sample = pl.read_database(f"SELECT * FROM {name} LIMIT 5", c)
-    eng.dispose()
-    return {"per_year": per_year, "per_cluster": per_cluster, "sample": sample}
+    try:
+        with eng.connect() as c:
+            cols = [r[0] for r in c.execute(text("SELECT column_name FROM information_schema.columns WHERE table_schema = :s "
+                                                 "AND table_name = :t"), {"s": schema, "t": table}).fetchall()]
+            label = next((x for x in (label_col or DEFAULTS["label_col"], "cluster", "regime") if x in cols), None)
+            per_year = pl.DataFrame(c.execute(text(f"SELECT extract(year FROM date)::int AS year, count(*) AS rows FROM {name} GROUP BY 1 ORDER BY 1")).fetchall(),
+                                    schema=["year", "rows"], orient="row")
+            per_label = None if label is None else pl.DataFrame(
+                c.execute(text(f"SELECT {q(label)}, count(*) AS rows FROM {name} GROUP BY 1 ORDER BY 1")).fetchall(), schema=[label, "rows"], orient="row")
+            sample = pl.read_database(f"SELECT * FROM {name} LIMIT 5", c)
+    finally: eng.dispose()
+    return {"per_year": per_year, "label": label, "per_label": per_label, "sample": sample}
 
 # %% ../nbs/06_postgres_load.ipynb #c7db89b3
 @dataclass(repr=False)
@@ -470,7 +477,11 @@ def run_load(art: Artifacts,        # the run's artifact paths
         summary = load_results(src, uri, p.table, p.schema, p.if_exists, p.create_index, p.last_years, p.downsample_pct,
                                p.copy_threshold, p.copy_chunksize, p.to_sql_chunksize, p.random_state, art, p.method,
                                progress=progress, copy_connections=p.copy_connections)
-        rep = table_report(uri, p.schema, p.table)
+        try: rep = table_report(uri, p.schema, p.table, get_settings().label_col)
+        except Exception as e:   # the swap is done: say so, whatever the read-back met
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            log.warning(f"{summary.table} now holds the {summary.rows:,} rows just loaded from {Path(src).name}; "
+                        f"reading them back for the summary failed: {mask_secrets(why)}")
     else: log.warning("no option-level labels in this run (stage 03 ran at day granularity only): only regime_daily is loaded")
     daily = load_daily(art, uri, p.schema) if p.daily else None
     headline = dict(table=f"{p.schema}.{p.table}", rows=summary.rows if summary else 0, method=summary.method if summary else None,
