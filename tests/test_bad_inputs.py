@@ -152,6 +152,11 @@ REFUSED = [
     ("bad_rows=refuse", "csv.gz", set_field(25, "strike_price", b"-5000"), ("--bad-rows", "refuse"),
      r"opprcd2019\.csv\.gz, line 25: strike_price <= 0 .*bad_rows=refuse"),
     ("bad bad_rows", "csv.gz", lambda d: None, ("--bad-rows", "drop"), r"bad_rows='drop': expected 'quarantine' or 'refuse'"),
+    ("NUL in a text field, bad_rows=refuse", "csv.gz", set_field(26, "symbol", b"SPY\x00 1901"), ("--bad-rows", "refuse"),
+     r"opprcd2019\.csv\.gz, line 26: symbol holds a control byte .*bad_rows=refuse"),
+    ("NUL in a parquet text field, bad_rows=refuse", "parquet", set_parquet("opprcd2019.parquet", lambda df: df.with_columns(
+        symbol=pl.when(pl.int_range(pl.len()) == 9).then(pl.lit("SPY\x00")).otherwise(pl.col("symbol")))), ("--bad-rows", "refuse"),
+     r"opprcd2019\.parquet, row 10: symbol holds a control byte"),
 ]
 
 
@@ -269,6 +274,9 @@ QUARANTINED = [
     ("best_bid", b"999.0", "best_bid > best_offer"),
     ("cp_flag", b"X", "cp_flag not C or P"),
     ("impl_volatility", b"inf", "impl_volatility not finite"),
+    ("symbol", b"SPY\x00190118C", "symbol holds a control byte"),
+    ("symbol", b"SPY\x1b[2J", "symbol holds a control byte"),
+    ("exdate", b"2049-01-15", "exdate more than 10 years after date"),
 ]
 
 

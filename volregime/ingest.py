@@ -1003,6 +1003,7 @@ def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: in
             if sec.is_empty(): raise IngestError(f"{sec_path.name}: no rows for the requested secids and dates")
             w.add("secprd", sec)
             if names_t:
+                nm = q.screen(nm, names_t, files[names_t][0][1].name)
                 w.add("securd", (nm if names_t == "securd" else nm.sort("effect_date").unique("secid", keep="last")
                                  .with_columns(issue_type=pl.lit(None, pl.String)))
                       .select(list(SCHEMAS["securd"])).filter(pl.col("secid").is_in(secids) if secids else pl.lit(True)))
@@ -1013,7 +1014,7 @@ def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: in
                     if secids is not None: link = link.filter(pl.col("secid").is_in(secids))
                     w.add("opcrsphist", link)
                     dsf = _link_dsf(dsf, link)
-                w.add("dsf", dsf)
+                w.add("dsf", q.screen(dsf, "dsf", files["dsf"][0][1].name))
         except BaseException:
             w.abort(); q.close(); raise
         summary = w.finalize()
@@ -1192,7 +1193,8 @@ def _ingest_wrds(art: Artifacts, tickers, start, end, uri, vsurfd, chunk_rows, b
                 for b in piece("secprd", year, lambda: sec_sql, "optionm.secprd"):
                     w.add("secprd", q.screen(b, "secprd", "optionm.secprd"))
             sec = conn.execute(text("select secid, cusip, ticker, issuer from optionm.secnmd where secid = any(:ids) order by effect_date"), p).fetchall()
-            w.add("securd", canonicalize(pl.DataFrame(sec, schema=["secid", "cusip", "ticker", "issuer"], orient="row"), "securd", "optionm.secnmd").unique("secid", keep="last"))
+            w.add("securd", q.screen(canonicalize(pl.DataFrame(sec, schema=["secid", "cusip", "ticker", "issuer"], orient="row"), "securd",
+                                                  "optionm.secnmd"), "securd", "optionm.secnmd").unique("secid", keep="last"))
             if _table_exists(conn, "wrdsapps", "opcrsphist") and _table_exists(conn, "crsp", "dsf"):
                 link = pl.DataFrame(conn.execute(text("select secid, sdate, edate, permno, score from wrdsapps.opcrsphist where secid = any(:ids)"), p).fetchall(),
                                     schema=list(SCHEMAS["opcrsphist"]), orient="row")
@@ -1203,7 +1205,7 @@ def _ingest_wrds(art: Artifacts, tickers, start, end, uri, vsurfd, chunk_rows, b
                            f"and d.date >= coalesce(l.sdate, d.date) and d.date <= coalesce(l.edate, d.date) "
                            f"where l.secid = any(:ids) and d.date between :s and :e order by d.date")
                 for year in range(sy, ey + 1):
-                    for b in piece("dsf", year, lambda: dsf_sql, "crsp.dsf", extra=("secid",)): w.add("dsf", b)
+                    for b in piece("dsf", year, lambda: dsf_sql, "crsp.dsf", extra=("secid",)): w.add("dsf", q.screen(b, "dsf", "crsp.dsf"))
             else: log.warning("crsp.dsf or wrdsapps.opcrsphist not reachable; CRSP prices skipped")
         except BaseException:
             w.abort(); q.close(); raise

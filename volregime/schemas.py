@@ -8,8 +8,8 @@ from __future__ import annotations
 import polars as pl
 
 # %% auto #0
-__all__ = ['SCHEMA_DOCS', 'SCHEMAS', 'REQUIRED', 'KEYS', 'NOT_NULL', 'DOMAIN', 'DATE_COLUMNS', 'SENTINEL', 'SENTINEL_COLUMNS',
-           'YEARLY_TABLES', 'schema_table']
+__all__ = ['SCHEMA_DOCS', 'SCHEMAS', 'REQUIRED', 'KEYS', 'NOT_NULL', 'DOMAIN', 'MAX_EXPIRY_YEARS', 'CONTROL_BYTES',
+           'DATE_COLUMNS', 'SENTINEL', 'SENTINEL_COLUMNS', 'YEARLY_TABLES', 'schema_table']
 
 # %% ../nbs/01a_schemas.ipynb #733c80f2
 # table -> {column: (polars dtype, unit or meaning)}
@@ -133,6 +133,12 @@ DOMAIN: dict[str, tuple[tuple[str, pl.Expr], ...]] = {   # (reason, true where a
     "vsurfd": (("impl_volatility <= 0", pl.col("impl_volatility") <= 0), _CP, ("days <= 0", pl.col("days") <= 0)),
     "secprd": (("close <= 0", pl.col("close") <= 0),),
 }
+MAX_EXPIRY_YEARS = 10   # IvyDB lists LEAPS up to about three years out: an expiry ten years away is a damaged date
+DOMAIN["opprcd"] += ((f"exdate more than {MAX_EXPIRY_YEARS} years after date",
+                      pl.col("exdate") > pl.col("date").dt.offset_by(f"{MAX_EXPIRY_YEARS}y")),)
+CONTROL_BYTES = r"[\x00-\x1f\x7f]"   # NUL (PostgreSQL text cannot hold it) and the other C0 controls and DEL
+DOMAIN = {t: DOMAIN.get(t, ()) + tuple((f"{c} holds a control byte", pl.col(c).str.contains(CONTROL_BYTES))   # every text field
+                                       for c, d in cols.items() if d == pl.String) for t, cols in SCHEMAS.items()}
 DATE_COLUMNS: dict[str, tuple[str, ...]] = {t: tuple(c for c, d in s.items() if d == pl.Date) for t, s in SCHEMAS.items()}
 SENTINEL = -99.99  # IvyDB's "not computed" in export files
 SENTINEL_COLUMNS: dict[str, tuple[str, ...]] = {
