@@ -47,11 +47,9 @@ def kernels(cli: subprocess.Popen) -> list:
     return [p for p in server_procs(cli) if "ipykernel" in " ".join(p.cmdline())]
 
 
-@pytest.fixture(scope="module")
-def served(pg_uri, tmp_path_factory):
-    "`volregime dashboard --host 0.0.0.0` over a loaded table, no token configured: it makes one."
+def start_dashboard(pg_uri: str, d: Path, *args: str) -> tuple[subprocess.Popen, int, Path]:
+    "`volregime dashboard *args` over a loaded table, no token configured; up once its first line is printed."
     from volregime.db import load_results
-    d = tmp_path_factory.mktemp("dash-sec")
     labeled_rows(3000, seed=1, year=2021, secid=1, n_pca=2).write_parquet(d / "rows.parquet")
     load_results(d / "rows.parquet", pg_uri, table="sec_test", schema="vr_sec", progress=False)
     port = free_port()
@@ -60,22 +58,35 @@ def served(pg_uri, tmp_path_factory):
                VOLREGIME_DASHBOARD_DATA=str(d))
     exe = str(Path(sys.executable).parent / "volregime")
     log = d / "server.log"   # a file, not a pipe nobody drains: a full pipe would stall the server, not the test
-    cli = subprocess.Popen([exe, "dashboard", "--host", "0.0.0.0", "--port", str(port), "--max-kernels", "2"], env=env,
+    cli = subprocess.Popen([exe, "dashboard", "--port", str(port), *args], env=env,
                            stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT, text=True)
     t0 = time.time()
     while not log.read_text().strip() and time.time() - t0 < 60: time.sleep(0.2)
+    return cli, port, log
+
+
+def wait_up(cli: subprocess.Popen, base: str) -> None:
+    "Until the server answers and its preheated kernel runs (probed at /api/data: a page would start a kernel)."
+    for _ in range(240):
+        try:
+            if get(base + "api/data?limit=1", timeout=2)[0] in (200, 403): break
+        except Exception: pass
+        time.sleep(0.5)
+    t0 = time.time()
+    while len(kernels(cli)) < 1 and time.time() - t0 < 120: time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def served(pg_uri, tmp_path_factory):
+    "`volregime dashboard --host 0.0.0.0` over a loaded table, no token configured: it makes one."
+    cli, port, log = start_dashboard(pg_uri, tmp_path_factory.mktemp("dash-sec"), "--host", "0.0.0.0", "--max-kernels", "2",
+                                     "--max-kernels-per-client", "2")
     first = log.read_text().splitlines()[0]
     m = re.search(r"\?token=([A-Za-z0-9_\-]+)", first)
     assert m, first
     token = m[1]
     base = f"http://127.0.0.1:{port}/"
-    for _ in range(240):   # up once the login page answers
-        try:
-            if get(base, timeout=2)[0] in (200, 302, 403): break
-        except Exception: pass
-        time.sleep(0.5)
-    t0 = time.time()
-    while len(kernels(cli)) < 1 and time.time() - t0 < 120: time.sleep(0.5)   # the preheated kernel
+    wait_up(cli, base)
     yield {"cli": cli, "base": base, "token": token, "port": port, "pg_uri": pg_uri, "first": first, "log": log}
     if cli.poll() is None:
         cli.kill()
@@ -217,3 +228,45 @@ def test_sigterm_stops_server_and_kernels(served):
     gone, alive = psutil.wait_procs(procs, timeout=15)
     assert not alive, [p.pid for p in alive]
     assert time.time() - t0 < 40
+
+
+def get_from(port: int, client: str, timeout: float = 180) -> tuple[int, dict, str]:
+    "A plain `GET /` from the loopback address `client` (no browser, no websocket): status, headers, body."
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(client, 0))
+    try:
+        c.request("GET", "/")
+        r = c.getresponse()
+        return r.status, dict(r.getheaders()), r.read().decode(errors="replace")
+    finally: c.close()
+
+
+def test_pages_that_never_open_their_websocket_free_their_slots(pg_uri, tmp_path_factory):
+    "What a link preview or a health check does: plain GETs. They cannot lock the server, nor can one client take it."
+    grace = 25
+    cli, port, _ = start_dashboard(pg_uri, tmp_path_factory.mktemp("dash-grace"), "--max-kernels", "2",
+                                   "--max-kernels-per-client", "1", "--ws-grace-s", str(grace))
+    try:
+        wait_up(cli, f"http://127.0.0.1:{port}/")
+        t_first = time.time()
+        assert get_from(port, "127.0.0.2")[0] == 200
+        code, hdr, body = get_from(port, "127.0.0.2")   # the same client again: over its share
+        assert code == 429 and "its share" in body and "try again in" in body, (code, body)
+        assert 1 <= int(hdr["Retry-After"]) <= grace + 1
+        assert get_from(port, "127.0.0.3")[0] == 200
+        code, hdr, body = get_from(port, "127.0.0.4")   # every slot held: told when to come back
+        assert code == 503 and "its limit" in body and f"try again in {hdr['Retry-After']} s" in body, (code, body)
+        wait = int(hdr["Retry-After"])
+        assert 1 <= wait <= grace + 1
+        time.sleep(wait)
+        codes, t0 = [], time.time()
+        while time.time() - t0 < 30:   # the sweep runs every few seconds
+            codes.append(get_from(port, "127.0.0.4")[0])
+            if codes[-1] == 200: break
+            time.sleep(1)
+        assert codes[-1] == 200, codes
+        assert time.time() - t_first < grace + 60, "slots freed within the grace, not the idle cull"
+        assert f"no websocket within {grace} s" in (tmp_path_factory.getbasetemp() / "dash-grace0" / "server.log").read_text()
+    finally:
+        cli.kill()
+        cli.wait()

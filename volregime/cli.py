@@ -228,7 +228,8 @@ def _cmd_load(a) -> int:
 def _cmd_dashboard(a) -> int:
     "`volregime dashboard`: Voilà serving the app notebook, supervised (see `volregime.serve`)."
     from volregime.serve import ServeLimits, supervise
-    limits = ServeLimits(max_kernels=a.max_kernels, kernel_memory_mb=a.kernel_memory_mb, cull_idle_s=a.cull_idle_s)
+    limits = ServeLimits(max_kernels=a.max_kernels, kernel_memory_mb=a.kernel_memory_mb, cull_idle_s=a.cull_idle_s,
+                         ws_grace_s=a.ws_grace_s, max_kernels_per_client=a.max_kernels_per_client)
     return supervise(a.port, a.host, limits)
 
 # %% ../nbs/09_cli.ipynb #ecbf5fe9
@@ -359,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--max-kernels", type=int, default=8, help="pages open at once (each holds a kernel); the next visitor gets 503")
     ds.add_argument("--kernel-memory-mb", type=int, default=4096, help="address-space cap of each kernel, MiB (0: none)")
     ds.add_argument("--cull-idle-s", type=int, default=600, help="seconds before an idle page's kernel is shut down")
+    ds.add_argument("--ws-grace-s", type=int, default=45, help="seconds a page's kernel waits for its websocket before it is shut down")
+    ds.add_argument("--max-kernels-per-client", type=int, default=0, help="pages one client address may hold (0: half of --max-kernels)")
     ds.set_defaults(func=_cmd_dashboard)
 
     d = sub.add_parser("db", help="the embedded PostgreSQL: start, stop, status, uri",

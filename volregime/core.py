@@ -24,18 +24,40 @@ import yaml
 from dotenv import dotenv_values
 
 # %% auto #0
-__all__ = ['SETTINGS_SPEC', 'DEFAULTS', 'SQL_IDENT', 'RECORDED_PACKAGES', 'InputError', 'project_root', 'resolve_path',
-           'Settings', 'get_settings', 'register_secret', 'mask_secrets', 'MaskingFilter', 'get_logger', 'profile_path',
-           'load_params_yaml', 'load_profile', 'parse_set', 'merge_params', 'Artifacts', 'resolve_secret',
-           'StageParams', 'check_unknown', 'order_labels', 'seed_of', 'transition_matrix', 'durations', 'atomic_path',
-           'clean_leftovers', 'file_lock', 'exclusive', 'build_once', 'copy_once', 'open_parquet_writer',
-           'record_headline', 'read_headlines', 'quote_ident', 'normalize_uri', 'libpq_uri', 'pg_data_dir',
-           'embedded_status', 'embedded_stop', 'embedded_server', 'resolve_postgres_uri', 'package_versions', 'git_sha',
-           'regime_names', 'regime_label', 'setup_notebook']
+__all__ = ['STARTUP_NOTICES', 'SETTINGS_SPEC', 'DEFAULTS', 'SQL_IDENT', 'RECORDED_PACKAGES', 'InputError', 'import_quietly',
+           'project_root', 'resolve_path', 'Settings', 'get_settings', 'register_secret', 'mask_secrets',
+           'MaskingFilter', 'get_logger', 'profile_path', 'load_params_yaml', 'load_profile', 'parse_set',
+           'merge_params', 'Artifacts', 'resolve_secret', 'StageParams', 'check_unknown', 'order_labels', 'seed_of',
+           'transition_matrix', 'durations', 'atomic_path', 'clean_leftovers', 'file_lock', 'exclusive', 'build_once',
+           'copy_once', 'open_parquet_writer', 'record_headline', 'read_headlines', 'quote_ident', 'normalize_uri',
+           'libpq_uri', 'pg_data_dir', 'embedded_status', 'embedded_stop', 'embedded_server', 'resolve_postgres_uri',
+           'package_versions', 'git_sha', 'regime_names', 'regime_label', 'setup_notebook']
 
 # %% ../nbs/00_core.ipynb #0fd831af
 class InputError(ValueError):
     "Bad input to volregime: the message names the file, row, column or parameter and what was expected."
+
+# %% ../nbs/00_core.ipynb #3a3f4be8
+STARTUP_NOTICES = re.compile(r"All log messages before absl::InitializeLog|oneDNN custom operations are on|"
+                             r"cpu_feature_guard|This TensorFlow binary is optimized|To enable the following instructions|"
+                             r"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|computation placer already registered")
+
+def import_quietly(name: str  # module to import, e.g. "tensorflow" or "keras"
+                   ):
+    "The module, imported with the C-level start-up notices it writes to stderr held back; other stderr lines pass."
+    import importlib
+    if name in sys.modules: return sys.modules[name]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try: mod = importlib.import_module(name)
+        finally:
+            os.dup2(saved, 2); os.close(saved)
+            held.seek(0)
+            rest = [ln for ln in held.read().decode(errors="replace").splitlines() if ln.strip() and not STARTUP_NOTICES.search(ln)]
+    if rest: os.write(2, ("\n".join(rest) + "\n").encode())   # where they were going
+    return mod
 
 # %% ../nbs/00_core.ipynb #7032d162
 def project_root(start: str | Path | None = None  # folder to search upward from; default cwd

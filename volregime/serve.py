@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ipaddress
 import json
 import os
@@ -27,8 +28,8 @@ log = get_logger("serve")
 
 # %% auto #0
 __all__ = ['log', 'TOKEN_ENV', 'KERNEL_WS_PROTOCOL', 'DATA_PARAMS', 'is_loopback', 'dashboard_token', 'ServeLimits',
-           'TokenBucket', 'parse_data_query', 'data_answer', 'LimitedKernelManager', 'volregime_voila', 'serve_argv',
-           'serve_main', 'supervise']
+           'TokenBucket', 'PageLedger', 'parse_data_query', 'data_answer', 'LimitedKernelManager', 'volregime_voila',
+           'serve_argv', 'serve_main', 'supervise']
 
 # %% ../nbs/07b_serve.ipynb #f1ce177c
 TOKEN_ENV = "VOLREGIME_DASHBOARD_TOKEN"
@@ -65,16 +66,23 @@ class ServeLimits:
     ws_pending_mb: int = 64        # bytes waiting for a client that does not read, before it is disconnected
     state_every_s: float = 10.0    # one widget-state request per widget per this many seconds (the page asks once)
     cull_idle_s: int = 600         # seconds before an idle kernel is shut down
+    ws_grace_s: int = 45           # seconds a page's kernel waits for its websocket (first, or again after a close)
+    max_kernels_per_client: int = 0  # pages one client address may hold; 0 = half of max_kernels (at least one)
 
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or (v == 0 and f.name not in ("kernel_memory_mb",)):
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or (v == 0 and f.name not in ("kernel_memory_mb", "max_kernels_per_client")):
                 raise DashboardError(f"dashboard limit {f.name}={v!r}: expected a positive number")
 
     def env(self) -> dict:
         "The limits as environment variables, for the server process."
         return {f"VOLREGIME_SERVE_{k.upper()}": str(v) for k, v in asdict(self).items()}
+
+    @property
+    def per_client(self) -> int:
+        "Pages one client address may hold at once."
+        return min(self.max_kernels, self.max_kernels_per_client or max(1, (self.max_kernels + 1) // 2))
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "ServeLimits":
@@ -99,6 +107,43 @@ class TokenBucket:
         if self.level < 1: return False
         self.level -= 1
         return True
+
+# %% ../nbs/07b_serve.ipynb #c912dc9c
+class PageLedger:
+    "Pages handed out (kernel id -> client, open sockets, when the socket count last fell to zero)."
+    def __init__(self, clock=time.monotonic):
+        self.clock, self.pages = clock, {}
+
+    def add(self, kid: str, client: str) -> None:
+        self.pages[kid] = {"client": client, "sockets": 0, "since": self.clock()}
+
+    def connect(self, kid: str) -> None:
+        if kid in self.pages: self.pages[kid]["sockets"] += 1
+
+    def disconnect(self, kid: str) -> None:
+        pg = self.pages.get(kid)
+        if pg is not None:
+            pg["sockets"] = max(0, pg["sockets"] - 1)
+            if pg["sockets"] == 0: pg["since"] = self.clock()
+
+    def stale(self, grace_s: float) -> list:
+        "Pages without a socket for longer than `grace_s`."
+        now = self.clock()
+        return [k for k, pg in self.pages.items() if pg["sockets"] == 0 and now - pg["since"] > grace_s]
+
+    def held_by(self, client: str, alive) -> int:
+        "Pages of `client` among the kernels still `alive`."
+        return sum(1 for k, pg in self.pages.items() if pg["client"] == client and k in alive)
+
+    def retry_after(self, grace_s: float, alive, client: str | None = None, busy_s: int = 60) -> int:
+        "Seconds until the first socketless page (of `client`, if given) runs out of grace; `busy_s` when none has."
+        now = self.clock()
+        waits = [grace_s - (now - pg["since"]) for k, pg in self.pages.items()
+                 if k in alive and pg["sockets"] == 0 and client in (None, pg["client"])]
+        return max(1, int(min(waits)) + 1) if waits else busy_s
+
+    def forget(self, kid: str) -> None:
+        self.pages.pop(kid, None)
 
 # %% ../nbs/07b_serve.ipynb #413a802c
 DATA_PARAMS = ("limit", "offset", "columns", "clusters", "date_from", "date_to")
@@ -165,10 +210,14 @@ class LimitedKernelManager(ServerKernelManager):
 def _handlers(limits: ServeLimits):
     "The websocket, page and data handlers (Tornado classes, built when the server starts)."
     from jupyter_server.base.handlers import APIHandler
+    from jupyter_core.utils import ensure_async
     from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
     from tornado import web
     from voila.tornado.handler import TornadoVoilaHandler
     from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
+
+    ledger = PageLedger()
+    client_of = contextvars.ContextVar("volregime_page_client", default=None)
 
     class GuardedKernelWebsocket(VoilaKernelWebsocketHandler):
         async def pre_get(self):
@@ -179,6 +228,11 @@ def _handlers(limits: ServeLimits):
             self._bucket = TokenBucket(limits.ws_burst, limits.ws_rate)
             self._state_asked, self._repeats = {}, 0
             await super().pre_get()
+            ledger.connect(self.kernel_id); self._counted = True
+
+        def on_close(self):
+            if getattr(self, "_counted", False): ledger.disconnect(self.kernel_id); self._counted = False
+            return super().on_close()
 
         def _drop(self, why: str):
             log.warning(f"closing the kernel websocket of {self.request.remote_ip}: {why}")
@@ -218,12 +272,55 @@ def _handlers(limits: ServeLimits):
 
     class CappedVoilaHandler(TornadoVoilaHandler):
         async def get(self, path=None):
-            km = self.kernel_manager   # pages open: kernels less those kept warm for the next visitors
-            n = len(km.list_kernel_ids()) - sum(len(p) for p in getattr(km, "_pools", {}).values())
+            km = self.kernel_manager
+            _watch(km)
+            await _sweep(km)
+            alive = set(km.list_kernel_ids())   # pages open: those handed out, or at least kernels less the warm ones
+            n = max(sum(1 for k in ledger.pages if k in alive), len(alive) - sum(len(p) for p in getattr(km, "_pools", {}).values()))
+            client = self.request.remote_ip
             if n >= limits.max_kernels:
-                self.set_status(503)
-                return self.finish(f"The dashboard has {n} open pages, its limit; try again in a few minutes.")
-            return await super().get(path)
+                return self._refuse(503, ledger.retry_after(limits.ws_grace_s, alive),
+                                    f"The dashboard has {n} open pages, its limit")
+            if ledger.held_by(client, alive) >= limits.per_client:
+                return self._refuse(429, ledger.retry_after(limits.ws_grace_s, alive, client),
+                                    f"This address has {limits.per_client} open pages, its share of the dashboard's {limits.max_kernels}")
+            token = client_of.set(client)   # read by the kernel manager's wrappers (_watch) as they hand a kernel out
+            try: return await super().get(path)
+            finally: client_of.reset(token)
+
+        def _refuse(self, status: int, wait_s: int, why: str):
+            self.set_status(status)
+            self.set_header("Retry-After", str(wait_s))
+            return self.finish(f"{why}; try again in {wait_s} s.")
+
+    def _watch(km):
+        "Wrap the two ways Voilà hands a page its kernel, once, so each page lands in the ledger with its client."
+        if getattr(km, "_volregime_watched", False): return
+        km._volregime_watched = True
+        rendered, start = km.get_rendered_notebook, km.start_kernel
+        async def get_rendered_notebook(*a, **kw):
+            out = await rendered(*a, **kw)
+            ledger.add(out[2], client_of.get() or "?")
+            return out
+        async def start_kernel(*a, **kw):
+            kid = await ensure_async(start(*a, **kw))
+            if client_of.get() is not None: ledger.add(kid, client_of.get())
+            return kid
+        km.get_rendered_notebook, km.start_kernel = get_rendered_notebook, start_kernel
+        from tornado.ioloop import PeriodicCallback
+        km._volregime_sweeper = PeriodicCallback(lambda: asyncio.ensure_future(_sweep(km)), 1000 * min(5.0, limits.ws_grace_s / 3))
+        km._volregime_sweeper.start()
+
+    async def _sweep(km):
+        "Shut down the kernels of pages whose websocket did not open (or come back) within the grace."
+        alive = set(km.list_kernel_ids())
+        for kid in list(ledger.pages):
+            if kid not in alive: ledger.forget(kid)   # culled, or shut down by its page
+        for kid in ledger.stale(limits.ws_grace_s):
+            ledger.forget(kid)
+            log.warning(f"shutting down a page's kernel: no websocket within {limits.ws_grace_s} s")
+            try: await km.shutdown_kernel(kid)
+            except Exception as e: log.warning(f"could not shut down kernel {kid[:8]}: {e}")
 
     src_holder: dict = {}
 

@@ -20,7 +20,7 @@ from scipy import stats
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 
 from .cluster import check_cluster, engine
-from .core import Artifacts, InputError, StageParams, atomic_path, get_logger, record_headline, seed_of
+from .core import Artifacts, InputError, StageParams, atomic_path, get_logger, import_quietly, record_headline, seed_of
 
 # %% auto #0
 __all__ = ['log', 'SKLEARN_GRIDS', 'BUILDERS', 'QLIKE_FLOOR', 'ForecastInputError', 'Sequences', 'make_sequences', 'as_sequences',
@@ -285,7 +285,8 @@ def configure_devices(gpu_devices: str = "",  # GPU indices to make visible; emp
                      ) -> dict:
     "Visible GPUs, memory growth, deterministic seeds; a test op logs the device it ran on."
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # tf.data graph notes (E-level, harmless) flooded the console
-    import tensorflow as tf
+    tf = import_quietly("tensorflow")
+
     global _DEVICES
     gpus = tf.config.list_physical_devices("GPU")
     if _DEVICES == (gpu_devices, bool(memory_growth)):   # already applied in this process (a notebook, then its stage)
@@ -321,13 +322,15 @@ class LayerSeeds:
 
     def recurrent(self) -> dict:
         "Keyword arguments of an LSTM or GRU layer: seeded kernel, recurrent kernel and dropout."
-        import keras
+        keras = import_quietly("keras")
+
         return dict(kernel_initializer=keras.initializers.GlorotUniform(seed=self()),
                     recurrent_initializer=keras.initializers.Orthogonal(seed=self()), seed=self())
 
     def dense(self) -> dict:
         "Keyword arguments of a Dense layer: a seeded kernel."
-        import keras
+        keras = import_quietly("keras")
+
         return dict(kernel_initializer=keras.initializers.GlorotUniform(seed=self()))
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #e4c5656a
@@ -341,7 +344,8 @@ def build_recurrent(kind: str,  # lstm or gru
                     seed: int = 0,  # seed of the initial weights and dropout (LayerSeeds)
                    ):
     "LSTM or GRU stack with a dense H-step head."
-    import keras
+    keras = import_quietly("keras")
+
     layer = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[kind]
     seeds = LayerSeeds(seed)
     inp = keras.Input(shape=input_shape)
@@ -369,7 +373,8 @@ def build_seq2seq(input_shape: tuple,  # (W, F)
                   seed: int = 0,  # seed of the initial weights and dropout (LayerSeeds)
                  ):
     "Encoder–decoder LSTM producing H steps."
-    import keras
+    keras = import_quietly("keras")
+
     seeds = LayerSeeds(seed)
     inp = keras.Input(shape=input_shape)
     x = inp
@@ -430,7 +435,8 @@ class KerasForecaster(RegressorMixin, BaseEstimator):
 
     def _build(self, Xw: np.ndarray, Y: np.ndarray, seed: int):
         "A fresh model for windows Xw and targets Y: the global seeds reset, every layer seeded from `seed`."
-        import keras
+        keras = import_quietly("keras")
+
         keras.utils.set_random_seed(seed)
         return BUILDERS[self.family](Xw.shape[1:], Y.shape[1], units=int(self.units), depth=int(self.depth),
                                      dropout=float(self.dropout), lr=float(self.lr), seed=seed)
@@ -439,7 +445,8 @@ class KerasForecaster(RegressorMixin, BaseEstimator):
         """Train on (X, y). With 30 or more samples the last 15 % (after `gap` samples) is an early-stopping tail that
         chooses the number of epochs; with `refit_full` the model is then refit on every row for that many epochs, as the
         scikit-learn families are refit on the whole training set."""
-        import keras
+        keras = import_quietly("keras")
+
         from sklearn.preprocessing import MinMaxScaler, StandardScaler
         from sklearn.utils.validation import validate_data
         if self.family not in BUILDERS: raise ForecastInputError(f"family={self.family!r}: expected one of {list(BUILDERS)}")
@@ -833,7 +840,8 @@ def load_family(d: str | Path  # a folder written by save_family
     "Reload a saved family: a fitted KerasForecaster or the scikit-learn estimator."
     d = Path(d)
     if (d / "model.keras").exists():
-        import keras
+        keras = import_quietly("keras")
+
         state = joblib.load(d / "estimator_state.pkl")
         est = KerasForecaster(**state["params"])
         est.model_ = keras.models.load_model(d / "model.keras")

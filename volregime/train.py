@@ -14,7 +14,7 @@ import joblib
 import numpy as np
 import polars as pl
 
-from .core import InputError, get_logger, git_sha, package_versions, seed_of
+from .core import InputError, get_logger, git_sha, import_quietly, package_versions, seed_of
 from .supervised import BUILDERS, configure_devices, sklearn_model
 
 log = get_logger("train")
@@ -145,7 +145,8 @@ def train_presplit(train: str | Path, val: str | Path, test: str | Path,  # the 
     scale = lambda X: fs.transform(X.reshape(-1, X.shape[-1])).reshape(X.shape)
     device, files = {}, []
     if model in BUILDERS:
-        import keras
+        keras = import_quietly("keras")
+
         device = configure_devices(gpu_devices, memory_growth, seed)
         keras.utils.set_random_seed(seed)
         net = BUILDERS[model](Xtr.shape[1:], 1, units=units, depth=depth, dropout=dropout, lr=lr, seed=seed)
