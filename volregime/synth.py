@@ -23,7 +23,7 @@ from .schemas import SCHEMAS, SENTINEL
 __all__ = ['REGIME_NAMES', 'SURFACE_DAYS', 'SURFACE_DELTAS', 'RATE', 'DIVIDEND', 'NICE_STEPS', 'TICKER_IDS', 'PARQUET_EXPORT',
            'SENTINEL_EXPORT', 'MarketSpec', 'trading_days', 'simulate_regimes', 'atm_term', 'smile_iv', 'bs_quote',
            'SyntheticMarket', 'regime_names', 'check_spec', 'simulate_market', 'write_exports', 'write_panel_exports',
-           'Scenario', 'true_k', 'random_scenario']
+           'Scenario', 'true_k', 'random_scenario', 'noisy_scenario']
 
 # %% ../nbs/01b_synth.ipynb #5b57bd1f
 REGIME_NAMES = ("calm", "normal", "stressed")
@@ -64,6 +64,11 @@ class MarketSpec:
     idio_episode: float = 40.0                  # panel: mean length in days of an idiosyncratic episode
     name_vol_sd: float = 0.0                    # panel: names' vol multipliers drawn log-normal with this sd (0: 1 + 0.15 i)
     chains: bool = True                         # simulate option chains (opprcd); False: the standardised surface (vsurfd) only, as a cross-section study pulls it
+    iv_noise_spread: float = 0.0                # quote IV noise tied to the spread: sd = this x (half-spread / vega), added to iv_noise
+    skew_factor_sd: float = 0.0                 # skew's own persistent move (AR(1), stationary sd), apart from the regime
+    curv_factor_sd: float = 0.0                 # curvature's own persistent move, log scale
+    term_factor_sd: float = 0.0                 # long-run IV's own persistent move (the term slope), vol points / 100
+    factor_persist: float = 0.97                # daily AR(1) coefficient of those own moves
 
 # %% ../nbs/01b_synth.ipynb #9c0b1118
 def trading_days(start: str, end: str) -> np.ndarray:
@@ -201,6 +206,17 @@ def check_spec(spec: MarketSpec,  # the market's parameters
         raise InputError(f"name_vol has {len(spec.name_vol)} values for {n_tickers} tickers: expected one per ticker (or none)")
 
 # %% ../nbs/01b_synth.ipynb #8fc887d2
+def _factors(n: int, spec: MarketSpec, g: np.random.Generator) -> tuple:
+    "Skew, log-curvature and long-run-IV moves of their own: stationary AR(1) paths with the spec's sds (zeros when 0)."
+    phi = spec.factor_persist
+    def ar1(sd):
+        if sd <= 0: return np.zeros(n)
+        e = g.standard_normal(n) * sd * np.sqrt(1 - phi ** 2)
+        x = np.empty(n); x[0] = sd * g.standard_normal()
+        for t in range(1, n): x[t] = phi * x[t - 1] + e[t]
+        return x
+    return ar1(spec.skew_factor_sd), ar1(spec.curv_factor_sd), ar1(spec.term_factor_sd)
+
 def _vol_path(levels: np.ndarray, regime: np.ndarray, shocks: np.ndarray, spec: MarketSpec) -> np.ndarray:
     "Spot vol whose log relaxes each day toward its regime's level (rate kappa), plus vol_of_vol times the day's shock."
     logv = np.empty(len(regime)); logv[0] = np.log(levels[regime[0]])
@@ -236,6 +252,9 @@ def _chains(tabs, tk, secid, dates, S, level, lr_name, reg, sk_i, cu_i, spec, n_
     bid = np.maximum(np.round(price - hs, 2), 0.0)
     offer = np.maximum(np.round(price + hs, 2), 0.05)
     iv_obs = iv_true + spec.iv_noise * rng.standard_normal(len(ti))
+    if spec.iv_noise_spread > 0:   # noise the size of the quote's spread in vol terms (its own generator: defaults unchanged)
+        g = np.random.default_rng([secid, int(dates[0].astype("datetime64[D]").astype(np.int64)), 14])
+        iv_obs = iv_obs + spec.iv_noise_spread * np.minimum(hs / np.maximum(vega, 1e-6), 0.05) * g.standard_normal(len(ti))
     missing = (bid <= 0) | (rng.random(len(ti)) < spec.missing_iv)
     lam = 300 * np.exp(-0.5 * x * x) * (np.exp(-dte / 45) + 0.15) * np.array(spec.volume_mult)[rg]
     lam = lam * np.where(is_call, 1.0, (np.array([1.2, 1.6, 2.2]) if k == 3 else np.linspace(1.2, 2.2, k))[rg])
@@ -292,6 +311,8 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
     sig_m = _vol_path(lv, regime, e_m, spec)
     skew_t = sk[regime] + 0.01 * rng.standard_normal(n)
     curv_t = cu[regime] * np.exp(0.05 * rng.standard_normal(n))
+    f_sk, f_cu, f_lr = _factors(n, spec, np.random.default_rng([seed, 13]))   # zero unless asked: the default market is unchanged
+    skew_t, curv_t = skew_t + f_sk, curv_t * np.exp(f_cu)
     exp_all, exp_monthly = _expiries(dates[0], dates[-1], spec.expiry_schedule == "daily")
     exp_fri = _is_friday(exp_all)   # once, not per day
     n_exp = int(np.clip(n_contracts // 24, 5, 16))
@@ -305,6 +326,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         else: beta = 1.0 + 0.15 * i
         idio = rng.standard_normal(n) * 0.004
         reg, sig, sk_i, cu_i = regime, sig_m * beta, skew_t, curv_t
+        lr_i = lr[reg] + f_lr
         if spec.idio_share > 0:   # panel: the name's own regime path on idio_share of its days (own generator: the market is unchanged)
             g = np.random.default_rng([seed, 9, i])
             own = simulate_regimes(n, spec.transition, g, int(g.integers(k)))
@@ -312,6 +334,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
             on = simulate_regimes(n, ((1 - in_p, in_p), (out_p, 1 - out_p)), g, int(g.random() < spec.idio_share)).astype(bool)
             reg = np.where(on, own, regime)
             sig = _vol_path(lv, reg, e_m, spec) * beta   # its own regime's level, the market's shocks
+            lr_i = lr[reg] + f_lr
             own_days = reg != regime   # the name's own skew and curvature where its regime is not the market's
             sk_i = np.where(own_days, sk[reg] + 0.01 * g.standard_normal(n), skew_t)
             cu_i = np.where(own_days, cu[reg] * np.exp(0.05 * g.standard_normal(n)), curv_t)
@@ -323,11 +346,11 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         split = np.where(np.arange(n) < n // 2, 2.0, 1.0) if i > 0 else np.ones(n)  # 2:1 split mid-sample
         S = S_adj * split                                                           # raw (traded) price
         level = sig * spec.vrp
-        atm30 = atm_term(30 / 365, level, lr[reg] * beta ** 0.5, spec.tau)
+        atm30 = atm_term(30 / 365, level, lr_i * beta ** 0.5, spec.tau)
         tabs["truth"].append(pl.DataFrame({"date": dates, "secid": secid, "regime": reg,
                                            "regime_name": np.array(names)[reg], "spot_vol": sig,
                                            "atm_iv_30d": atm30}))
-        if spec.chains: _chains(tabs, tk, secid, dates, S, level, lr[reg] * beta ** 0.5, reg, sk_i, cu_i, spec, n_contracts, n_exp, exp_all, exp_monthly, exp_fri, rng)
+        if spec.chains: _chains(tabs, tk, secid, dates, S, level, lr_i * beta ** 0.5, reg, sk_i, cu_i, spec, n_contracts, n_exp, exp_all, exp_monthly, exp_fri, rng)
         # ---- underlying: OptionMetrics secprd and CRSP dsf
         prev = np.concatenate([[S[0]], S[:-1]])
         opn = prev * np.exp(0.002 * rng.standard_normal(n))
@@ -352,7 +375,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         tabs["opcrsphist"].append(pl.DataFrame({"secid": [secid], "sdate": [_date(1996, 1, 4)],
                                                 "edate": [_date(2099, 12, 31)], "permno": [permno], "score": [1]}))
         # ---- vsurfd: standardised surface by (days, delta) and a 30-day model-free IV
-        tabs["vsurfd"].append(_vsurfd(dates, secid, S, level, lr[reg] * beta ** 0.5, sk_i, cu_i, spec))
+        tabs["vsurfd"].append(_vsurfd(dates, secid, S, level, lr_i * beta ** 0.5, sk_i, cu_i, spec))
         if i == 0: tabs["vix"].append(_model_free_iv(dates, S, sig_m * beta * spec.vrp, lr[regime], skew_t, curv_t, spec))
     empty = {**SCHEMAS, "vix": {"date": pl.Date, "value": pl.Float64}}   # a later piece of a panel has no vix rows
     cat = {k: pl.concat(v) if v else pl.DataFrame(schema=empty[k]) for k, v in tabs.items()}
@@ -553,3 +576,18 @@ def random_scenario(seed: int,             # scenario seed: the same seed, the s
     end = str(np.busday_offset(np.datetime64(start) + int(365.25 * years), 0, roll="backward"))
     tickers = ("AAA", "BBB", "CCC")[:n_names]
     return Scenario(f"s{seed:04d}", seed, spec, tickers, start, end, n_contracts)
+
+# %% ../nbs/01b_synth.ipynb #cbb06e80
+def noisy_scenario(seed: int,            # scenario seed: the same seed, the same market
+                   years: float = 6.0,   # length of the sample
+                   n_contracts: int = 300,  # contracts per day: about 12 listed strikes on each of 12 expiries
+                   ) -> Scenario:
+    "A `random_scenario` market with spread-sized IV noise, mostly monthly expiries and smile factors of their own."
+    sc = random_scenario(seed, years, n_contracts)
+    g = np.random.default_rng([seed, 2026])
+    from dataclasses import replace
+    spec = replace(sc.spec, iv_noise_spread=float(g.uniform(0.4, 2.0)), skew_factor_sd=float(g.uniform(0.01, 0.04)),
+                   curv_factor_sd=float(g.uniform(0.1, 0.4)), term_factor_sd=float(g.uniform(0.005, 0.02)),
+                   factor_persist=float(g.uniform(0.95, 0.99)),
+                   expiry_schedule=str(g.choice(["monthly", "weekly"], p=[0.7, 0.3])))
+    return replace(sc, name=f"n{seed:04d}", spec=spec)
