@@ -17,12 +17,13 @@ from .cluster import Engine, check_cluster, engine, underlying_groups
 from .core import Artifacts, InputError, StageParams, atomic_path, build_once, get_logger, open_parquet_writer, record_headline
 
 # %% auto #0
-__all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SURFACE_COLS', 'SURFACE_KIND', 'DAILY_COLUMNS', 'in_part', 'part_scan',
-           'underlying_frame', 'volume_ma5', 'option_features', 'write_option_features', 'SurfaceFilters',
-           'filter_counts', 'apply_filters', 'per_expiry', 'constant_maturity', 'surface_from_opprcd',
+__all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SMILE_MIN_QUOTES', 'Z25', 'FIT_COLUMNS', 'SURFACE_SE', 'SURFACE_COLS',
+           'SURFACE_KIND', 'DAILY_COLUMNS', 'in_part', 'part_scan', 'underlying_frame', 'volume_ma5', 'option_features',
+           'write_option_features', 'SurfaceFilters', 'filter_counts', 'apply_filters', 'per_expiry', 'smile_quotes',
+           'fit_smiles', 'constant_maturity', 'constant_maturity_se', 'expiry_smiles', 'surface_from_opprcd',
            'option_activity', 'surface_from_vsurfd', 'daily_features', 'log_surface', 'FeatureSummary',
-           'build_features', 'FeatureParams', 'truth_tracking', 'surface_accuracy', 'run_features', 'features_ready',
-           'ensure_features', 'fig_surface_timeline', 'fig_feature_distributions', 'fig_correlation']
+           'build_features', 'FeatureParams', 'truth_tracking', 'surface_accuracy', 'noise_shares', 'run_features',
+           'features_ready', 'ensure_features', 'fig_surface_timeline', 'fig_feature_distributions', 'fig_correlation']
 
 # %% ../nbs/02_features.ipynb #516e06fe
 log = get_logger("features")
@@ -234,6 +235,67 @@ def per_expiry(opprcd: pl.LazyFrame,   # filtered option rows
         wing_extrapolated=put_x.cast(pl.Int8) + call_x.cast(pl.Int8),
     ).select("secid", "date", "exdate", "dte", "atm_iv", "put25_iv", "call25_iv", "wing_extrapolated")
 
+# %% ../nbs/02_features.ipynb #265e0f3b
+SMILE_MIN_QUOTES = 5   # quotes an expiry needs for its smile to be fitted (three parameters, two degrees of freedom left)
+Z25 = 0.6744897501960817   # the standard normal quantile at 0.75: |d1| of a 25-delta option
+
+def smile_quotes(opprcd: pl.LazyFrame,  # filtered option rows
+                 spot: pl.LazyFrame,    # secid, date, close_raw (forward fallback)
+                 ) -> pl.LazyFrame:
+    "Out-of-the-money quotes with x = log(K/F)/sqrt(T), their IV and weight 1/σ_q² (σ_q: half-spread over vega)."
+    k = ((pl.col("strike_price") / 1000.0) / pl.coalesce("forward_price", "close_raw")).log()
+    sig_q = ((pl.col("best_offer") - pl.col("best_bid")) / 2 / pl.col("vega")).clip(0.0005, 0.05).fill_null(0.01).fill_nan(0.01)
+    return (opprcd.join(spot, on=["secid", "date"], how="left")
+            .with_columns(dte=(pl.col("exdate") - pl.col("date")).dt.total_days(), k=k)
+            .filter(((pl.col("cp_flag") == "P") & (pl.col("k") < 0)) | ((pl.col("cp_flag") == "C") & (pl.col("k") >= 0)))
+            .select("secid", "date", "exdate", "dte", (pl.col("k") / (pl.col("dte") / 365.0).sqrt()).alias("x"),
+                    pl.col("impl_volatility").alias("iv"), (1.0 / sig_q ** 2).alias("w")))
+
+# %% ../nbs/02_features.ipynb #cda7c8f5
+FIT_COLUMNS = ("atm_iv", "put25_iv", "call25_iv", "atm_iv_se", "skew_se", "curv_se")   # what a fit gives per expiry
+
+def fit_smiles(quotes: pl.LazyFrame,  # smile_quotes(...) rows
+               min_quotes: int = SMILE_MIN_QUOTES,  # quotes an expiry needs for a fit
+               ) -> pl.DataFrame:
+    """Per (secid, date, exdate) with enough quotes on both sides of the money: the WLS quadratic smile's ATM, 25-delta
+    put and call IVs, the standard errors of ATM, skew (put - call) and curvature ((put + call)/2 - ATM), quotes used."""
+    x, w, y = pl.col("x"), pl.col("w"), pl.col("iv")
+    agg = (quotes.group_by("secid", "date", "exdate")
+           .agg(pl.col("dte").first(), pl.len().alias("n_fit"), x.min().alias("xmin"), x.max().alias("xmax"),
+                *[(w * x ** j).sum().alias(f"s{j}") for j in range(5)], *[(w * x ** j * y).sum().alias(f"t{j}") for j in range(3)],
+                (w * y * y).sum().alias("yy"))
+           .filter((pl.col("n_fit") >= min_quotes) & (pl.col("xmin") < 0) & (pl.col("xmax") > 0))
+           .collect(engine="streaming"))
+    keys = agg.select("secid", "date", "exdate", "dte", "n_fit")
+    if agg.is_empty():
+        return keys.with_columns([pl.lit(None, pl.Float64).alias(c) for c in FIT_COLUMNS]).with_columns(pl.lit(None, pl.Int8).alias("wing_extrapolated"))
+    s = agg.select([f"s{j}" for j in range(5)]).to_numpy()
+    A = np.stack([s[:, 0:3], s[:, 1:4], s[:, 2:5]], axis=1)
+    tb = agg.select("t0", "t1", "t2").to_numpy()
+    ok = np.abs(np.linalg.det(A)) > 1e-12 * np.abs(A).max(axis=(1, 2)) ** 3
+    A[~ok] = np.eye(3)
+    beta = np.linalg.solve(A, tb[..., None])[..., 0]
+    rss = np.maximum(agg["yy"].to_numpy() - np.einsum("ij,ij->i", beta, tb), 0.0)
+    C = np.linalg.inv(A) * (rss / np.maximum(agg["n_fit"].to_numpy() - 3, 1))[:, None, None]
+    T = agg["dte"].to_numpy() / 365.0
+    f = lambda z: beta[:, 0] + beta[:, 1] * z + beta[:, 2] * z * z
+    xc, xp = np.full(len(T), Z25 * beta[:, 0]), np.full(len(T), -Z25 * beta[:, 0])
+    for _ in range(4):   # the strikes where delta is +-0.25 on the fitted smile
+        xc, xp = Z25 * f(xc) + f(xc) ** 2 * np.sqrt(T) / 2, -Z25 * f(xp) + f(xp) ** 2 * np.sqrt(T) / 2
+    def se(g): return np.sqrt(np.maximum(np.einsum("ni,nij,nj->n", g, C, g), 0.0))
+    one, zero = np.ones(len(T)), np.zeros(len(T))
+    lo, hi = agg["xmin"].to_numpy(), agg["xmax"].to_numpy()
+    reach = 0.25 * (hi - lo)
+    put_ok, call_ok = ok & (xp >= lo - reach), ok & (xc <= hi + reach)
+    out = keys.with_columns(
+        atm_iv=pl.Series(np.where(ok, beta[:, 0], np.nan)), put25_iv=pl.Series(np.where(put_ok, f(xp), np.nan)),
+        call25_iv=pl.Series(np.where(call_ok, f(xc), np.nan)),
+        atm_iv_se=pl.Series(np.where(ok, se(np.stack([one, zero, zero], 1)), np.nan)),
+        skew_se=pl.Series(np.where(put_ok & call_ok, se(np.stack([zero, xp - xc, xp ** 2 - xc ** 2], 1)), np.nan)),
+        curv_se=pl.Series(np.where(put_ok & call_ok, se(np.stack([zero, (xp + xc) / 2, (xp ** 2 + xc ** 2) / 2], 1)), np.nan)),
+        wing_extrapolated=pl.Series(((xp < lo) & put_ok).astype(np.int8) + ((xc > hi) & call_ok).astype(np.int8)))
+    return out.with_columns([pl.col(c).fill_nan(None) for c in FIT_COLUMNS])
+
 # %% ../nbs/02_features.ipynb #d57c5681
 def constant_maturity(exp: pl.LazyFrame,  # per_expiry(...) rows
                       col: str,           # atm_iv, put25_iv or call25_iv
@@ -277,30 +339,64 @@ def constant_maturity(exp: pl.LazyFrame,  # per_expiry(...) rows
     out = lower.join(upper, on=["secid", "date"], how="full", coalesce=True)
     return out.select("secid", "date", value.alias(name), how.alias(f"{name}_how"))
 
+# %% ../nbs/02_features.ipynb #23062ea6
+def constant_maturity_se(exp: pl.LazyFrame,  # per-expiry rows with a standard-error column
+                         col: str,           # the standard-error column, e.g. atm_iv_se
+                         days: int,          # target calendar days
+                         ) -> pl.LazyFrame:
+    "Per (secid, date): the standard error at `days` (`<col>_<days>d`) from the bracketing expiries' errors."
+    e = exp.filter(pl.col(col).is_not_null() & pl.col(col).is_finite()).select("secid", "date", "dte", col)
+    lower = e.filter(pl.col("dte") <= days).sort("dte").group_by("secid", "date").agg(pl.col("dte").last().alias("d1"), pl.col(col).last().alias("e1"))
+    upper = e.filter(pl.col("dte") > days).sort("dte").group_by("secid", "date").agg(pl.col("dte").first().alias("d2"), pl.col(col).first().alias("e2"))
+    a1 = (pl.col("d2") - days) / (pl.col("d2") - pl.col("d1"))
+    se = (pl.when(pl.col("d1").is_not_null() & pl.col("d2").is_not_null())
+          .then(((a1 * pl.col("e1")) ** 2 + ((1 - a1) * pl.col("e2")) ** 2).sqrt()).otherwise(pl.coalesce("e1", "e2")))
+    return lower.join(upper, on=["secid", "date"], how="full", coalesce=True).select("secid", "date", se.alias(f"{col}_{days}d"))
+
+# %% ../nbs/02_features.ipynb #09440c53
+SURFACE_SE = ("atm_iv_30d_se", "skew_25d_se", "curvature_25d_se", "term_slope_se")   # standard errors of the day's surface features
+
+def expiry_smiles(opprcd: pl.LazyFrame,  # filtered option rows
+                  spot: pl.LazyFrame,    # secid, date, close_raw
+                  ) -> pl.DataFrame:
+    "Per expiry: ATM and 25-delta IVs from the fitted smile where there is one, else the two-point values; errors; `smile`."
+    two = per_expiry(opprcd, spot).collect(engine="streaming")
+    fit = fit_smiles(smile_quotes(opprcd, spot)).drop("dte")
+    j = two.join(fit, on=["secid", "date", "exdate"], how="left", suffix="_fit")
+    fitted = pl.col("atm_iv_fit").is_not_null()
+    return j.select("secid", "date", "exdate", "dte",
+                    *[pl.when(fitted).then(pl.col(f"{c}_fit")).otherwise(pl.col(c)).alias(c) for c in ("atm_iv", "put25_iv", "call25_iv")],
+                    pl.when(fitted).then(pl.col("wing_extrapolated_fit")).otherwise(pl.col("wing_extrapolated")).alias("wing_extrapolated"),
+                    "atm_iv_se", "skew_se", "curv_se", pl.when(fitted).then(pl.lit("fit")).otherwise(pl.lit("two-point")).alias("smile"))
+
 # %% ../nbs/02_features.ipynb #9310f2ab
 def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
                         under: pl.DataFrame,  # underlying_frame rows
                         f: SurfaceFilters,  # the surface filters
                         part: tuple | None = None,  # (secids, year): only that partition
                        ) -> pl.LazyFrame:
-    "Daily surface measures from option quotes: atm_iv_30d, skew_25d, curvature_25d, term_slope (+91d ATM)."
+    "Daily surface measures from option quotes: atm_iv_30d, skew_25d, curvature_25d, term_slope (+91d ATM), with standard errors."
     # per-expiry summaries one year partition at a time (they are small): the filtered quotes of one year
     # at most are in memory, however many years there are
     spot = under.lazy().select("secid", "date", "close_raw")
     parts = sorted((Path(raw_dir) / "opprcd").glob(f"year={part[1] if part and part[1] is not None else '*'}/*.parquet"))
-    exp = pl.concat([per_expiry(apply_filters(pl.scan_parquet(p).filter(in_part(part)), f), spot).collect(engine="streaming") for p in parts])
-    n_all, n_wx = exp.select(pl.len(), (pl.col("wing_extrapolated") > 0).sum()).row(0)
-    if n_wx: log.info(f"25-delta IV extrapolated in delta (one side of 25 delta unquoted) on {n_wx} of {n_all} expiries")
+    exp = pl.concat([expiry_smiles(apply_filters(pl.scan_parquet(p).filter(in_part(part)), f), spot) for p in parts])
+    n_all, n_wx, n_fit = exp.select(pl.len(), (pl.col("wing_extrapolated") > 0).sum(), (pl.col("smile") == "fit").sum()).row(0)
+    if n_all: log.info(f"smiles fitted to every usable quote on {n_fit} of {n_all} expiries (the others: two-point values, no standard error)")
+    if n_wx: log.info(f"25-delta IV extrapolated (one side of 25 delta unquoted) on {n_wx} of {n_all} expiries")
     exp = exp.lazy()
     cm = [constant_maturity(exp, c, d, f.max_extrapolation_days) for c, d in (("atm_iv", 30), ("atm_iv", 91), ("put25_iv", 30), ("call25_iv", 30))]
+    cm += [constant_maturity_se(exp, c, d) for c, d in (("atm_iv_se", 30), ("atm_iv_se", 91), ("skew_se", 30), ("curv_se", 30))]
     s = cm[0]
     for other in cm[1:]: s = s.join(other, on=["secid", "date"], how="full", coalesce=True)
     n_exp = exp.group_by("secid", "date").agg(n_expiries=pl.len())
     return (s.join(n_exp, on=["secid", "date"], how="full", coalesce=True)
             .with_columns(atm_iv_30d=pl.col("atm_iv_30d"), skew_25d=pl.col("put25_iv_30d") - pl.col("call25_iv_30d"),
                           curvature_25d=(pl.col("put25_iv_30d") + pl.col("call25_iv_30d")) / 2 - pl.col("atm_iv_30d"),
-                          term_slope=pl.col("atm_iv_91d") - pl.col("atm_iv_30d"))
-            .select("secid", "date", "atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", "n_expiries",
+                          term_slope=pl.col("atm_iv_91d") - pl.col("atm_iv_30d"),
+                          atm_iv_30d_se=pl.col("atm_iv_se_30d"), skew_25d_se=pl.col("skew_se_30d"), curvature_25d_se=pl.col("curv_se_30d"),
+                          term_slope_se=(pl.col("atm_iv_se_91d") ** 2 + pl.col("atm_iv_se_30d") ** 2).sqrt())
+            .select("secid", "date", "atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", *SURFACE_SE, "n_expiries",
                     pl.col("atm_iv_30d_how").alias("surface_how")))
 
 # %% ../nbs/02_features.ipynb #246ed14c
@@ -324,12 +420,13 @@ def surface_from_vsurfd(raw_dir: str | Path, part: tuple | None = None) -> pl.La
         p25=pick(30, -25, "P"), c25=pick(30, 25, "C"))
     return s.with_columns(skew_25d=pl.col("p25") - pl.col("c25"), curvature_25d=(pl.col("p25") + pl.col("c25")) / 2 - pl.col("atm_iv_30d"),
                           term_slope=pl.col("atm_iv_91d") - pl.col("atm_iv_30d")
-                          ).select("secid", "date", "atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope")
+                          ).select("secid", "date", "atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope",
+                                   *[pl.lit(None, pl.Float64).alias(c) for c in SURFACE_SE])   # interpolated by the vendor: no error known
 
 # %% ../nbs/02_features.ipynb #5741a3ea
 SURFACE_COLS = ("atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope")
 SURFACE_KIND = pl.col("surface_note").str.extract(r"^(\w+)")   # interpolated | extrapolated | vsurfd | missing
-DAILY_COLUMNS = ("date", "secid", *SURFACE_COLS, "rv_21d", "ret_1d", "close", "close_raw", "option_volume",
+DAILY_COLUMNS = ("date", "secid", *SURFACE_COLS, *SURFACE_SE, "rv_21d", "ret_1d", "close", "close_raw", "option_volume",
                  "put_call_volume_ratio", "surface_source", "surface_note")
 
 def daily_features(raw_dir: str | Path,  # data_dir/raw
@@ -364,12 +461,13 @@ def daily_features(raw_dir: str | Path,  # data_dir/raw
         note = pl.when(pl.col("atm_iv_30d").is_null()).then(pl.lit("missing: no 30-day surface point")).otherwise(pl.lit("vsurfd"))
     d = d.with_columns(surface_source=pl.lit(source), surface_note=note)
     if has_op and has_vs:
-        vs = surface_from_vsurfd(raw, part).rename({c: f"{c}_vsurfd" for c in SURFACE_COLS}) if source == "opprcd" else \
-             surface_from_opprcd(raw, under, f, part).drop("n_expiries", "surface_how").rename({c: f"{c}_opprcd" for c in SURFACE_COLS})
+        vs = surface_from_vsurfd(raw, part).drop(*SURFACE_SE).rename({c: f"{c}_vsurfd" for c in SURFACE_COLS}) if source == "opprcd" else \
+             surface_from_opprcd(raw, under, f, part).drop("n_expiries", "surface_how", *SURFACE_SE).rename({c: f"{c}_opprcd" for c in SURFACE_COLS})
         d = d.join(vs, on=["secid", "date"], how="left")
         if auto and source == "opprcd":   # a day the quotes cannot give takes the standardised surface, said so
             gap = pl.col("atm_iv_30d").is_null() & pl.col("atm_iv_30d_vsurfd").is_not_null()
             d = d.with_columns([pl.when(gap).then(pl.col(f"{c}_vsurfd")).otherwise(pl.col(c)).alias(c) for c in SURFACE_COLS] +
+                               [pl.when(gap).then(None).otherwise(pl.col(c)).alias(c) for c in SURFACE_SE] +
                                [pl.when(gap).then(pl.lit("vsurfd")).otherwise(pl.col("surface_source")).alias("surface_source"),
                                 pl.when(gap).then(pl.format("vsurfd ({})", pl.col("surface_note"))).otherwise(pl.col("surface_note")).alias("surface_note")])
     extra = [c for c in d.collect_schema().names() if c.endswith(("_vsurfd", "_opprcd"))]
@@ -500,6 +598,15 @@ def surface_accuracy(art: Artifacts,          # the run's artifact paths
     return (t.group_by(SURFACE_KIND.alias("how"))
             .agg(days=pl.len(), rmse=(err ** 2).mean().sqrt(), bias=err.mean()).sort("how"))
 
+# %% ../nbs/02_features.ipynb #1c846e3e
+def noise_shares(daily: pl.DataFrame  # the stage's daily features
+                 ) -> pl.DataFrame:
+    "Per underlying and surface feature: days with a standard error, mean squared error over the feature's variance."
+    feats = [c.removesuffix("_se") for c in SURFACE_SE]
+    return pl.concat([daily.group_by("secid").agg(feature=pl.lit(c), days_with_se=pl.col(f"{c}_se").is_not_null().sum(),
+                                                  noise_share=((pl.col(f"{c}_se") ** 2).mean() / pl.col(c).var()).clip(0, 1))
+                      for c in feats]).sort("secid", "feature")
+
 # %% ../nbs/02_features.ipynb #4530c25a
 def run_features(art: Artifacts,           # the run's artifact paths
                  params: FeatureParams,    # the stage's parameters
@@ -519,6 +626,8 @@ def run_features(art: Artifacts,           # the run's artifact paths
                     surface_interpolated_days=kind.get("interpolated", 0), surface_extrapolated_days=kind.get("extrapolated", 0),
                     surface_vsurfd_days=kind.get("vsurfd", 0), surface_missing_days=kind.get("missing", 0),
                     extrapolated_rmse_vs_truth=float(ext["rmse"][0]) if ext is not None and ext.height else None,
+                    **{f"noise_share_{r['feature']}": r["noise_share"] for r in
+                       noise_shares(daily).group_by("feature").agg(pl.col("noise_share").median()).iter_rows(named=True)},
                     seconds=round(s.seconds, 1))
     return s
 

@@ -27,12 +27,13 @@ from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, 
                             record_headline, regime_label, seed_of, transition_matrix)
 
 # %% auto #0
-__all__ = ['log', 'LOG1P_COLUMNS', 'ScanInputError', 'feature_matrix', 'ZPCA', 'RegimeKMeans', 'sliced_wasserstein',
-           'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices', 'grouped_block_indices',
-           'day_block_indices', 'fast_ari', 'ScanResult', 'scale_free_terms', 'select_k', 'scan_k', 'ScanParams',
-           'GroupScaler', 'RegimeModel', 'GranularityFit', 'fit_granularity', 'per_underlying_models', 'daily_regimes',
-           'write_scan', 'breadth_table', 'ScanStageResult', 'ari_per_underlying', 'run_scan', 'regimes_ready',
-           'ensure_regimes', 'fig_scan', 'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
+__all__ = ['log', 'LOG1P_COLUMNS', 'ScanInputError', 'feature_matrix', 'ZPCA', 'autocorr_reliability', 'feature_reliability',
+           'RegimeKMeans', 'sliced_wasserstein', 'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices',
+           'grouped_block_indices', 'day_block_indices', 'fast_ari', 'ScanResult', 'scale_free_terms', 'select_k',
+           'scan_k', 'ScanParams', 'GroupScaler', 'RegimeModel', 'GranularityFit', 'fit_granularity',
+           'per_underlying_models', 'persistent_labels', 'publish_labels', 'daily_regimes', 'write_scan',
+           'breadth_table', 'ScanStageResult', 'ari_per_underlying', 'run_scan', 'regimes_ready', 'ensure_regimes',
+           'fig_scan', 'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
 
 # %% ../nbs/03_unsupervised_scan.ipynb #6786e3f1
 log = get_logger("scan")
@@ -67,14 +68,17 @@ def feature_matrix(df: pl.DataFrame,         # rows to cluster
 
 # %% ../nbs/03_unsupervised_scan.ipynb #9dbf95e9
 class ZPCA(BaseEstimator, TransformerMixin):
-    "z-scores then PCA keeping `variance` of the variance; components named pca_component_1..n."
-    def __init__(self, variance: float = 0.95, random_state=None):
-        self.variance, self.random_state = variance, random_state
+    "z-scores (times per-feature `weights`, if given) then PCA keeping `variance` of the variance; components pca_component_1..n."
+    def __init__(self, variance: float = 0.95, random_state=None, weights=None):
+        self.variance, self.random_state, self.weights = variance, random_state, weights
     def fit(self, X, y=None):
         X = validate_data(self, X)
         if not 0 < self.variance <= 1: raise ScanInputError(f"pca_variance={self.variance}: expected 0 < share <= 1")
+        w = None if self.weights is None else np.asarray(self.weights, float)
+        if w is not None and (w.shape != (X.shape[1],) or not np.all(np.isfinite(w)) or (w <= 0).any()):
+            raise ScanInputError(f"weights={self.weights!r}: expected {X.shape[1]} positive numbers, one per feature")
         self.scaler_ = StandardScaler().fit(X)
-        Z = self.scaler_.transform(X)
+        Z = self._scaled(X)
         if self.variance >= 1: self.pca_ = PCA(n_components=X.shape[1], random_state=self.random_state).fit(Z)
         else: self.pca_ = PCA(n_components=self.variance, svd_solver="full", random_state=self.random_state).fit(Z)
         self.n_components_ = self.pca_.n_components_
@@ -82,9 +86,46 @@ class ZPCA(BaseEstimator, TransformerMixin):
     def transform(self, X):
         check_is_fitted(self, "pca_")
         X = validate_data(self, X, reset=False)
-        return self.pca_.transform(self.scaler_.transform(X))
+        return self.pca_.transform(self._scaled(X))
+    def _scaled(self, X):
+        w = getattr(self, "weights", None)   # a model saved before weights existed has none
+        Z = self.scaler_.transform(X)
+        return Z if w is None else Z * np.asarray(w, float)
     def get_feature_names_out(self, input_features=None):
         return np.array([f"pca_component_{i + 1}" for i in range(self.n_components_)])
+
+# %% ../nbs/03_unsupervised_scan.ipynb #3cb150b9
+def autocorr_reliability(x: np.ndarray  # one feature's days, in date order (NaN allowed)
+                         ) -> float:
+    "Signal share of a persistent series observed with white noise: rho1^2 / rho2, within [0.05, 1]."
+    x = np.asarray(x, float)
+    def rho(lag):
+        a, b = x[:-lag], x[lag:]
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < 20 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0: return np.nan
+        return float(np.corrcoef(a[ok], b[ok])[0, 1])
+    r1, r2 = rho(1), rho(2)
+    if not np.isfinite(r1): return 1.0
+    r = r1 * r1 / r2 if np.isfinite(r2) and r2 > 0 and r1 > 0 else max(r1, 0.0)
+    return float(np.clip(r, 0.05, 1.0))
+
+# %% ../nbs/03_unsupervised_scan.ipynb #7957c1a1
+def feature_reliability(df: pl.DataFrame,  # day rows (date, secid, features, and <feature>_se where measured)
+                        columns: list,     # the day features
+                        ) -> pl.DataFrame:
+    "Per underlying and feature: reliability from the standard errors, from persistence, the one used (the smaller)."
+    rows = []
+    for (sec,), g in df.sort("date").group_by("secid", maintain_order=True):
+        for c in columns:
+            x = g[c].cast(pl.Float64).to_numpy()
+            r_ac = autocorr_reliability(x)
+            r_se = None
+            if f"{c}_se" in g.columns and g[f"{c}_se"].is_not_null().mean() >= 0.5 and np.nanvar(x) > 0:
+                r_se = float(np.clip(1 - np.nanmean(g[f"{c}_se"].cast(pl.Float64).to_numpy() ** 2) / np.nanvar(x), 0.05, 1.0))
+            rows.append({"secid": sec, "feature": c, "reliability_se": r_se, "reliability_autocorr": r_ac,
+                         "reliability": min(r_ac, r_se) if r_se is not None else r_ac})
+    return pl.DataFrame(rows, schema={"secid": pl.Int64, "feature": pl.String, "reliability_se": pl.Float64,
+                                      "reliability_autocorr": pl.Float64, "reliability": pl.Float64})
 
 # %% ../nbs/03_unsupervised_scan.ipynb #fe881846
 class RegimeKMeans(ClusterMixin, BaseEstimator):
@@ -406,6 +447,9 @@ class ScanParams(StageParams):
     n_jobs: int = 2                     # joblib workers (a Dask or Ray backend runs them on a cluster)
     random_state: int = 0               # passed to every estimator
     standardize: str = "per_underlying"  # day features z-scored per underlying (regimes in time, not names) or pooled
+    day_weights: str = "reliability"    # day features weighted by their signal share (reliability) or equal
+    regime_method: str = "persistent"   # the published day regime: persistent (K-means centres, a cost per switch) or kmeans
+    regime_penalty: float = 4.0         # persistent: a switch costs this many days' mean squared distance to the nearest centre
     day_models: str = "pooled"          # pooled: one day model of every underlying; per_underlying: each its own PCA and K-means at k*
     cluster: str = "none"               # none | local | tcp://host:8786: the scan's joblib jobs through joblib's Dask backend
 
@@ -494,6 +538,8 @@ class GranularityFit:
     scaler: GroupScaler | None = None   # per-underlying z-scores (None: pooled)
     n_in: int = 0               # rows given, before those lacking a feature were dropped
     members: dict | None = None  # per-underlying models: secid -> fitted Pipeline (labels then come from them)
+    reliability: pl.DataFrame | None = None  # day features: feature_reliability's table (weights = its `reliability`)
+    kmeans_labels: np.ndarray | None = None  # day features: plain K-means labels where `labels` are the persistent ones
 
     def model(self) -> RegimeModel:
         "The typed bundle of the chosen model."
@@ -523,6 +569,7 @@ def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features
                     random_state=None,         # seed or RandomState
                     separation_metric: str = "nearest",  # nearest or pairwise separation
                     standardize: str = "pooled",  # pooled, or per_underlying: each secid's features z-scored on its own
+                    weights=None,              # per-feature weights after the z-scores (see feature_reliability); None: equal
                     ) -> GranularityFit:
     "Feature matrix -> (per-underlying) z-scores -> PCA -> k-scan for one granularity."
     if order_col not in df.columns: raise ScanInputError(f"{granularity}: ordering column {order_col!r} not found")
@@ -535,7 +582,7 @@ def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features
         scaler = GroupScaler().fit(X, g); X = scaler.transform(X, g)
     rows = df.filter(pl.Series(ok)).select(*keys, *[c for c in columns if c not in keys])
     if len(X) <= k_max: raise ScanInputError(f"{granularity}: {len(X)} usable rows is not more than k_max={k_max}")
-    zp = ZPCA(pca_variance, random_state=random_state).fit(X)
+    zp = ZPCA(pca_variance, random_state=random_state, weights=None if weights is None else list(weights)).fit(X)
     Z = zp.transform(X)
     ov = df.filter(pl.Series(ok))[order_col].cast(pl.Float64).to_numpy()
     groups = df["secid"].to_numpy()[ok] if "secid" in df.columns else None
@@ -550,6 +597,7 @@ def per_underlying_models(fit: GranularityFit,  # a day-level fit of a panel (ro
                           pca_variance: float = 0.95,  # explained-variance share each name's PCA keeps
                           random_state=0,       # seed; each name's is drawn from it and the secid
                           min_rows: int = 60,   # fewer usable days than this (or than 10 k*): the pooled labels are kept
+                          reliability: pl.DataFrame | None = None,  # feature_reliability rows: each name's own weights; None: equal
                           ) -> GranularityFit:
     "The fit with each underlying's own z-scores, PCA and K-means at k* (`members`) and the labels they give."
     k, base = fit.scan.k_star, seed_of(random_state)
@@ -562,7 +610,9 @@ def per_underlying_models(fit: GranularityFit,  # a day-level fit of a panel (ro
         r = fit.rows[rows]
         X, _ = feature_matrix(r, fit.columns)
         rs = np.random.RandomState([base % 2**32, int(s) % 2**32])
-        pipe = Pipeline([("zpca", ZPCA(pca_variance, random_state=rs.randint(2**31 - 1))),
+        w = None if reliability is None else [reliability.filter((pl.col("secid") == s) & (pl.col("feature") == c))["reliability"][0]
+                                              for c in fit.columns]
+        pipe = Pipeline([("zpca", ZPCA(pca_variance, random_state=rs.randint(2**31 - 1), weights=w)),
                          ("kmeans", RegimeKMeans(k, n_init=4, random_state=rs.randint(2**31 - 1)))])
         Z = pipe.named_steps["zpca"].fit(X).transform(X)
         labels[rows] = pipe.named_steps["kmeans"].fit(Z, order_values=r[fit.order_col].cast(pl.Float64).to_numpy()).labels_
@@ -572,6 +622,40 @@ def per_underlying_models(fit: GranularityFit,  # a day-level fit of a panel (ro
     log.info(f"per-underlying models: {len(members)} underlying(s) with their own PCA and K-means at k*={k}")
     return replace(fit, labels=labels, members=members)
 
+# %% ../nbs/03_unsupervised_scan.ipynb #02689d8c
+def persistent_labels(Z: np.ndarray,        # (T, d) one underlying's day matrix, in date order
+                      centers: np.ndarray,  # (k, d) the K-means centres
+                      penalty: float,       # cost of a switch, in units of the mean squared distance to the nearest centre
+                      ) -> np.ndarray:
+    "Labels minimising squared distance to the centres plus `penalty` typical rows' loss per switch (Viterbi)."
+    Z, C = np.asarray(Z, float), np.asarray(centers, float)
+    D = ((Z[:, None, :] - C[None]) ** 2).sum(-1)
+    if len(Z) == 0: return np.zeros(0, np.int64)
+    lam = float(penalty) * float(D.min(1).mean())
+    k, T = len(C), len(Z)
+    V, back, jump = D[0].copy(), np.zeros((T, k), np.int64), lam * (1 - np.eye(k))
+    for t in range(1, T):
+        tr = V[:, None] + jump
+        back[t] = tr.argmin(0)
+        V = tr.min(0) + D[t]
+    s = np.empty(T, np.int64); s[-1] = V.argmin()
+    for t in range(T - 1, 0, -1): s[t - 1] = back[t, s[t]]
+    return s
+
+# %% ../nbs/03_unsupervised_scan.ipynb #ea46c02a
+def publish_labels(fit: GranularityFit,  # the day-level fit (k* chosen; per-underlying members, if any)
+                   penalty: float,       # persistent_labels' penalty
+                   ) -> np.ndarray:
+    "Each underlying's persistent label path on its own model's matrix and centres, in the fit's row order."
+    model, out = fit.model(), np.empty(len(fit.labels), np.int64)
+    sec = fit.rows["secid"].to_numpy()
+    for s in np.unique(sec):
+        rows = np.flatnonzero(sec == s)
+        m = model.for_underlying(int(s))
+        Z, _ = m.matrix(fit.rows[rows])
+        out[rows] = persistent_labels(Z, m.kmeans.cluster_centers_, penalty)
+    return out
+
 # %% ../nbs/03_unsupervised_scan.ipynb #03a23a1c
 def daily_regimes(day: GranularityFit | None,  # the day-level fit
                   opt: GranularityFit | None,  # the option-level fit
@@ -579,7 +663,8 @@ def daily_regimes(day: GranularityFit | None,  # the day-level fit
     "date, secid, regime (day-level k*), share_0..share_{k-1} (daily shares of option-level clusters)."
     out = None
     if day is not None:
-        out = day.rows.select("date", "secid").with_columns(regime=pl.Series(day.labels.astype(np.int64)))
+        out = day.rows.select("date", "secid").with_columns(regime=pl.Series(day.labels.astype(np.int64)),
+                                                            regime_kmeans=pl.Series((day.labels if day.kmeans_labels is None else day.kmeans_labels).astype(np.int64)))
     if opt is not None:
         k = opt.scan.k_star
         sh = (opt.rows.select("date", "secid").with_columns(c=pl.Series(opt.labels))
@@ -664,10 +749,18 @@ def _scan_fits(art: Artifacts, p: ScanParams, common: dict) -> dict:
     fits = {}
     if "day" in p.granularities:
         fd = pl.read_parquet(art.features_daily)
+        if p.day_weights not in ("reliability", "equal"): raise ScanInputError(f"day_weights={p.day_weights!r}: expected 'reliability' or 'equal'")
+        rel = feature_reliability(fd, p.day_columns) if p.day_weights == "reliability" else None
+        w = None if rel is None else [float(rel.filter(pl.col("feature") == c)["reliability"].median()) for c in p.day_columns]
         fits["day"] = fit_granularity(fd, p.day_columns, "atm_iv_30d", "day", ["date", "secid"],
-                                      block_length=p.block_length, standardize=p.standardize, **common)
+                                      block_length=p.block_length, standardize=p.standardize, weights=w, **common)
+        fits["day"].reliability = rel
         if p.day_models == "per_underlying":
-            fits["day"] = per_underlying_models(fits["day"], p.pca_variance, p.random_state)
+            fits["day"] = per_underlying_models(fits["day"], p.pca_variance, p.random_state, reliability=rel)
+        if p.regime_method not in ("persistent", "kmeans"): raise ScanInputError(f"regime_method={p.regime_method!r}: expected 'persistent' or 'kmeans'")
+        if p.regime_method == "persistent":
+            f = fits["day"]
+            fits["day"] = replace(f, labels=publish_labels(f, p.regime_penalty), kmeans_labels=f.labels)
         del fd
     if "option" in p.granularities:
         if art.features_options.exists():
@@ -705,6 +798,9 @@ def run_scan(art: Artifacts,       # the run's artifact paths
                  k_star_share_day=float(f.scan.table.filter(pl.col("k") == kd)["k_star_share"][0]) if "k_star_share" in f.scan.table.columns else None,
                  ari_stability_day=float(f.scan.table.filter(pl.col("k") == kd)["ari_mean"][0]),
                  mean_duration_day=float(res.durations["length"].mean()),
+                 regime_method=p.regime_method, regime_penalty=p.regime_penalty if p.regime_method == "persistent" else None,
+                 mean_duration_day_kmeans=float(durations(f.kmeans_labels)["length"].mean()) if f.kmeans_labels is not None else None,
+                 day_weights=p.day_weights, day_feature_weights=dict(zip(f.columns, f.zpca.weights)) if f.zpca.weights is not None else None,
                  day_rows=f.n_in, day_rows_dropped_missing=f.n_in - len(f.rows))   # days lacking a day feature get no regime
         h.update(_ari_vs_truth(art, daily))
     if "option" in fits: h.update(k_star_option=fits["option"].scan.k_star, runner_up_option=fits["option"].scan.runner_up)

@@ -338,10 +338,11 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
                   select_every: str = "year",  # re-choose HMM stickiness and jump penalty at the first refit of each
                   tol: float = 0.25,  # IV-order ambiguity threshold (standard deviations)
                   k_max: int = 6,  # largest k the causal k-scan considers (k = 0)
+                  weighted: bool = False,  # weight features by their reliability, estimated on each refit's training days
                  ) -> CausalLabels:
     "K-means, HMM (filtered) and jump (online) labels of each day from models fitted on data up to that day only."
     from sklearn.cluster import KMeans
-    from volregime.scan import ZPCA
+    from volregime.scan import ZPCA, autocorr_reliability
     from jumpmodels.jump import JumpModel
     X, iv = np.asarray(X, float), np.asarray(order_values, float)
     dts = pl.Series("d", dates).cast(pl.Date)
@@ -358,7 +359,8 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
         day = dts[int(r)]
         seed = int((seed_of(random_state) * 1_000_003 + day.toordinal()) % (2**31 - 1))
         tr = slice(0, int(r) + 1)
-        zp = ZPCA(pca_variance, random_state=seed).fit(X[tr])
+        w = [autocorr_reliability(X[tr][:, c]) for c in range(X.shape[1])] if weighted else None   # from the days known then
+        zp = ZPCA(pca_variance, random_state=seed, weights=w).fit(X[tr])
         Z = zp.transform(X[:end])
         Ztr, ivtr = Z[tr], iv[tr]
         sd_iv = float(np.nanstd(ivtr)) or 1.0
@@ -407,7 +409,10 @@ def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_p
     Z, ok = model.matrix(f)
     rows = f.filter(pl.Series(ok)).select("date", "secid", "atm_iv_30d")
     iv = rows["atm_iv_30d"].to_numpy()
-    out = {("kmeans", "filtered_insample"): rows.join(km, on=["date", "secid"], how="left", maintain_order="left")["regime"].to_numpy().astype(np.int64)}
+    pub = rows.join(km, on=["date", "secid"], how="left", maintain_order="left")
+    out = {("kmeans", "filtered_insample"): pub["regime_kmeans"].to_numpy().astype(np.int64)}
+    if not pub["regime"].equals(pub["regime_kmeans"]):   # stage 03 published persistent labels (K-means with a cost per switch)
+        out[("persistent", "smoothed")] = pub["regime"].to_numpy().astype(np.int64)
     out[("ward", "smoothed")] = WardRegimes(k, ward_sample, random_state=random_state).fit(Z, order_values=iv).labels_
     st = hmm_sticky if hmm_sticky >= 0 else select_sticky(Z, k, covariance=hmm_covariance, random_state=random_state)[0]
     hf, hs, _ = hmm_regimes(Z, k, hmm_covariance, random_state, sticky=st)
@@ -420,7 +425,8 @@ def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_p
     crow = f.filter(pl.Series(okr)).select("date", "secid", "atm_iv_30d")
     if len(crow) > causal_min_days:
         cl = causal_labels(Xraw, crow["atm_iv_30d"].to_numpy(), crow["date"], causal_k, causal_refit, causal_min_days,
-                           pca_variance, hmm_covariance, seed_of(random_state))
+                           pca_variance, hmm_covariance, seed_of(random_state),
+                           weighted=getattr(model.zpca, "weights", None) is not None)
         refits = cl.refits.with_columns(secid=pl.lit(secid))
         for m, lab in cl.labels.items():
             keep = lab >= 0
@@ -455,7 +461,8 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
     report = {} if report is None else report
     model = RegimeModel.load(art.model("day"))
     feats = pl.read_parquet(art.features_daily)
-    km = pl.read_parquet(art.regimes_daily).select("date", "secid", "regime")
+    km = pl.read_parquet(art.regimes_daily)   # regime: the published labels; regime_kmeans: plain K-means, when they differ
+    km = km.select("date", "secid", "regime", pl.col("regime_kmeans") if "regime_kmeans" in km.columns else pl.col("regime").alias("regime_kmeans"))
     ids = sorted(feats["secid"].unique().to_list())
     if 0 < max_underlyings < len(ids):
         ids = [ids[i] for i in np.linspace(0, len(ids) - 1, max_underlyings).round().astype(int)]
