@@ -20,7 +20,7 @@ import polars as pl
 import yaml
 
 from volregime.core import Artifacts
-from volregime.robustness import peer_ari, scenario_params, score_run, stage_runners
+from volregime.robustness import peer_ari, peer_jump_ari, scenario_params, score_run, stage_runners
 from volregime.synth import noisy_scenario, true_k, write_exports
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,17 +52,20 @@ with tempfile.TemporaryDirectory(prefix="volregime-noisy-") as work:
         row["seconds"] = round(time.perf_counter() - t0, 1)
         row.update(score_run(art, m.truth))
         row["ari_peer"] = peer_ari(art, m.truth, row["true_k"], seed)
+        row["ari_peer_jump"] = peer_jump_ari(art, m.truth, row["true_k"], seed)
         rows.append(row)
         shutil.rmtree(w, ignore_errors=True)
         print(json.dumps({k: row.get(k) for k in ("scenario", "schedule", "true_k", "k_star", "ari_default", "mean_duration",
-                                                   "true_mean_duration", "ari_jump_smoothed", "ari_best_causal", "ari_peer",
+                                                   "true_mean_duration", "ari_jump_smoothed", "ari_best_causal", "detection_lag_causal",
+                                                   "false_switches_causal", "ari_peer", "ari_peer_jump",
                                                    "seconds", "failed")}, default=str), flush=True)
 df = pl.DataFrame(rows)
 df.write_parquet(out / "rows.parquet")
-cols = [c for c in ("ari_default", "ari_peer", "ari_jump_smoothed", "ari_best_causal") if c in df.columns]
+cols = [c for c in ("ari_default", "ari_peer", "ari_peer_jump", "ari_jump_smoothed", "ari_best_causal") if c in df.columns]
 summ = df.select([pl.col(c).median().alias(f"{c} median") for c in cols] + [pl.col(c).quantile(0.1).alias(f"{c} p10") for c in cols]
                  + [(pl.col("k_star") == pl.col("true_k")).mean().alias("k* = true k"),
                     (pl.col("mean_duration") / pl.col("true_mean_duration")).median().alias("duration ratio median"),
-                    (pl.col("ari_default") > pl.col("ari_peer")).mean().alias("beats peer")])
+                    (pl.col("ari_default") > pl.col("ari_peer")).mean().alias("beats K-means peer"),
+                    (pl.col("ari_default") > pl.col("ari_peer_jump")).mean().alias("beats JumpModel peer")])
 pl.Config.set_tbl_width_chars(220)
 print(summ.transpose(include_header=True))

@@ -133,3 +133,27 @@ def test_day_regimes_recover_the_synthetic_truth(tmp_path):
     assert adjusted_rand_score(x["regime"], x["r"]) >= 0.7
     est, true = durations(f.labels)["length"].mean(), durations(x["regime"].to_numpy())["length"].mean()
     assert 0.5 <= est / true <= 2
+
+
+def test_noisy_chain_gets_a_lasting_regime_and_quiet_noisy_features(tmp_path):
+    "A noisy monthly chain (noisy_scenario): k* right, published spells the truth's length, no worse than plain K-means."
+    from volregime.core import Artifacts, read_headlines
+    from volregime.robustness import scenario_params, stage_runners
+    from volregime.synth import noisy_scenario, true_k, write_exports
+    sc = noisy_scenario(1, years=4)
+    m = sc.simulate()
+    write_exports(m, tmp_path / "exports")
+    art = Artifacts(tmp_path / "data")
+    params = scenario_params(tmp_path / "exports", "demo", "quick", {"granularities": ["day"], "n_boot": 6})
+    for _, (cls, fn) in list(stage_runners().items())[:3]: fn(art, cls.from_dict(params))
+    d = pl.read_parquet(art.regimes_daily).join(m.truth.select("date", "secid", pl.col("regime").alias("true")), on=["date", "secid"])
+    h = read_headlines(art)
+    w = h["03_unsupervised_scan"]["day_feature_weights"]
+    assert h["03_unsupervised_scan"]["k_star_day"] == true_k(m.truth) == 3
+    assert w["curvature_25d"] < w["atm_iv_30d"] and 0.05 <= min(w.values()) and max(w.values()) <= 1
+    assert 0 < h["02_features"]["noise_share_atm_iv_30d"] < h["02_features"]["noise_share_curvature_25d"] <= 1
+    ari_pub, ari_km = adjusted_rand_score(d["true"], d["regime"]), adjusted_rand_score(d["true"], d["regime_kmeans"])
+    assert ari_pub >= 0.7 and ari_pub >= ari_km - 0.02, (ari_pub, ari_km)
+    ratio = durations(d["regime"].to_numpy())["length"].mean() / durations(d["true"].to_numpy())["length"].mean()
+    assert 0.6 <= ratio <= 1.6, ratio
+    assert durations(d["regime_kmeans"].to_numpy())["length"].mean() <= durations(d["regime"].to_numpy())["length"].mean()

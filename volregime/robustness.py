@@ -20,8 +20,8 @@ log = get_logger("robustness")
 
 # %% auto #0
 __all__ = ['log', 'DEV_SEEDS', 'HELDOUT_SEEDS', 'STAGES', 'QUICK_FORECAST', 'METRICS', 'split_of', 'stage_runners',
-           'scenario_params', 'run_scenario', 'score_run', 'peer_ari', 'run_suite', 'with_derived', 'summarise',
-           'check_targets', 'suite_report']
+           'scenario_params', 'run_scenario', 'score_run', 'peer_ari', 'peer_jump_ari', 'run_suite', 'with_derived',
+           'summarise', 'check_targets', 'suite_report']
 
 # %% ../nbs/10_robustness.ipynb #1f1d886c
 DEV_SEEDS = range(0, 1000)          # development scenarios: defaults may be chosen on these
@@ -91,6 +91,7 @@ def run_scenario(sc: Scenario,             # the market to run
             row[f"seconds_{stage[:2]}"] = round(time.perf_counter() - t0, 2)
     row.update(score_run(art, m.truth))
     row["ari_peer"] = peer_ari(art, m.truth, row["true_k"], sc.seed)
+    row["ari_peer_jump"] = peer_jump_ari(art, m.truth, row["true_k"], sc.seed)
     if not keep: shutil.rmtree(work, ignore_errors=True)
     return row
 
@@ -145,13 +146,36 @@ def peer_ari(art: Artifacts | str | Path,  # the scenario run's artifacts
     "ARI vs truth of K-means with the true k on `columns`, z-scored per underlying (None when stage 02 did not run)."
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
+    d = _peer_days(art, truth, k, columns)
+    if d is None: return None
+    lab = KMeans(k, n_init=10, random_state=random_state).fit_predict(d.select(columns).fill_nan(0).to_numpy())
+    return float(adjusted_rand_score(d["regime"], lab))
+
+def _peer_days(art, truth, k, columns) -> pl.DataFrame | None:
+    "The run's days with `columns` z-scored per underlying (secid, date order) and the true regime; None without them."
     art = Artifacts.of(art)
     if not art.features_daily.exists() or k < 2: return None
-    d = pl.read_parquet(art.features_daily).drop_nulls(list(columns))
+    d = pl.read_parquet(art.features_daily).drop_nulls(list(columns)).sort("secid", "date")
     d = d.with_columns([((pl.col(c) - pl.col(c).mean()) / pl.col(c).std()).over("secid") for c in columns])
-    d = d.join(truth.select("date", "secid", "regime"), on=["date", "secid"])
-    if len(d) <= k: return None
-    lab = KMeans(k, n_init=10, random_state=random_state).fit_predict(d.select(columns).fill_nan(0).to_numpy())
+    d = d.join(truth.select("date", "secid", "regime"), on=["date", "secid"], maintain_order="left")
+    return None if len(d) <= k else d
+
+def peer_jump_ari(art: Artifacts | str | Path,  # the scenario run's artifacts
+                  truth: pl.DataFrame,          # the market's truth
+                  k: int,                       # the true number of regimes
+                  random_state: int = 0,        # the model's seed
+                  columns: tuple = ("atm_iv_30d", "skew_25d", "rv_21d"),
+                  jump_penalty: float = 50.0,   # the jumpmodels package example's penalty on standardised features
+                  ) -> float | None:
+    "ARI vs truth of `jumpmodels`' JumpModel with the true k on `columns` (clipped at 3 sd, z-scored per underlying)."
+    from jumpmodels.jump import JumpModel
+    from sklearn.metrics import adjusted_rand_score
+    d = _peer_days(art, truth, k, columns)
+    if d is None: return None
+    d = d.with_columns([pl.col(c).clip(-3, 3) for c in columns])
+    lab = np.concatenate([np.asarray(JumpModel(n_components=k, jump_penalty=jump_penalty, random_state=random_state)
+                                     .fit(g.select(columns).fill_nan(0).to_numpy(), sort_by=None).labels_)
+                          for _, g in d.group_by("secid", maintain_order=True)])
     return float(adjusted_rand_score(d["regime"], lab))
 
 # %% ../nbs/10_robustness.ipynb #7abf9546
