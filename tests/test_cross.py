@@ -41,7 +41,7 @@ def test_a_panel_market_gets_per_underlying_regimes_and_a_breadth_table(tmp_path
 
     # per-underlying models (an option): the same k*, each name labelled by its own model, and stage 04 validates each
     # name in its own space
-    from volregime.scan import RegimeModel
+    from volregime.scan import RegimeModel, persistent_labels
     from volregime.validate import daily_methods
     own = run_scan(art, ScanParams(granularities=["day"], k_max=6, n_boot=5, day_models="per_underlying"))
     ho = read_headlines(art)["03_unsupervised_scan"]
@@ -55,7 +55,8 @@ def test_a_panel_market_gets_per_underlying_regimes_and_a_breadth_table(tmp_path
         f = feats.filter(pl.col("secid") == s).sort("date")
         Z, ok = m.matrix(f)
         expect = f.filter(pl.Series(ok)).select("date").join(daily.filter(pl.col("secid") == s), on="date", maintain_order="left")
-        assert m.kmeans.predict(Z).tolist() == expect["regime"].to_list()
+        assert m.kmeans.predict(Z).tolist() == expect["regime_kmeans"].to_list()   # plain K-means, kept beside the published
+        assert persistent_labels(Z, m.kmeans.cluster_centers_, ho["regime_penalty"]).tolist() == expect["regime"].to_list()
     meth = daily_methods(art, max_underlyings=1, causal_refit="quarter", random_state=0)
     km = meth.filter((pl.col("method") == "kmeans") & (pl.col("label_kind") == "filtered_insample"))
     assert km.height > 0 and km["regime"].max() < own.headline["k_star_day"]
