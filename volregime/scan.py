@@ -27,13 +27,14 @@ from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, 
                             record_headline, regime_label, seed_of, transition_matrix)
 
 # %% auto #0
-__all__ = ['log', 'LOG1P_COLUMNS', 'ScanInputError', 'feature_matrix', 'ZPCA', 'autocorr_reliability', 'feature_reliability',
-           'RegimeKMeans', 'sliced_wasserstein', 'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices',
-           'grouped_block_indices', 'day_block_indices', 'fast_ari', 'ScanResult', 'scale_free_terms', 'select_k',
-           'scan_k', 'ScanParams', 'GroupScaler', 'RegimeModel', 'GranularityFit', 'fit_granularity',
-           'per_underlying_models', 'persistent_labels', 'publish_labels', 'daily_regimes', 'write_scan',
-           'breadth_table', 'ScanStageResult', 'ari_per_underlying', 'run_scan', 'regimes_ready', 'ensure_regimes',
-           'fig_scan', 'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
+__all__ = ['log', 'LOG1P_COLUMNS', 'PERSISTENCE_PENALTY', 'ScanInputError', 'feature_matrix', 'ZPCA', 'autocorr_reliability',
+           'feature_reliability', 'RegimeKMeans', 'sliced_wasserstein', 'sliced_dispersion', 'wasserstein_scores',
+           'moving_block_indices', 'grouped_block_indices', 'day_block_indices', 'fast_ari', 'ScanResult',
+           'scale_free_terms', 'select_k', 'scan_k', 'ScanParams', 'GroupScaler', 'RegimeModel', 'GranularityFit',
+           'fit_granularity', 'per_underlying_models', 'persistent_labels', 'filtered_persistent_labels',
+           'publish_labels', 'daily_regimes', 'write_scan', 'breadth_table', 'ScanStageResult', 'ari_per_underlying',
+           'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan', 'fig_pca_scatter', 'fig_breadth',
+           'cluster_profile', 'fig_timeline']
 
 # %% ../nbs/03_unsupervised_scan.ipynb #6786e3f1
 log = get_logger("scan")
@@ -425,6 +426,8 @@ def scan_k(X: np.ndarray,  # PCA matrix
     return ScanResult(table, fits, k_star, runner, time.perf_counter() - t0)
 
 # %% ../nbs/03_unsupervised_scan.ipynb #7175b0a9
+PERSISTENCE_PENALTY = 4.0   # persistent labels: chosen on the development family (noisy_scenario seeds 0-5: 2 to 8 tie, 16 and more lose ARI)
+
 @dataclass(repr=False)
 class ScanParams(StageParams):
     "Parameters of the unsupervised scan (03)."
@@ -449,7 +452,7 @@ class ScanParams(StageParams):
     standardize: str = "per_underlying"  # day features z-scored per underlying (regimes in time, not names) or pooled
     day_weights: str = "reliability"    # day features weighted by their signal share (reliability) or equal
     regime_method: str = "persistent"   # the published day regime: persistent (K-means centres, a cost per switch) or kmeans
-    regime_penalty: float = 4.0         # persistent: a switch costs this many days' mean squared distance to the nearest centre
+    regime_penalty: float = PERSISTENCE_PENALTY  # persistent: a switch costs this many days' mean squared distance to the nearest centre
     day_models: str = "pooled"          # pooled: one day model of every underlying; per_underlying: each its own PCA and K-means at k*
     cluster: str = "none"               # none | local | tcp://host:8786: the scan's joblib jobs through joblib's Dask backend
 
@@ -641,6 +644,26 @@ def persistent_labels(Z: np.ndarray,        # (T, d) one underlying's day matrix
     s = np.empty(T, np.int64); s[-1] = V.argmin()
     for t in range(T - 1, 0, -1): s[t - 1] = back[t, s[t]]
     return s
+
+# %% ../nbs/03_unsupervised_scan.ipynb #d2556b63
+def filtered_persistent_labels(Z: np.ndarray,        # (T, d) one underlying's day matrix, in date order
+                               centers: np.ndarray,  # (k, d) the K-means centres
+                               penalty: float,       # as in persistent_labels
+                               scale: float | None = None,  # the loss scale; default: that of Z itself
+                               ) -> np.ndarray:
+    "Each day's state of least forward cost (K-means loss plus penalty per switch), from days up to it only."
+    Z, C = np.asarray(Z, float), np.asarray(centers, float)
+    if len(Z) == 0: return np.zeros(0, np.int64)
+    D = ((Z[:, None, :] - C[None]) ** 2).sum(-1)
+    lam = float(penalty) * (float(D.min(1).mean()) if scale is None else float(scale))
+    jump = lam * (1 - np.eye(len(C)))
+    V, out = D[0].copy(), np.empty(len(Z), np.int64)
+    out[0] = V.argmin()
+    for t in range(1, len(Z)):
+        V = (V[:, None] + jump).min(0) + D[t]
+        V -= V.min()
+        out[t] = V.argmin()
+    return out
 
 # %% ../nbs/03_unsupervised_scan.ipynb #ea46c02a
 def publish_labels(fit: GranularityFit,  # the day-level fit (k* chosen; per-underlying members, if any)

@@ -340,15 +340,15 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
                   k_max: int = 6,  # largest k the causal k-scan considers (k = 0)
                   weighted: bool = False,  # weight features by their reliability, estimated on each refit's training days
                  ) -> CausalLabels:
-    "K-means, HMM (filtered) and jump (online) labels of each day from models fitted on data up to that day only."
+    "K-means, persistent K-means (forward cost), HMM (filtered) and jump (online) labels of each day from models fitted on data up to that day only."
     from sklearn.cluster import KMeans
-    from volregime.scan import ZPCA, autocorr_reliability
+    from volregime.scan import PERSISTENCE_PENALTY, ZPCA, autocorr_reliability, filtered_persistent_labels
     from jumpmodels.jump import JumpModel
     X, iv = np.asarray(X, float), np.asarray(order_values, float)
     dts = pl.Series("d", dates).cast(pl.Date)
     T = len(X)
     pts = refit_points(dts, every, min_days)
-    out = {m: np.full(T, -1, np.int64) for m in ("kmeans", "hmm", "jump")}
+    out = {m: np.full(T, -1, np.int64) for m in ("kmeans", "persistent", "hmm", "jump")}
     prev = {m: None for m in out}
     rows, settings = [], []
     year_of = dts.dt.truncate({"month": "1mo", "quarter": "1q", "year": "1y", "week": "1w"}.get(select_every, "1y")).to_numpy()
@@ -376,6 +376,8 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
         fitted = {}
         km = KMeans(kk, n_init=4, random_state=seed).fit(Ztr)
         fitted["kmeans"] = (km.labels_, km.predict(Z[r:end]))
+        scale = float(((Ztr - km.cluster_centers_[km.labels_]) ** 2).sum(1).mean())   # the training days' loss scale
+        fitted["persistent"] = (km.labels_, filtered_persistent_labels(Z[:end], km.cluster_centers_, PERSISTENCE_PENALTY, scale)[r:end])
         hm = fit_hmm(Ztr, kk, covariance, seed, n_init=2, sticky=sticky)
         fitted["hmm"] = (hm.predict(Ztr), hmm_filter(hm, Z)[r:end])
         lam = penalty * jump_scale(Ztr, kk, seed)
