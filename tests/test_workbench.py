@@ -148,9 +148,14 @@ def test_jupyterlab_opens_a_stage_notebook_and_runs_it(tmp_path):
             pg.wait_for_function("document.querySelectorAll('.jp-Notebook .js-plotly-plot').length >= 1", timeout=60_000)
             b.close()
     finally:
+        import psutil
+        tree = psutil.Process(proc.pid).children(recursive=True)
         proc.terminate()
-        try: proc.communicate(timeout=20)
+        try: proc.communicate(timeout=30)
         except subprocess.TimeoutExpired: proc.kill()
+        gone, alive = psutil.wait_procs(tree, timeout=20)
+        for p in alive: p.kill()
+    assert not alive, f"JupyterLab or its kernels outlived `volregime lab`: {[p.pid for p in alive]}"
     assert (ROOT / "nbs" / "02_features.ipynb").read_bytes() == before   # the source notebook is left as it was
 
 

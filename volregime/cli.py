@@ -153,8 +153,17 @@ def _cmd_lab(a) -> int:
     if a.token is not None: cmd.append(f"--IdentityProvider.token={a.token}")
     cmd += [f"--LabApp.default_url=/lab/tree/nbs/{a.notebook}" if a.notebook else "--LabApp.default_url=/lab/tree/nbs"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    try: return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt: return 0
+    import signal
+    child = subprocess.Popen(cmd, env=env)
+    def forward(sig, frame): child.send_signal(sig)   # SIGTERM to `volregime lab` stops JupyterLab and its kernels too
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try: return child.wait()
+        except KeyboardInterrupt: return 0
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+        try: child.wait(timeout=20)
+        except subprocess.TimeoutExpired: child.kill()
 
 def _cmd_synth(a) -> int:
     "`volregime synth`: the synthetic market as WRDS export files (and optionally a WRDS-like database)."
