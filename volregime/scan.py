@@ -626,17 +626,22 @@ def per_underlying_models(fit: GranularityFit,  # a day-level fit of a panel (ro
     return replace(fit, labels=labels, members=members)
 
 # %% ../nbs/03_unsupervised_scan.ipynb #02689d8c
+def _switch_costs(Z, centers, penalty, scale=None) -> tuple[np.ndarray, np.ndarray]:
+    "(squared distance of each row to each centre, the k x k cost of a switch: penalty x the loss scale, default Z's own)."
+    Z, C = np.asarray(Z, float), np.asarray(centers, float)
+    D = ((Z[:, None, :] - C[None]) ** 2).sum(-1)
+    lam = float(penalty) * (float(D.min(1).mean()) if scale is None else float(scale))
+    return D, lam * (1 - np.eye(len(C)))
+
 def persistent_labels(Z: np.ndarray,        # (T, d) one underlying's day matrix, in date order
                       centers: np.ndarray,  # (k, d) the K-means centres
                       penalty: float,       # cost of a switch, in units of the mean squared distance to the nearest centre
                       ) -> np.ndarray:
     "Labels minimising squared distance to the centres plus `penalty` typical rows' loss per switch (Viterbi)."
-    Z, C = np.asarray(Z, float), np.asarray(centers, float)
-    D = ((Z[:, None, :] - C[None]) ** 2).sum(-1)
     if len(Z) == 0: return np.zeros(0, np.int64)
-    lam = float(penalty) * float(D.min(1).mean())
-    k, T = len(C), len(Z)
-    V, back, jump = D[0].copy(), np.zeros((T, k), np.int64), lam * (1 - np.eye(k))
+    D, jump = _switch_costs(Z, centers, penalty)
+    T, k = D.shape
+    V, back = D[0].copy(), np.zeros((T, k), np.int64)
     for t in range(1, T):
         tr = V[:, None] + jump
         back[t] = tr.argmin(0)
@@ -652,14 +657,11 @@ def filtered_persistent_labels(Z: np.ndarray,        # (T, d) one underlying's d
                                scale: float | None = None,  # the loss scale; default: that of Z itself
                                ) -> np.ndarray:
     "Each day's state of least forward cost (K-means loss plus penalty per switch), from days up to it only."
-    Z, C = np.asarray(Z, float), np.asarray(centers, float)
     if len(Z) == 0: return np.zeros(0, np.int64)
-    D = ((Z[:, None, :] - C[None]) ** 2).sum(-1)
-    lam = float(penalty) * (float(D.min(1).mean()) if scale is None else float(scale))
-    jump = lam * (1 - np.eye(len(C)))
-    V, out = D[0].copy(), np.empty(len(Z), np.int64)
+    D, jump = _switch_costs(Z, centers, penalty, scale)
+    V, out = D[0].copy(), np.empty(len(D), np.int64)
     out[0] = V.argmin()
-    for t in range(1, len(Z)):
+    for t in range(1, len(D)):
         V = (V[:, None] + jump).min(0) + D[t]
         V -= V.min()
         out[t] = V.argmin()
