@@ -149,6 +149,22 @@ def test_daily_regimes_carry_the_close_for_the_timeline(pg_uri, tmp_path):
     assert "skew_25d" not in cols   # only what the timeline draws
 
 
+def test_recommended_forecasts_load_beside_persistence(pg_uri, tmp_path):
+    "Stage 05's recommended forecasts reach forecast_recommended: every row, the model chosen and persistence beside it."
+    days = pl.date_range(dt.date(2020, 1, 2), dt.date(2020, 2, 28), eager=True)
+    (tmp_path / "models").mkdir()
+    rec = pl.concat([pl.DataFrame({"date": days, "horizon": h, "fold": 0, "anchor": "2020-01-02", "model": m, "reason": "r",
+                                   "y_true": 0.2 + 0.001 * np.arange(len(days)), "y_pred": 0.2, "persistence": 0.21, "secid": 109820})
+                     for h, m in ((1, "persistence"), (21, "ridge"))])
+    rec.write_parquet(tmp_path / "models" / "recommended.parquet")
+    s = db.load_recommended(tmp_path, pg_uri, "vr_rec")
+    assert s.rows == rec.height
+    got = read(pg_uri, "select horizon, model, count(*) from vr_rec.forecast_recommended group by 1, 2 order by 1")
+    assert [tuple(r) for r in got] == [(1, "persistence", len(days)), (21, "ridge", len(days))]
+    assert db.load_recommended(tmp_path / "elsewhere", pg_uri, "vr_rec") is None   # no stage 05 there: nothing, and the table stays
+    assert read(pg_uri, "select count(*) from vr_rec.forecast_recommended")[0][0] == rec.height
+
+
 def test_a_63_character_table_is_replaced_not_lost(pg_uri, regimes_parquet):
     "The staging name of a 63-character table is not the table: a failed reload keeps it, a good one replaces it."
     p, df = regimes_parquet

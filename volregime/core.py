@@ -356,6 +356,8 @@ class Artifacts:
     def cv_results(self) -> Path: return self.models / "cv_results.parquet"
     @property
     def predictions(self) -> Path: return self.models / "predictions.parquet"
+    @property
+    def recommended(self) -> Path: return self.models / "recommended.parquet"
     def family(self, name: str) -> Path:
         "The folder of one model family's selected model."
         return self.models / name

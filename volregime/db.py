@@ -22,7 +22,7 @@ from .core import (DEFAULTS, Artifacts, InputError, StageParams, atomic_path, ge
 __all__ = ['log', 'COPY_THRESHOLD', 'COPY_CHUNKSIZE', 'TO_SQL_CHUNKSIZE', 'WHITELIST', 'ALWAYS', 'OPTIONAL', 'q', 'PG_TYPES',
            'LoadError', 'check_ident', 'select_columns', 'plan_rows', 'stream_batches', 'staging_name', 'index_name',
            'check_schema', 'ddl', 'LoadSummary', 'write_table', 'default_parquet', 'load_results', 'with_underlying',
-           'load_daily', 'table_report', 'LoadParams', 'LoadStageResult', 'run_load']
+           'load_daily', 'load_recommended', 'table_report', 'LoadParams', 'LoadStageResult', 'run_load']
 
 # %% ../nbs/06_postgres_load.ipynb #df905e59
 log = get_logger("db")
@@ -410,6 +410,20 @@ def load_daily(data_dir="data",  # the run's data dir (or its Artifacts)
     return write_table(uri, schema, table, iter(t.to_batches()), t.num_rows, "replace", ["date"], None,
                        copy_threshold=10**12, progress=False)
 
+# %% ../nbs/06_postgres_load.ipynb #d57b2a47
+def load_recommended(data_dir="data",  # the run's data dir (or its Artifacts)
+                     postgres_uri: str | None = None,  # server; default POSTGRES_URI or the embedded one
+                     schema: str = "public",  # target schema
+                     table: str = "forecast_recommended",  # target table
+                    ) -> LoadSummary | None:
+    """models/recommended.parquet -> schema.forecast_recommended (atomic replace): stage 05's recommended forecaster's
+    out-of-sample forecasts, per date, horizon and fold, with the model chosen, why, and persistence beside them."""
+    p = Artifacts.of(data_dir).recommended
+    if not p.exists(): return None
+    t = pl.read_parquet(p).to_arrow()
+    return write_table(resolve_postgres_uri(postgres_uri), schema, table, iter(t.to_batches()), t.num_rows, "replace",
+                       ["date", "horizon"], None, copy_threshold=10**12, progress=False)
+
 # %% ../nbs/06_postgres_load.ipynb #85ad9ea5
 def table_report(postgres_uri: str | None,  # server; default POSTGRES_URI or the embedded one
                  schema: str,  # schema
@@ -450,7 +464,7 @@ class LoadParams(StageParams):
     copy_connections: int = 2           # COPY streams at once, each on its own connection
     to_sql_chunksize: int = TO_SQL_CHUNKSIZE  # rows per to_sql chunk
     method: str = "adbc"                # COPY path: adbc (binary COPY) or copy (psycopg2 CSV COPY)
-    daily: bool = True                  # also load regimes/daily.parquet into regime_daily
+    daily: bool = True                  # also load regimes/daily.parquet into regime_daily and models/recommended.parquet into forecast_recommended
     random_state: int = 0               # seed of the per-day downsample
     secrets = ("postgres_uri",)
 
@@ -462,6 +476,7 @@ class LoadStageResult:
     daily: LoadSummary | None          # regime_daily
     report: dict | None                # rows per year and cluster, sample rows, read back
     headline: dict                     # the numbers recorded for the report index
+    recommended: LoadSummary | None = None  # forecast_recommended (stage 05's recommended forecasts), when stage 05 ran
 
 # %% ../nbs/06_postgres_load.ipynb #c95d698f
 def run_load(art: Artifacts,        # the run's artifact paths
@@ -484,7 +499,9 @@ def run_load(art: Artifacts,        # the run's artifact paths
                         f"reading them back for the summary failed: {mask_secrets(why)}")
     else: log.warning("no option-level labels in this run (stage 03 ran at day granularity only): only regime_daily is loaded")
     daily = load_daily(art, uri, p.schema) if p.daily else None
+    rec = load_recommended(art, uri, p.schema) if p.daily else None
     headline = dict(table=f"{p.schema}.{p.table}", rows=summary.rows if summary else 0, method=summary.method if summary else None,
-                    rows_per_s=round(summary.rows_per_s) if summary else None, daily_rows=daily.rows if daily else 0)
+                    rows_per_s=round(summary.rows_per_s) if summary else None, daily_rows=daily.rows if daily else 0,
+                    recommended_rows=rec.rows if rec else 0)
     record_headline(art, "06_postgres_load", **headline)
-    return LoadStageResult(summary, daily, rep, headline)
+    return LoadStageResult(summary, daily, rep, headline, rec)

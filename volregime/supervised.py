@@ -23,14 +23,16 @@ from .cluster import check_cluster, engine
 from .core import Artifacts, InputError, StageParams, atomic_path, get_logger, import_quietly, record_headline, seed_of
 
 # %% auto #0
-__all__ = ['log', 'SKLEARN_GRIDS', 'BUILDERS', 'QLIKE_FLOOR', 'ForecastInputError', 'Sequences', 'make_sequences', 'as_sequences',
-           'Fold', 'outer_folds', 'inner_splits_of', 'default_anchors', 'choose_folds', 'persistence_forecast',
-           'har_forecast', 'sklearn_model', 'tune', 'fit_sklearn', 'configure_devices', 'LayerSeeds', 'build_recurrent',
-           'build_lstm', 'build_gru', 'build_seq2seq', 'KerasForecaster', 'keras_grid', 'qlike_loss', 'qlike',
-           'hac_variance', 'fixed_b_critical', 'loss_test', 'diebold_mariano', 'clark_west', 'combine_folds', 'holm',
-           'model_confidence_set', 'combined_rows', 'CVResult', 'nested_cv', 'add_regime_rmse', 'summary_table',
-           'mcs_losses', 'save_family', 'load_family', 'fig_folds', 'fig_forecasts', 'fig_histories', 'verdict',
-           'ForecastParams', 'ForecastStageResult', 'forecast_frame', 'run_forecast']
+__all__ = ['log', 'TRANSFORMS', 'SKLEARN_GRIDS', 'BUILDERS', 'QLIKE_FLOOR', 'RECOMMEND_TESTS', 'ForecastInputError', 'Sequences',
+           'make_sequences', 'as_sequences', 'Fold', 'outer_folds', 'inner_splits_of', 'default_anchors',
+           'choose_folds', 'persistence_forecast', 'har_forecast', 'sklearn_model', 'tune', 'fit_sklearn',
+           'inner_forecasts', 'configure_devices', 'LayerSeeds', 'build_recurrent', 'build_lstm', 'build_gru',
+           'build_seq2seq', 'KerasForecaster', 'keras_grid', 'qlike_loss', 'qlike', 'hac_variance', 'fixed_b_critical',
+           'loss_test', 'diebold_mariano', 'clark_west', 'combine_folds', 'holm', 'model_confidence_set',
+           'inner_benchmarks', 'recommend', 'combined_rows', 'CVResult', 'nested_cv', 'add_regime_rmse',
+           'summary_table', 'mcs_losses', 'save_family', 'load_family', 'fig_folds', 'fig_forecasts', 'fig_histories',
+           'verdict', 'ForecastParams', 'ForecastStageResult', 'forecast_frame', 'recommended_table', 'scored_horizons',
+           'run_forecast']
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #4aa92d92
 log = get_logger("supervised")
@@ -39,33 +41,49 @@ class ForecastInputError(InputError):
     "Bad input to the forecasting stage."
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #231d7ba6
+TRANSFORMS = ("change", "level", "log")   # what the models learn: the change from today's level, the level, or its log
+
 @dataclass
 class Sequences:
-    "Windows of inputs, H-step targets, and the date and target level of each sample's last input day."
+    "Windows of inputs, targets at each horizon, and the date and target level of each sample's last input day."
     X: np.ndarray          # (N, W, F)
-    y: np.ndarray          # (N, H), in the model's space (level or log)
+    y: np.ndarray          # (N, len(horizons)), in the model's space (change, level or log)
     dates: np.ndarray      # (N,) datetime64[D]: day t
     level_now: np.ndarray  # (N,) target level on day t (persistence forecast, HAR inputs)
     har: np.ndarray        # (N, 3): daily, weekly (5-day) and monthly (22-day) means of the target level up to t
     features: list
     report: dict = field(default_factory=dict)   # days, days dropped for missing values, samples, samples refused at long gaps
+    horizons: list = None  # trading days ahead of each column of y (default 1..y's width)
+    transform: str = "level"  # the model space of y
+
+    def __post_init__(self):
+        if self.horizons is None: self.horizons = list(range(1, self.y.shape[1] + 1))
+
+    def to_level(self, a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        "Model-space targets or forecasts `a` of samples `idx` as target levels."
+        if self.transform == "log": return np.exp(a)
+        if self.transform == "change": return np.asarray(a) + self.level_now[idx][:, None]
+        return np.asarray(a)
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #c90b6f62
 def make_sequences(df: pl.DataFrame,  # daily rows of one underlying, in date order
                    features: list,  # input columns
                    target: str = "atm_iv_30d",  # forecast target column
                    window: int = 20,  # W: days per input sequence
-                   horizon: int = 5,  # H: days ahead
-                   transform: str = "level",  # level or log targets
+                   horizon: int = 5,  # H: the furthest day ahead (when `horizons` is not given: every day 1..H)
+                   transform: str = "level",  # change (from today's level), level or log targets
                    max_gap_days: int = 7,  # a sample may not span two consecutive days further apart (calendar days)
+                   horizons: list | None = None,  # the days ahead forecast, e.g. [1, 5, 21]; default 1..horizon
                   ) -> Sequences:
     """Causal (N, W, F) inputs and (N, H) targets over the underlying's own days with data: a day missing an input
     or the target (an outage, a day without the surface) after the first complete day is left out of the calendar,
     and a sample whose W + H days span a gap of more than `max_gap_days` calendar days is not formed."""
     missing = [c for c in [*features, target] if c not in df.columns]
     if missing: raise ForecastInputError(f"column(s) {missing} not in the daily features (available: {df.columns})")
-    if transform not in ("level", "log"): raise ForecastInputError(f"target_transform={transform!r}: expected 'level' or 'log'")
-    if window < 1 or horizon < 1: raise ForecastInputError(f"window={window}, horizon={horizon}: both must be >= 1")
+    if transform not in TRANSFORMS: raise ForecastInputError(f"target_transform={transform!r}: expected one of {list(TRANSFORMS)}")
+    hs = sorted({int(h) for h in horizons}) if horizons else list(range(1, horizon + 1))
+    if window < 1 or not hs or hs[0] < 1: raise ForecastInputError(f"window={window}, horizons={hs}: both must be >= 1")
+    horizon = hs[-1]
     df = df.sort("date")
     ok = pl.all_horizontal([pl.col(c).cast(pl.Float64).is_finite().fill_null(False) for c in [*features, target]])
     complete = df.select(ok).to_series().to_numpy()
@@ -93,8 +111,10 @@ def make_sequences(df: pl.DataFrame,  # daily rows of one underlying, in date or
     if not idx: raise ForecastInputError(f"no complete samples: {n} days with data, window {window}, horizon {horizon}, max_gap_days {max_gap_days}")
     idx = np.array(idx)
     X = np.stack([F[t - window + 1:t + 1] for t in idx])
-    y = np.stack([tgt[t + 1:t + horizon + 1] for t in idx])
-    return Sequences(X, y, df["date"].to_numpy()[idx].astype("datetime64[D]"), lvl[idx], har[idx], list(features), report)
+    cols = np.array(hs) - 1
+    y = np.stack([tgt[t + 1:t + horizon + 1][cols] for t in idx])
+    if transform == "change": y = y - lvl[idx][:, None]
+    return Sequences(X, y, df["date"].to_numpy()[idx].astype("datetime64[D]"), lvl[idx], har[idx], list(features), report, hs, transform)
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #a6576d6b
 def as_sequences(X: np.ndarray) -> np.ndarray:
@@ -197,22 +217,20 @@ def choose_folds(dates: np.ndarray,  # date of each sample
 # %% ../nbs/05_lstm_nested_cv.ipynb #f89aa374
 def persistence_forecast(seq: Sequences,  # the sequences
                          idx: np.ndarray,  # samples forecast
-                         horizon: int,  # H
+                         horizon: int | None = None,  # columns; default one per horizon of the sequences
                         ) -> np.ndarray:
     "IV today for every horizon (in level units)."
-    return np.repeat(seq.level_now[idx][:, None], horizon, axis=1)
+    return np.repeat(seq.level_now[idx][:, None], horizon or len(seq.horizons), axis=1)
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #f916ad54
 def har_forecast(seq: Sequences,  # the sequences
                  train: np.ndarray,  # training samples
                  test: np.ndarray,  # samples forecast
-                 transform: str = "level",  # level or log targets
                 ) -> np.ndarray:
-    "HAR-IV per horizon, fitted on the training samples; level units."
+    "HAR-IV per horizon, fitted on the training samples' target levels (whatever the models' space); level units."
     Xtr = np.column_stack([np.ones(len(train)), seq.har[train]])
     Xte = np.column_stack([np.ones(len(test)), seq.har[test]])
-    ytr = np.exp(seq.y[train]) if transform == "log" else seq.y[train]
-    beta, *_ = np.linalg.lstsq(Xtr, ytr, rcond=None)
+    beta, *_ = np.linalg.lstsq(Xtr, seq.to_level(seq.y[train], train), rcond=None)
     return Xte @ beta
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #f2150895
@@ -275,6 +293,26 @@ def fit_sklearn(name: str,       # baseline name (linear, ridge, lasso, elasticn
                 ) -> tuple[object, dict]:
     "A tuned baseline on flattened windows: (fitted estimator, its parameters)."
     return tune(sklearn_model(name, random_state), SKLEARN_GRIDS.get(name, {}), X.reshape(len(X), -1), y, splits)
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #aff9596e
+def inner_forecasts(estimator,        # the unfitted estimator of the family
+                    params: dict,     # the candidate chosen by tune
+                    X: np.ndarray,    # the outer fold's training inputs (as the estimator takes them)
+                    y: np.ndarray,    # its targets (model space)
+                    splits,           # the inner time-series splits
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(validation sample indices, forecasts in model space): the chosen candidate refit on each inner split's training
+    rows and forecast over its validation rows. It is the out-of-sample record inside the training data on which a
+    forecaster may be recommended; the outer test windows are never looked at."""
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
+    idx, out = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for tr, va in splits:
+            e = clone(estimator).set_params(**params).fit(X[tr], y[tr])
+            idx.append(va); out.append(np.asarray(e.predict(X[va])).reshape(len(va), -1))
+    return np.concatenate(idx), np.concatenate(out)
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #9476eb19
 _DEVICES = None   # the (gpu_devices, memory_growth) applied in this process
@@ -633,6 +671,51 @@ def model_confidence_set(losses: pl.DataFrame,  # one column per model, one row 
     return pl.DataFrame({"model": names, "mcs_pvalue": [float(pv.loc[i]) for i in range(len(names))],
                          "in_mcs": [i in set(m.included) for i in range(len(names))]})
 
+# %% ../nbs/05_lstm_nested_cv.ipynb #e1cd30f8
+def inner_benchmarks(seq: Sequences,   # the sequences
+                     train: np.ndarray,  # the outer fold's training samples
+                     splits,            # its inner time-series splits (indices into train)
+                    ) -> dict:
+    "Persistence, HAR and the realised level `y` over the inner validation windows (level units, in time order)."
+    va = np.concatenate([train[v] for _, v in splits])
+    har = np.concatenate([har_forecast(seq, train[t], train[v]) for t, v in splits])
+    return {"y": seq.to_level(seq.y[va], va), "persistence": persistence_forecast(seq, va), "har": har}
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #9dfde9a9
+RECOMMEND_TESTS = ("spa", "mcs")
+
+def recommend(inner: dict,         # model -> inner-validation forecasts (n, horizons), level units; persistence among them
+              y: np.ndarray,       # the realised levels over the same rows
+              horizons: list,      # the days ahead of the columns
+              size: float = 0.10,  # the test's size
+              block: int = 10,     # its bootstrap's mean block length (at least each horizon)
+              reps: int = 500,     # its bootstrap replications
+              random_state: int = 0,
+              test: str = "spa",   # spa: Hansen's test of superior predictive ability against persistence; mcs: the model confidence set
+             ) -> dict:
+    """horizon -> (model, reason): the lowest inner squared error when persistence is shown beaten (SPA's consistent
+    p-value below `size`, or persistence outside the inner MCS), else persistence."""
+    from arch.bootstrap import SPA
+    if test not in RECOMMEND_TESTS: raise ForecastInputError(f"recommend_test={test!r}: expected one of {list(RECOMMEND_TESTS)}")
+    out = {}
+    for j, h in enumerate(horizons):
+        L = pl.DataFrame({m: (np.asarray(f)[:, j] - y[:, j]) ** 2 for m, f in inner.items()})
+        best = min(L.columns, key=lambda m: float(L[m].mean()))
+        if best == "persistence":
+            out[h] = ("persistence", "persistence has the lowest inner loss"); continue
+        if test == "spa":
+            others = L.drop("persistence").to_numpy()
+            spa = SPA(L["persistence"].to_numpy(), others, block_size=max(block, h), reps=reps, bootstrap="stationary",
+                      seed=int(random_state))
+            spa.compute()
+            pv = float(spa.pvalues["consistent"])
+            shown, why = pv < size, f"SPA p = {pv:.3f} against persistence"
+        else:
+            inset = set(model_confidence_set(L, size, max(block, h), reps, random_state).filter("in_mcs")["model"])
+            shown, why = "persistence" not in inset, f"persistence {'in' if 'persistence' in inset else 'outside'} the inner {1 - size:.0%} MCS"
+        out[h] = (best, f"lowest inner loss; {why}") if shown else ("persistence", f"{best} has the lowest inner loss but is not shown better ({why})")
+    return out
+
 # %% ../nbs/05_lstm_nested_cv.ipynb #edaa9b61
 def _score(name: str, fold: int, anchor: str, h: int, y: np.ndarray, f: np.ndarray, naive: np.ndarray) -> dict:
     "One metrics row: RMSE, MAE, QLIKE, DM (squared and QLIKE losses) and Clark–West against persistence at horizon h."
@@ -647,14 +730,14 @@ def _score(name: str, fold: int, anchor: str, h: int, y: np.ndarray, f: np.ndarr
 
 def combined_rows(preds: pl.DataFrame,  # every fold's predictions
                   fold_rows: list,  # the per-fold metrics rows (_score)
-                  horizon: int,  # H
+                  horizon: int | None = None,  # unused: the horizons are those of the predictions
                  ) -> list[dict]:
     "Rows over all outer folds (fold -1, anchor 'all'): errors over every forecast, tests combined across folds (Stouffer)."
     rows = []
     fr = pl.DataFrame(fold_rows)
     for name in preds["model"].unique(maintain_order=True):
         q = preds.filter(pl.col("model") == name)
-        for h in range(1, horizon + 1):
+        for h in sorted(preds["horizon"].unique()):
             a = q.filter(pl.col("horizon") == h)
             e = (a["y_pred"] - a["y_true"]).to_numpy()
             per = fr.filter((pl.col("model") == name) & (pl.col("horizon") == h))
@@ -678,31 +761,34 @@ class CVResult:
     folds: list
     histories: dict
     seconds: float = 0.0
+    recommended: pl.DataFrame | None = None   # the recommended forecaster's test forecasts (recommend), per fold and horizon
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #e3c4c9c1
-def _metrics_rows(name, fold, y_lvl, f_lvl, naive_lvl, horizon):
-    return [_score(name, fold.fold, str(fold.anchor), h + 1, y_lvl[:, h], f_lvl[:, h], naive_lvl[:, h]) for h in range(horizon)]
+def _metrics_rows(name, fold, y_lvl, f_lvl, naive_lvl, horizons):
+    return [_score(name, fold.fold, str(fold.anchor), h, y_lvl[:, j], f_lvl[:, j], naive_lvl[:, j]) for j, h in enumerate(horizons)]
 
 def _fit_one(name: str, keras: bool, X_tr, y_tr, X_te, splits, grid, horizon, epochs, patience, batch_size, random_state,
-             devices: tuple = ("", True)) -> tuple:
+             devices: tuple = ("", True), inner: bool = True) -> tuple:
     """One (outer fold, model) job: tuned on the inner splits, refit on the fold's training rows; its test forecast (model
-    scale), the fitted model, the chosen parameters and the Keras history (a joblib job, on a cluster under Dask)."""
+    scale), the fitted model, the chosen parameters, the Keras history and, when `inner`, the chosen candidate's inner
+    out-of-sample record (inner_forecasts) that the recommendation is made on (a joblib job, on a cluster under Dask)."""
     if keras and _DEVICES is None:   # a process TensorFlow was not set up in (a Dask worker): devices, seeds, op determinism
         configure_devices(*devices, random_state)
     if not keras:
         est, best = fit_sklearn(name, X_tr, y_tr, splits, random_state)
-        return est.predict(X_te.reshape(len(X_te), -1)), est, best, None
+        rec = inner_forecasts(sklearn_model(name, random_state), best, X_tr.reshape(len(X_tr), -1), y_tr, splits) if inner else None
+        return est.predict(X_te.reshape(len(X_te), -1)), est, best, None, rec
     # the same search as the baselines: GridSearchCV over the inner splits; the inner fits rank candidates on their
     # early-stopped fit, and only the chosen one is refit on every row
     base = KerasForecaster(name, epochs=epochs, patience=patience, batch_size=batch_size, gap=horizon,
                            random_state=random_state, refit_full=False)
     est, best = tune(base, grid, X_tr, y_tr, splits, final={"refit_full": True})
-    return est.predict(X_te), est, best, est.history_
+    rec = inner_forecasts(base, best, X_tr, y_tr, splits) if inner else None
+    return est.predict(X_te), est, best, est.history_, rec
 
-def nested_cv(seq: Sequences,               # the sequences (X, y, dates)
+def nested_cv(seq: Sequences,               # the sequences (X, y, dates, horizons, transform)
               folds: list,                 # outer folds
-              horizon: int,                # H: days ahead
-              transform: str = "level",    # level or log targets
+              horizon: int | None = None,  # the furthest horizon (the inner splits' gap); default the sequences'
               sklearn_models: list = (),   # baseline names
               keras_families: list = (),   # lstm, gru, seq2seq
               grid: dict | None = None,    # the deep models' grid (keras_grid)
@@ -714,21 +800,28 @@ def nested_cv(seq: Sequences,               # the sequences (X, y, dates)
               progress: bool = True,       # a progress bar
               n_jobs: int = 1,             # joblib workers over the (fold, model) jobs; 1: one after another here
               devices: tuple = ("", True),  # (gpu_devices, memory_growth) for processes TensorFlow is not set up in
+              recommend_deep: bool = False,  # refit the deep families on the inner splits so they can be recommended
+              mcs_size: float = 0.10,      # the recommendation's test size (inner SPA or model confidence set)
+              mcs_block: int = 10,         # its bootstrap's mean block length (at least the horizon)
+              mcs_reps: int = 500,         # its bootstrap replications
+              recommend_test: str = "spa",  # spa (superior predictive ability against persistence) or mcs
               ) -> CVResult:
-    "Outer expanding-window folds; inner time-series splits tune each model; every forecast scored against persistence."
+    """Outer expanding-window folds; inner time-series splits tune each model; every forecast scored against persistence;
+    per fold and horizon, the forecaster recommended from the inner splits alone (`recommend`)."""
     from tqdm.auto import tqdm
     t0 = time.perf_counter()
-    to_lvl = (lambda a: np.exp(a)) if transform == "log" else (lambda a: a)
-    rows, preds, selected, hist = [], [], {}, {}
+    hs = list(seq.horizons); horizon = horizon or hs[-1]
+    rows, preds, recs, selected, hist = [], [], [], {}, {}
     grid = grid or keras_grid([32], [1], [0.0], [1e-3], [seq.X.shape[1]])
     steps = len(folds) * (2 + len(sklearn_models) + len(keras_families))
     bar = tqdm(total=steps, desc="nested CV", disable=not progress)
     models = [(m, False) for m in sklearn_models] + [(m, True) for m in keras_families]
     jobs = [(fold, m, keras) for fold in folds for m, keras in models]
+    splits_of = {fold.fold: inner_splits_of(len(fold.train), inner_splits, horizon) for fold in folds}
     def job(fold, m, keras):
         tr, te = fold.train, fold.test
-        return delayed(_fit_one)(m, keras, seq.X[tr], seq.y[tr], seq.X[te], inner_splits_of(len(tr), inner_splits, horizon), grid,
-                                 horizon, epochs, patience, batch_size, random_state, devices)
+        return delayed(_fit_one)(m, keras, seq.X[tr], seq.y[tr], seq.X[te], splits_of[fold.fold], grid,
+                                 horizon, epochs, patience, batch_size, random_state, devices, (not keras) or recommend_deep)
     if n_jobs == 1:
         fitted = []
         for a in jobs:
@@ -740,24 +833,32 @@ def nested_cv(seq: Sequences,               # the sequences (X, y, dates)
     out = dict(zip(((f.fold, m) for f, m, _ in jobs), fitted))
     for fold in folds:
         tr, te = fold.train, fold.test
-        y_lvl = to_lvl(seq.y[te])
-        naive = persistence_forecast(seq, te, horizon)
-        fc = {"persistence": naive, "har": har_forecast(seq, tr, te, transform)}
+        y_lvl = seq.to_level(seq.y[te], te)
+        naive = persistence_forecast(seq, te)
+        fc = {"persistence": naive, "har": har_forecast(seq, tr, te)}
+        inner = inner_benchmarks(seq, tr, splits_of[fold.fold])
         bar.update(2)
         for m, keras in models:
-            f, est, best, h = out[(fold.fold, m)]
-            fc[m] = to_lvl(f)
+            f, est, best, h, rec = out[(fold.fold, m)]
+            fc[m] = seq.to_level(f, te)
+            if rec is not None: inner[m] = seq.to_level(rec[1], tr[rec[0]])
             selected[m] = (est, best, fold.fold)
             if keras: hist[(m, fold.fold)] = h
+        d = np.repeat(seq.dates[te], len(hs)); hh = np.tile(hs, len(te))
         for name, f in fc.items():
-            rows += _metrics_rows(name, fold, y_lvl, f, naive, horizon)
-            d = np.repeat(seq.dates[te], horizon); hh = np.tile(np.arange(1, horizon + 1), len(te))
+            rows += _metrics_rows(name, fold, y_lvl, f, naive, hs)
             preds.append(pl.DataFrame({"date": d, "horizon": hh, "model": name, "fold": fold.fold, "anchor": str(fold.anchor),
                                        "y_true": y_lvl.ravel(), "y_pred": f.ravel()}))
+        y_in = inner.pop("y")
+        choice = recommend(inner, y_in, hs, mcs_size, mcs_block, mcs_reps, random_state, recommend_test)
+        for j, h in enumerate(hs):
+            m, why = choice[h]
+            recs.append(pl.DataFrame({"date": seq.dates[te], "horizon": h, "fold": fold.fold, "anchor": str(fold.anchor),
+                                      "model": m, "reason": why, "y_true": y_lvl[:, j], "y_pred": fc[m][:, j], "persistence": naive[:, j]}))
     bar.close()
     preds = pl.concat(preds)
-    rows += combined_rows(preds, rows, horizon)
-    return CVResult(pl.DataFrame(rows), preds, selected, folds, hist, time.perf_counter() - t0)
+    rows += combined_rows(preds, rows)
+    return CVResult(pl.DataFrame(rows), preds, selected, folds, hist, time.perf_counter() - t0, pl.concat(recs))
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #28ae5fc6
 def add_regime_rmse(preds: pl.DataFrame, regimes: pl.DataFrame) -> pl.DataFrame:
@@ -941,16 +1042,21 @@ def verdict(table: pl.DataFrame,  # summary_table rows (with in_mcs when the MCS
 class ForecastParams(StageParams):
     "Parameters of the forecasting stage (05)."
     target: str = "atm_iv_30d"          # forecast target column of features/daily.parquet
-    target_transform: str = "level"     # level or log: models learn the target or its log
+    target_transform: str = "change"    # change, level or log: models learn the change from today's level, the level, or its log
     features: list = field(default_factory=lambda: ["atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", "rv_21d", "ret_1d"])  # input columns
-    use_regime_shares: bool = False     # add stage 04's causal K-means regime (one-hot, known on the day) as inputs
+    har_inputs: bool = True             # add the target's HAR components (5- and 22-day means less today's level) as inputs
+    se_inputs: bool = True              # add the surface fits' standard errors (stage 02's *_se columns) as inputs
+    use_regime_shares: bool = True      # add the published regime's causal probabilities (stage 04's expanding-window labels) as inputs
+    regime_input_method: str = "persistent"  # the stage-04 method whose causal labels are the regime inputs (the published one)
+    regime_prob_days: int = 5           # causal regime probability: the share of the last N days' causal labels in each regime
     window: int = 20                    # W: days of history in each input sequence
-    horizon: int = 5                    # H: days ahead forecast (t+1..t+H)
+    horizon: int = 21                   # H: the furthest day ahead forecast
+    horizons: list = field(default_factory=lambda: [1, 5, 21])  # days ahead forecast and scored, each with its verdict (at most H; H always)
     max_gap_days: int = 7               # a sample may not span two days further apart than this (calendar days)
     anchor_dates: list = field(default_factory=list)  # outer-fold test starts; empty: starts of stressed episodes
     n_folds: int = 1                    # outer folds (anchors) at most
     test_days: int = 40                 # trading days in each outer test window
-    min_train_days: int = 120           # trading days of training data before an anchor, at least
+    min_train_days: int = 100           # trading days of training data before an anchor, at least
     inner_splits: int = 2               # inner time-series splits for tuning
     keras_families: list = field(default_factory=lambda: ["lstm", "gru", "seq2seq"])  # deep models
     sklearn_models: list = field(default_factory=lambda: ["linear", "ridge", "lasso", "elasticnet", "random_forest", "gradient_boosting"])  # baselines
@@ -965,7 +1071,9 @@ class ForecastParams(StageParams):
     gpu_devices: str = ""               # GPU indices made visible, e.g. 0 or 0,1; empty: all; none: CPU only
     memory_growth: bool = True          # let TensorFlow grow GPU memory instead of taking it all
     mcs_size: float = 0.10              # model confidence set size (the set holds the best model with 1 - size)
-    mcs_block: int = 10                 # stationary-bootstrap mean block length of the MCS (forecasts; at least H)
+    mcs_block: int = 10                 # stationary-bootstrap mean block length of the MCS (forecasts; raised to h at horizon h)
+    recommend_deep: bool = False        # refit the deep families on the inner splits so that they can be recommended
+    recommend_test: str = "spa"         # spa (Hansen's superior predictive ability against persistence) or mcs: when a model replaces persistence
     mcs_reps: int = 1000                # MCS bootstrap replications
     random_state: int = 0               # seeds numpy, TensorFlow and every estimator
     cluster: str = "none"               # none | local | tcp://host:8786: the (fold, model) jobs through joblib's Dask backend
@@ -984,79 +1092,146 @@ class ForecastStageResult:
     device: dict            # what TensorFlow ran on
     features: list          # the input columns used
     headline: dict          # the numbers recorded for the report index
+    tables: dict = field(default_factory=dict)    # horizon -> its summary table (`table` is the furthest horizon's)
+    verdicts: dict = field(default_factory=dict)  # horizon -> its verdict
+    recommended: pl.DataFrame | None = None       # per horizon: the recommended forecaster against persistence and the best in hindsight
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #c5768972
+def _regime_probabilities(daily: pl.DataFrame, m: pl.DataFrame, days: int) -> tuple[pl.DataFrame, list, int]:
+    "The causal labels' share of each regime over the last `days` labelled days; days before the first label get 1/k."
+    k = int(m["regime"].max()) + 1
+    cols = [f"regime_prob_{i}" for i in range(k)]
+    m = m.sort("date").select("date", *[(pl.col("regime") == i).cast(pl.Float64).rolling_mean(days, min_samples=1).alias(c)
+                                        for i, c in enumerate(cols)])
+    out = daily.join(m, on="date", how="left")
+    before = int(out.filter(pl.col("date") < m["date"].min()).height)
+    out = out.with_columns([pl.when(pl.col("date") < m["date"].min()).then(1.0 / k).otherwise(pl.col(c)).alias(c) for c in cols])
+    return out, cols, before
+
 def forecast_frame(art: Artifacts,           # the run's artifact paths
                    params: ForecastParams,   # the stage's parameters
-                   ) -> tuple[int, pl.DataFrame, list]:
-    """(secid, its daily rows in date order, input columns): the first underlying, with its causal regime when asked.
-    Regime inputs come only from stage 04's expanding-window labels (each day labelled by models fitted on data up to
-    that day); labels fitted on every date would leak the test windows into the training inputs, and are refused."""
+                   ) -> tuple[int, pl.DataFrame, list, dict]:
+    """(secid, its daily rows in date order, input columns, what was added, filled or left out): the first underlying,
+    its surface features, the target's HAR components, the surface fits' standard errors and the published regime's
+    causal probabilities, each when asked. Regime inputs come only from stage 04's expanding-window labels (each day
+    labelled by models fitted on data up to that day); labels fitted on every date would leak the test windows into the
+    training inputs, and are never used."""
+    p = params
     daily = pl.read_parquet(art.features_daily)
     secid0 = int(daily["secid"][0])
     daily = daily.filter(pl.col("secid") == secid0).sort("date")
-    cols = list(params.features)
-    if params.use_regime_shares:
-        if not art.methods.exists():
-            raise ForecastInputError("use_regime_shares=True needs stage 04's causal regime labels (regimes/methods.parquet): run stage 04 first")
-        m = pl.read_parquet(art.methods)
-        if "label_kind" not in m.columns:
-            raise ForecastInputError(f"{art.methods.name} has no expanding-window labels (written before they existed): rerun stage 04")
-        m = m.filter((pl.col("label_kind") == "causal") & (pl.col("method") == "kmeans") & (pl.col("secid") == secid0))
-        if m.is_empty(): raise ForecastInputError(f"use_regime_shares=True: no causal K-means labels for secid {secid0} in {art.methods.name}")
-        k = int(m["regime"].max()) + 1
-        share_cols = [f"regime_causal_{i}" for i in range(k)]
-        daily = daily.join(m.select("date", *[(pl.col("regime") == i).cast(pl.Float64).alias(c) for i, c in enumerate(share_cols)]),
-                           on="date", how="left")
-        log.info(f"regime inputs: causal K-means regimes of {m.height} days; {daily.height - m.height} earlier days have none "
-                 f"(before the first refit) and are left out of the samples")
-        cols += share_cols
-    return secid0, daily, cols
+    cols, info = list(p.features), {}
+    if p.har_inputs and p.target in daily.columns:   # HAR in the models: where the target sits against its own recent means
+        t = pl.col(p.target).cast(pl.Float64)
+        daily = daily.with_columns(har_5d_gap=t.rolling_mean(5) - t, har_22d_gap=t.rolling_mean(22) - t)
+        cols += ["har_5d_gap", "har_22d_gap"]
+    if p.se_inputs:   # how noisy today's measurement is: a noisy day's level deserves less weight than a clean one's
+        se = [c for c in daily.columns if c.endswith("_se") and c.removesuffix("_se") in p.features and daily[c].is_not_null().any()]
+        filled = {c: int(daily[c].is_null().sum() - daily[c].forward_fill().is_null().sum()) for c in se}
+        daily = daily.with_columns([pl.col(c).forward_fill() for c in se])
+        cols += se; info["se_days_filled"] = filled
+        if any(filled.values()): log.info(f"standard-error inputs carried forward over days without a fit: {filled}")
+    info["regime_inputs"] = "none"
+    if p.use_regime_shares:
+        m = pl.read_parquet(art.methods) if art.methods.exists() else None
+        why = ("stage 04's causal labels are missing (regimes/methods.parquet): run stage 04" if m is None else
+               f"{art.methods.name} has no expanding-window labels (written before they existed): rerun stage 04" if "label_kind" not in m.columns else "")
+        if not why:
+            m = m.filter((pl.col("label_kind") == "causal") & (pl.col("method") == p.regime_input_method) & (pl.col("secid") == secid0))
+            if m.is_empty(): why = f"no causal {p.regime_input_method!r} labels for secid {secid0} in {art.methods.name}"
+        if why: log.warning(f"regime inputs left out: {why}")
+        else:
+            daily, rc, before = _regime_probabilities(daily, m, p.regime_prob_days)
+            cols += rc
+            info.update(regime_inputs=f"causal {p.regime_input_method}, share of the last {p.regime_prob_days} days", regime_days_before_first_label=before)
+            log.info(f"regime inputs: causal {p.regime_input_method} labels of {m.height} days; the {before} days before the "
+                     f"first refit carry equal probabilities")
+    return secid0, daily, cols, info
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #540c804f
+def recommended_table(cv: CVResult) -> pl.DataFrame:
+    """Per horizon: the recommended forecaster's pooled RMSE against persistence and against the model best in hindsight
+    (lowest pooled test RMSE), and what was recommended in each fold: the gap between choosing and knowing."""
+    rec = cv.recommended
+    pooled = cv.results.filter((pl.col("fold") == -1) & (pl.col("model") != "persistence")).sort("rmse")
+    rows = []
+    for h in sorted(rec["horizon"].unique()):
+        r = rec.filter(pl.col("horizon") == h)
+        best = pooled.filter(pl.col("horizon") == h).row(0, named=True)
+        rmse = lambda a, b: float(np.sqrt(np.mean((r[a] - r[b]).to_numpy() ** 2)))
+        chosen = r.group_by("fold", maintain_order=True).agg(pl.col("model").first())["model"].to_list()
+        rows.append({"horizon": int(h), "recommended": ", ".join(chosen), "rmse_recommended": rmse("y_pred", "y_true"),
+                     "rmse_persistence": rmse("persistence", "y_true"), "best_in_hindsight": best["model"], "rmse_best": best["rmse"]})
+    return pl.DataFrame(rows).with_columns(ratio_recommended=pl.col("rmse_recommended") / pl.col("rmse_persistence"),
+                                           ratio_best=pl.col("rmse_best") / pl.col("rmse_persistence"))
+
+def scored_horizons(p: ForecastParams) -> list:
+    "The horizons forecast and scored: `horizons` up to `horizon`, and `horizon` itself."
+    hs = sorted({int(h) for h in p.horizons if 1 <= int(h) <= p.horizon} | {int(p.horizon)})
+    dropped = [h for h in p.horizons if not 1 <= int(h) <= p.horizon]
+    if dropped: log.info(f"horizons {dropped} are beyond horizon={p.horizon} (or below 1): not scored")
+    return hs
+
 def run_forecast(art: Artifacts,           # the run's artifact paths
                  params: ForecastParams,   # the stage's parameters
                  progress: bool = True,    # a progress bar over the nested CV
                  ) -> ForecastStageResult:
-    "Stage 05: nested CV of every model family, artifacts, selected models and headline."
+    """Stage 05: nested CV of every model family at each horizon, the recommended forecaster, artifacts, selected models
+    and headline."""
+    from sklearn.model_selection import ParameterGrid
     p = params
     device = configure_devices(p.gpu_devices, p.memory_growth, p.random_state)
-    secid0, daily, cols = forecast_frame(art, p)
-    W = max([p.window, *p.window_grid])
-    seq = make_sequences(daily, cols, p.target, W, p.horizon, p.target_transform, p.max_gap_days)
+    secid0, daily, cols, info = forecast_frame(art, p)
+    W, hs = max([p.window, *p.window_grid]), scored_horizons(p)
+    seq = make_sequences(daily, cols, p.target, W, p.horizon, p.target_transform, p.max_gap_days, horizons=hs)
     anchors = p.anchor_dates or default_anchors(art, secid0)
     folds = choose_folds(seq.dates, anchors, bool(p.anchor_dates), p.horizon, p.test_days, p.min_train_days, p.n_folds)
-    log.info(f"{len(seq.X)} samples of {W} days x {len(cols)} features; {len(folds)} outer folds at "
+    log.info(f"{len(seq.X)} samples of {W} days x {len(cols)} features, horizons {hs}; {len(folds)} outer folds at "
              f"{[str(f.anchor) for f in folds]}; device: {device['test_op_device']}")
     grid = keras_grid(p.units_grid, p.depth_grid, p.dropout_grid, p.lr_grid, [w for w in p.window_grid if w <= W] or [W])
     check_cluster(p.cluster)
+    deep = p.recommend_deep or len(list(ParameterGrid(grid))) > 1
     with engine(p.cluster) as eng, eng.joblib():
-        cv = nested_cv(seq, folds, p.horizon, p.target_transform, p.sklearn_models, p.keras_families, grid, p.inner_splits,
+        cv = nested_cv(seq, folds, p.horizon, p.sklearn_models, p.keras_families, grid, p.inner_splits,
                        p.epochs, p.patience, p.batch_size, p.random_state, progress, n_jobs=eng.n_jobs(1),
-                       devices=(p.gpu_devices, p.memory_growth))
+                       devices=(p.gpu_devices, p.memory_growth), recommend_deep=deep, mcs_size=p.mcs_size,
+                       mcs_block=p.mcs_block, mcs_reps=p.mcs_reps, recommend_test=p.recommend_test)
     with atomic_path(art.cv_results) as tmp: cv.results.write_parquet(tmp)
     with atomic_path(art.predictions) as tmp: cv.predictions.write_parquet(tmp)
-    if p.mcs_block < p.horizon: raise ForecastInputError(f"mcs_block={p.mcs_block}: expected at least the horizon ({p.horizon})")
-    mcs = model_confidence_set(mcs_losses(cv.predictions, p.horizon), p.mcs_size, p.mcs_block, p.mcs_reps, p.random_state)
-    mcs_q = model_confidence_set(mcs_losses(cv.predictions, p.horizon, "qlike"), p.mcs_size, p.mcs_block, p.mcs_reps, p.random_state)
-    table = summary_table(cv.results, p.horizon, mcs, mcs_q)
+    with atomic_path(art.recommended) as tmp: cv.recommended.with_columns(secid=pl.lit(secid0)).write_parquet(tmp)
+    tables, verdicts, mcs = {}, {}, {}
+    for h in hs:
+        block = max(p.mcs_block, h)
+        mcs[h] = model_confidence_set(mcs_losses(cv.predictions, h), p.mcs_size, block, p.mcs_reps, p.random_state)
+        mq = model_confidence_set(mcs_losses(cv.predictions, h, "qlike"), p.mcs_size, block, p.mcs_reps, p.random_state)
+        tables[h] = summary_table(cv.results, h, mcs[h], mq)
+        verdicts[h] = verdict(tables[h], h, mcs_size=p.mcs_size)
+    H = hs[-1]; table = tables[H]
+    rec = recommended_table(cv)
     regimes = pl.read_parquet(art.regimes_daily).filter(pl.col("secid") == secid0)
-    by_regime = add_regime_rmse(cv.predictions, regimes).filter(pl.col("horizon") == p.horizon).pivot(on="regime", index="model", values="rmse")
+    by_regime = add_regime_rmse(cv.predictions, regimes).filter(pl.col("horizon") == H).pivot(on="regime", index="model", values="rmse")
     saved = {}
     for fam, (fitted, best, fold_no) in cv.selected.items():
         m = cv.results.filter((pl.col("model") == fam) & (pl.col("fold") == fold_no))
         pr = cv.predictions.filter((pl.col("model") == fam) & (pl.col("fold") == fold_no))
         saved[fam] = save_family(art.models, fam, fitted, best, m, pr)
     best = table.filter(pl.col("model") != "persistence").row(0, named=True)
-    text = verdict(table, p.horizon, mcs_size=p.mcs_size)
+    per_h = {}
+    for r in rec.iter_rows(named=True):
+        h = r["horizon"]
+        per_h.update({f"recommended_h{h}": r["recommended"], f"ratio_recommended_h{h}": r["ratio_recommended"],
+                      f"best_model_h{h}": r["best_in_hindsight"], f"ratio_best_h{h}": r["ratio_best"]})
     headline = dict(best_model=best["model"], best_rmse_h=best["rmse_pooled"],
                     persistence_rmse_h=float(table.filter(pl.col("model") == "persistence")["rmse_pooled"][0]),
-                    mcs=sorted(mcs.filter("in_mcs")["model"].to_list()), mcs_qlike=sorted(mcs_q.filter("in_mcs")["model"].to_list()),
-                    mcs_size=p.mcs_size, mcs_block=p.mcs_block,
+                    **per_h, horizons=hs, target_transform=p.target_transform, inputs=cols, regime_inputs=info["regime_inputs"],
+                    deep_recommendable=bool(deep and p.keras_families),
+                    mcs=sorted(mcs[H].filter("in_mcs")["model"].to_list()),
+                    mcs_qlike=sorted(tables[H].filter(pl.col("in_mcs_qlike").fill_null(False))["model"].to_list()),
+                    mcs_size=p.mcs_size, mcs_block=max(p.mcs_block, H),
                     best_dm_pvalue_holm=best["dm_pvalue_holm"], best_cw_pvalue_holm=best["cw_pvalue_holm"],
-                    forecasts_floored_qlike=int(cv.results.filter((pl.col("fold") == -1) & (pl.col("horizon") == p.horizon))["floored"].sum()),
-                    horizon=p.horizon, folds=len(folds), samples=len(seq.X),
+                    forecasts_floored_qlike=int(cv.results.filter((pl.col("fold") == -1) & (pl.col("horizon") == H))["floored"].sum()),
+                    horizon=H, folds=len(folds), samples=len(seq.X),
                     days_dropped_missing=seq.report["days_dropped_missing"], samples_refused_long_gap=seq.report["samples_refused_long_gap"],
-                    seconds=round(cv.seconds, 1), device=device["test_op_device"], verdict=text)
+                    seconds=round(cv.seconds, 1), device=device["test_op_device"], verdict=verdicts[H])
     record_headline(art, "05_lstm_nested_cv", **headline)
-    return ForecastStageResult(seq, folds, cv, table, text, by_regime, saved, device, cols, headline)
+    return ForecastStageResult(seq, folds, cv, table, verdicts[H], by_regime, saved, device, cols, headline, tables, verdicts, rec)
