@@ -5,7 +5,8 @@ Each market goes through stages 01-04 in process (demo profile, day granularity)
 - `all`: the defaults (surface levels, the target's HAR components, the surface fits' standard errors, the published
   regime's causal probabilities; models learn the change from today's level);
 - `-har`, `-se`, `-regime`: the defaults less one input group (the ablation; run it on the development family);
-- `level`: the defaults, but the models learn the level (the design before the change target).
+- `level`: the defaults, but the models learn the level (the design before the change target);
+- `stress`: the defaults, but the outer test windows open at the starts of stressed episodes (`anchor_kind="stress"`).
 
 Per scenario, variant and horizon it prints the recommended forecaster's RMSE over persistence's and the model best in
 hindsight's (lowest pooled test RMSE); then, per variant and horizon, the share of scenarios where the recommended
@@ -34,7 +35,8 @@ from volregime.robustness import scenario_params, stage_runners
 from volregime.synth import noisy_scenario, write_exports
 
 VARIANTS = {"all": {}, "-har": {"har_inputs": False}, "-se": {"se_inputs": False}, "-regime": {"use_regime_shares": False},
-            "level": {"target_transform": "level"}, "surface": {"har_inputs": False, "se_inputs": False, "use_regime_shares": False}}
+            "level": {"target_transform": "level"}, "stress": {"anchor_kind": "stress"},
+            "surface": {"har_inputs": False, "se_inputs": False, "use_regime_shares": False}}
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--family", default="heldout", choices=["noisy", "heldout"], help="which generator draws the markets")

@@ -225,7 +225,7 @@ started {e(run['started'])} &middot; git {e(str(run['git_sha']))} &middot; <a hr
 
 # %% ../nbs/08_pipeline.ipynb #4677c2c2
 INDEX_HEADLINES = (("03_unsupervised_scan", "k_star_day"), ("04_ward_validation", "best_causal_method"),
-                   ("05_lstm_nested_cv", "best_model"))
+                   ("05_lstm_nested_cv", "best_model"), ("05_lstm_nested_cv", "recommended_h21"))
 
 def write_reports_index(settings: Settings | None = None  # where runs and reports live
                         ) -> Path:

@@ -134,6 +134,8 @@ def score_run(art: Artifacts | str | Path,  # the scenario run's artifacts
     if f:
         out.update(best_model=f.get("best_model"), rmse_ratio=f["best_rmse_h"] / f["persistence_rmse_h"],
                    forecast_samples=f.get("samples"))
+        h = f.get("horizon")   # the recommended forecaster at the furthest horizon (falls back to persistence: ratio 1)
+        out["rmse_ratio_recommended"] = f.get(f"ratio_recommended_h{h}")
     return out
 
 # %% ../nbs/10_robustness.ipynb #df5cd75d

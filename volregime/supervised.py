@@ -23,16 +23,16 @@ from .cluster import check_cluster, engine
 from .core import Artifacts, InputError, StageParams, atomic_path, get_logger, import_quietly, record_headline, seed_of
 
 # %% auto #0
-__all__ = ['log', 'TRANSFORMS', 'SKLEARN_GRIDS', 'BUILDERS', 'QLIKE_FLOOR', 'RECOMMEND_TESTS', 'ForecastInputError', 'Sequences',
-           'make_sequences', 'as_sequences', 'Fold', 'outer_folds', 'inner_splits_of', 'default_anchors',
-           'choose_folds', 'persistence_forecast', 'har_forecast', 'sklearn_model', 'tune', 'fit_sklearn',
-           'inner_forecasts', 'configure_devices', 'LayerSeeds', 'build_recurrent', 'build_lstm', 'build_gru',
-           'build_seq2seq', 'KerasForecaster', 'keras_grid', 'qlike_loss', 'qlike', 'hac_variance', 'fixed_b_critical',
-           'loss_test', 'diebold_mariano', 'clark_west', 'combine_folds', 'holm', 'model_confidence_set',
-           'inner_benchmarks', 'recommend', 'combined_rows', 'CVResult', 'nested_cv', 'add_regime_rmse',
-           'summary_table', 'mcs_losses', 'save_family', 'load_family', 'fig_folds', 'fig_forecasts', 'fig_histories',
-           'verdict', 'ForecastParams', 'ForecastStageResult', 'forecast_frame', 'recommended_table', 'scored_horizons',
-           'run_forecast']
+__all__ = ['log', 'TRANSFORMS', 'ANCHOR_KINDS', 'SKLEARN_GRIDS', 'BUILDERS', 'QLIKE_FLOOR', 'RECOMMEND_TESTS',
+           'ForecastInputError', 'Sequences', 'make_sequences', 'as_sequences', 'Fold', 'outer_folds',
+           'inner_splits_of', 'default_anchors', 'choose_folds', 'spread_anchors', 'persistence_forecast',
+           'har_forecast', 'sklearn_model', 'tune', 'fit_sklearn', 'inner_forecasts', 'configure_devices', 'LayerSeeds',
+           'build_recurrent', 'build_lstm', 'build_gru', 'build_seq2seq', 'KerasForecaster', 'keras_grid', 'qlike_loss',
+           'qlike', 'hac_variance', 'fixed_b_critical', 'loss_test', 'diebold_mariano', 'clark_west', 'combine_folds',
+           'holm', 'model_confidence_set', 'inner_benchmarks', 'recommend', 'combined_rows', 'CVResult', 'nested_cv',
+           'add_regime_rmse', 'summary_table', 'mcs_losses', 'save_family', 'load_family', 'fig_folds', 'fig_forecasts',
+           'fig_histories', 'verdict', 'ForecastParams', 'ForecastStageResult', 'forecast_frame', 'recommended_table',
+           'scored_horizons', 'run_forecast']
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #4aa92d92
 log = get_logger("supervised")
@@ -213,6 +213,23 @@ def choose_folds(dates: np.ndarray,  # date of each sample
     starts = [s for s in starts if s >= min_train + 2 * horizon]
     log.warning(f"default anchors {anchors} leave no fold with {min_train} training days; using the last {len(starts)} test windows")
     return outer_folds(dates, [str(dates[s]) for s in starts], horizon, test_days, min_train, max_folds=max_folds)
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #e675bab1
+ANCHOR_KINDS = ("spread", "stress")   # outer test windows spread over the sample, or at the starts of stressed episodes
+
+def spread_anchors(dates: np.ndarray,  # date of each sample
+                   horizon: int,  # H (the embargo before each window)
+                   test_days: int,  # samples per test window
+                   min_train: int,  # least training samples
+                   n_folds: int,  # windows wanted
+                  ) -> list:
+    """Starts of `n_folds` test windows spread evenly from the first that leaves `min_train` training samples to the last
+    that fits, never overlapping: every kind of day is scored, calm and stressed in the shares the sample has them."""
+    n = len(dates)
+    first, last = min_train + 2 * horizon, n - test_days
+    if last < first: return []
+    k = max(1, min(n_folds, (last - first) // test_days + 1))
+    return [str(np.asarray(dates)[int(s)]) for s in np.linspace(first, last, k).round()]
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #f89aa374
 def persistence_forecast(seq: Sequences,  # the sequences
@@ -1054,6 +1071,7 @@ class ForecastParams(StageParams):
     horizons: list = field(default_factory=lambda: [1, 5, 21])  # days ahead forecast and scored, each with its verdict (at most H; H always)
     max_gap_days: int = 7               # a sample may not span two days further apart than this (calendar days)
     anchor_dates: list = field(default_factory=list)  # outer-fold test starts; empty: starts of stressed episodes
+    anchor_kind: str = "spread"          # default anchors: spread (test windows spread over the sample) or stress (starts of stressed episodes)
     n_folds: int = 1                    # outer folds (anchors) at most
     test_days: int = 40                 # trading days in each outer test window
     min_train_days: int = 100           # trading days of training data before an anchor, at least
@@ -1122,8 +1140,9 @@ def forecast_frame(art: Artifacts,           # the run's artifact paths
     daily = daily.filter(pl.col("secid") == secid0).sort("date")
     cols, info = list(p.features), {}
     if p.har_inputs and p.target in daily.columns:   # HAR in the models: where the target sits against its own recent means
-        t = pl.col(p.target).cast(pl.Float64)
-        daily = daily.with_columns(har_5d_gap=t.rolling_mean(5) - t, har_22d_gap=t.rolling_mean(22) - t)
+        t = pl.col(p.target).cast(pl.Float64)         # over the days that have it: an outage day does not blank the next 22
+        har = daily.filter(t.is_finite()).select("date", har_5d_gap=t.rolling_mean(5) - t, har_22d_gap=t.rolling_mean(22) - t)
+        daily = daily.join(har, on="date", how="left", maintain_order="left")
         cols += ["har_5d_gap", "har_22d_gap"]
     if p.se_inputs:   # how noisy today's measurement is: a noisy day's level deserves less weight than a clean one's
         se = [c for c in daily.columns if c.endswith("_se") and c.removesuffix("_se") in p.features and daily[c].is_not_null().any()]
@@ -1184,7 +1203,9 @@ def run_forecast(art: Artifacts,           # the run's artifact paths
     secid0, daily, cols, info = forecast_frame(art, p)
     W, hs = max([p.window, *p.window_grid]), scored_horizons(p)
     seq = make_sequences(daily, cols, p.target, W, p.horizon, p.target_transform, p.max_gap_days, horizons=hs)
-    anchors = p.anchor_dates or default_anchors(art, secid0)
+    if p.anchor_kind not in ANCHOR_KINDS: raise ForecastInputError(f"anchor_kind={p.anchor_kind!r}: expected one of {list(ANCHOR_KINDS)}")
+    anchors = p.anchor_dates or (default_anchors(art, secid0) if p.anchor_kind == "stress" else
+                                 spread_anchors(seq.dates, p.horizon, p.test_days, p.min_train_days, p.n_folds))
     folds = choose_folds(seq.dates, anchors, bool(p.anchor_dates), p.horizon, p.test_days, p.min_train_days, p.n_folds)
     log.info(f"{len(seq.X)} samples of {W} days x {len(cols)} features, horizons {hs}; {len(folds)} outer folds at "
              f"{[str(f.anchor) for f in folds]}; device: {device['test_op_device']}")
