@@ -403,7 +403,7 @@ def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_p
                 causal_k, causal_refit, causal_min_days, pca_variance) -> tuple:
     "One underlying's labels of every method (a task on a cluster): frames, causal refits, settings chosen, days unlabelled."
     from volregime.scan import feature_matrix
-    from volregime.ward import WardRegimes
+    from volregime.wardtree import WardRegimes
     secid = int(f["secid"][0])
     model = model.for_underlying(secid)   # per-underlying models: the name's own PCA space and centres
     k = model.k_star

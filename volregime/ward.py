@@ -17,128 +17,15 @@ from sklearn.utils.validation import validate_data
 from dataclasses import dataclass
 
 from .cluster import check_cluster, engine
+from .wardtree import WardInputError, WardRegimes, WardTree, weighted_ward
 from .core import (Artifacts, InputError, StageParams, atomic_path, get_logger, order_labels, record_headline,
                             regime_label)
 
-# %% auto #0
-__all__ = ['log', 'weighted_ward', 'WardInputError', 'WardTree', 'WardRegimes', 'threshold_grid', 'ward_scan', 'contingency',
-           'nestedness', 'nestedness_test', 'WardParams', 'WardStageResult', 'ward_matrix', 'run_ward',
-           'fig_dendrogram', 'fig_ward_scan', 'fig_contingency']
-
-# %% ../nbs/04_ward_validation.ipynb #66a7fa25
 log = get_logger("ward")
 
-def weighted_ward(centroids: np.ndarray,  # (m, d) cluster centres
-                  sizes: np.ndarray,      # (m,) points in each
-                  ) -> np.ndarray:
-    "Ward linkage matrix (scipy format) of weighted points, by Lance–Williams updates."
-    C = np.asarray(centroids, float); w = np.asarray(sizes, float)
-    m = len(C)
-    if m < 2: raise ValueError("weighted_ward needs at least 2 centroids")
-    sq = ((C[:, None, :] - C[None, :, :]) ** 2).sum(-1)
-    D = 2 * (w[:, None] * w[None, :]) / (w[:, None] + w[None, :]) * sq      # squared Ward heights
-    np.fill_diagonal(D, np.inf)
-    ids = np.arange(m); size = w.copy(); leaves = np.ones(m); alive = np.ones(m, bool)
-    Z = np.zeros((m - 1, 4))
-    for step in range(m - 1):
-        flat = np.argmin(D); i, j = divmod(flat, m)
-        if i > j: i, j = j, i
-        h2 = D[i, j]
-        Z[step] = (min(ids[i], ids[j]), max(ids[i], ids[j]), np.sqrt(max(h2, 0.0)), leaves[i] + leaves[j])  # scipy counts leaves
-        ni, nj, nk = size[i], size[j], size
-        T = ni + nj + nk
-        new = ((ni + nk) * D[i] + (nj + nk) * D[j] - nk * h2) / T           # Lance–Williams for Ward (squared)
-        new[~alive] = np.inf
-        D[i, :] = new; D[:, i] = new; D[i, i] = np.inf
-        D[j, :] = np.inf; D[:, j] = np.inf
-        alive[j] = False
-        size[i] = ni + nj; leaves[i] += leaves[j]; ids[i] = m + step
-    return Z
-
-# %% ../nbs/04_ward_validation.ipynb #4cef4b93
-class WardInputError(InputError):
-    "Bad input to the Ward stage."
-
-# %% ../nbs/04_ward_validation.ipynb #5b5e957d
-class WardTree:
-    "A Ward tree of rows: exact (fastcluster) up to `sample_size` rows, else on size-weighted micro-clusters."
-    def __init__(self,
-                 sample_size: int = 50_000,  # exact Ward up to this many rows
-                 n_micro: int = 1000,  # micro-clusters beyond it
-                 random_state=None,  # seed of the micro-clustering
-                ):
-        self.sample_size, self.n_micro, self.random_state = sample_size, n_micro, random_state
-
-    def fit(self, X, y=None):
-        import fastcluster
-        X = np.asarray(X, float)
-        if len(X) < 3: raise WardInputError(f"Ward needs at least 3 rows, got {len(X)} sample(s)")
-        if len(X) <= self.sample_size:
-            self.method_ = f"exact Ward (fastcluster.linkage_vector) on {len(X):,} rows"
-            self.linkage_ = fastcluster.linkage_vector(X, method="ward")
-            self.leaf_of_row_ = np.arange(len(X))
-        else:
-            m = min(self.n_micro, len(X) // 2)
-            mb = MiniBatchKMeans(m, batch_size=8192, n_init=1, random_state=check_random_state(self.random_state).randint(2**31 - 1)).fit(X)
-            self.leaf_of_row_ = mb.labels_
-            sizes = np.bincount(mb.labels_, minlength=m)
-            keep = np.flatnonzero(sizes > 0)
-            remap = np.full(m, -1); remap[keep] = np.arange(len(keep))
-            self.leaf_of_row_ = remap[mb.labels_]
-            self.linkage_ = weighted_ward(mb.cluster_centers_[keep], sizes[keep])
-            self.method_ = f"Ward on {len(keep):,} K-means micro-clusters weighted by size ({len(X):,} rows)"
-        self.n_rows_ = len(X)
-        return self
-
-    def cut(self, threshold: float) -> np.ndarray:
-        "Row labels (0-based) of the tree cut at a distance threshold."
-        leaf = fcluster(self.linkage_, t=threshold, criterion="distance") - 1
-        return leaf[self.leaf_of_row_]
-
-    def cut_k(self, k: int) -> np.ndarray:
-        "Row labels of the tree cut into k clusters."
-        leaf = fcluster(self.linkage_, t=k, criterion="maxclust") - 1
-        return leaf[self.leaf_of_row_]
-
-    def height_for(self, k: int) -> float:
-        "The distance threshold that cuts the tree into k clusters (midway between merges)."
-        h = np.sort(self.linkage_[:, 2])[::-1]
-        if k <= 1: return float(h[0] * 1.01)
-        if k - 1 >= len(h): return 0.0
-        return float((h[k - 2] + h[k - 1]) / 2)
-
-# %% ../nbs/04_ward_validation.ipynb #9ba33600
-class WardRegimes(ClusterMixin, BaseEstimator):
-    "Ward regimes: the Ward tree cut into `n_clusters`, labels ordered by `order_values` (0 = lowest)."
-    def __init__(self, n_clusters: int = 3,        # regimes to cut the tree into
-                 sample_size: int = 50_000,        # exact Ward up to this many rows, micro-clusters beyond
-                 n_micro: int = 1000,              # micro-clusters beyond sample_size
-                 random_state=None):               # seed of the micro-clustering
-        self.n_clusters, self.sample_size, self.n_micro, self.random_state = n_clusters, sample_size, n_micro, random_state
-
-    def fit(self,
-            X,  # (n, d) matrix
-            y=None,  # ignored
-            order_values=None,  # per-row values ordering the labels; default the first column
-           ):
-        "Fit the tree and cut it; `labels_` ordered by `order_values` (default: the first column)."
-        X = validate_data(self, X, dtype=np.float64)
-        if not isinstance(self.n_clusters, (int, np.integer)) or self.n_clusters < 1:
-            raise WardInputError(f"n_clusters={self.n_clusters!r}: expected an integer >= 1")
-        self.tree_ = WardTree(self.sample_size, self.n_micro, self.random_state).fit(X)
-        ov = X[:, 0] if order_values is None else np.asarray(order_values, float)
-        raw = self.tree_.cut_k(self.n_clusters)
-        self.labels_, self.relabel_ = order_labels(raw, ov, int(raw.max()) + 1)
-        self.n_clusters_ = int(self.labels_.max()) + 1
-        return self
-
-    def fit_predict(self,
-                    X,  # (n, d) matrix
-                    y=None,  # ignored
-                    order_values=None,  # per-row values ordering the labels
-                   ):
-        "Fit and return `labels_`."
-        return self.fit(X, y, order_values=order_values).labels_
+# %% auto #0
+__all__ = ['log', 'threshold_grid', 'ward_scan', 'contingency', 'nestedness', 'nestedness_test', 'WardParams', 'WardStageResult',
+           'ward_matrix', 'run_ward', 'fig_dendrogram', 'fig_ward_scan', 'fig_contingency']
 
 # %% ../nbs/04_ward_validation.ipynb #52fa3375
 def threshold_grid(tree: WardTree,  # a fitted WardTree
