@@ -9,7 +9,8 @@ Each market goes through stages 01-04 in process (demo profile, day granularity)
 - `stress`: the defaults, but the outer test windows open at the starts of stressed episodes (`anchor_kind="stress"`).
 
 Per scenario, variant and horizon it prints the recommended forecaster's RMSE over persistence's and the model best in
-hindsight's (lowest pooled test RMSE); then, per variant and horizon, the share of scenarios where the recommended
+hindsight's (lowest pooled test RMSE), and keeps each run's inner validation records and test forecasts
+(`records/<scenario>_<variant>.joblib`) so that recommendation rules can be compared without refitting; then, per variant and horizon, the share of scenarios where the recommended
 forecaster is no worse than persistence, the share where the best learned model beats it, and the median and 10th/90th
 percentiles of the ratios.
 
@@ -26,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import joblib
 import polars as pl
 import yaml
 
@@ -54,7 +56,7 @@ if bad: raise SystemExit(f"--variants: {bad} unknown; expected some of {list(VAR
 over = {"granularities": ["day"], "n_boot": 10, "keras_families": ["lstm", "gru", "seq2seq"] if a.deep else []}
 for kv in a.set:
     k, v = kv.split("=", 1); over[k] = yaml.safe_load(v)
-out = Path(a.out or Path(__file__).parent / "out" / f"forecasts_{a.family}"); out.mkdir(parents=True, exist_ok=True)
+out = Path(a.out or Path(__file__).parent / "out" / f"forecasts_{a.family}"); (out / "records").mkdir(parents=True, exist_ok=True)
 runners = list(stage_runners().items())
 rows = []
 with tempfile.TemporaryDirectory(prefix="volregime-forecasts-") as work:
@@ -79,6 +81,8 @@ with tempfile.TemporaryDirectory(prefix="volregime-forecasts-") as work:
             secs = round(time.perf_counter() - t0, 1)
             if res is None:
                 rows.append({"scenario": sc.name, "variant": v, "horizon": None, "failed": failed}); continue
+            joblib.dump({"inner": res.cv.inner, "predictions": res.cv.predictions, "horizons": res.seq.horizons},
+                        out / "records" / f"{sc.name}_{v}.joblib")   # what the recommendation saw, and every test forecast
             for r in res.recommended.iter_rows(named=True):
                 row = {"scenario": sc.name, "family": a.family, "variant": v, "horizon": r["horizon"], "recommended": r["recommended"],
                        "ratio_recommended": r["ratio_recommended"], "best_in_hindsight": r["best_in_hindsight"],
