@@ -155,7 +155,7 @@ def test_a_bug_keeps_its_traceback():
 
 def test_ward_regimes_passes_check_estimator():
     from sklearn.utils.estimator_checks import check_estimator
-    from volregime.ward import WardRegimes
+    from volregime.wardtree import WardRegimes
     # Waived: none. WardRegimes validates in fit, stores only hyperparameters in __init__, is deterministic, and orders
     # its labels with volregime.core.order_labels like RegimeKMeans.
     check_estimator(WardRegimes(n_clusters=3, random_state=0))

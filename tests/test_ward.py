@@ -11,7 +11,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from volregime.validate import (ValidationInputError, agreement, align, hmm_regimes, order_labels, persistence,
                                 read_reference, truth_scores, validate_methods)
-from volregime.ward import WardInputError, WardTree, nestedness, threshold_grid, ward_scan, weighted_ward
+from volregime.ward import nestedness, threshold_grid, ward_scan
+from volregime.wardtree import WardInputError, WardTree, weighted_ward
 
 
 def blobs(n=150, scale=1.0, seed=0):
@@ -144,7 +145,7 @@ def test_hmm_and_jump_models_take_a_random_state_object():
 
 def test_ward_regimes_are_ordered_like_kmeans():
     from volregime.scan import RegimeKMeans
-    from volregime.ward import WardRegimes
+    from volregime.wardtree import WardRegimes
     X, y = blobs()
     order = X[:, 1] - X[:, 0]        # by this ordering the (5, 0) blob is calm (regime 0), the (0, 5) blob stressed
     w = WardRegimes(3).fit(X, order_values=order)

@@ -8,18 +8,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from scipy.cluster.hierarchy import fcluster
-from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import validate_data
 
 from dataclasses import dataclass
 
 from .cluster import check_cluster, engine
-from .wardtree import WardInputError, WardRegimes, WardTree, weighted_ward
-from .core import (Artifacts, InputError, StageParams, atomic_path, get_logger, order_labels, record_headline,
-                            regime_label)
+from .wardtree import WardInputError, WardTree
+from .core import Artifacts, StageParams, atomic_path, get_logger, record_headline, regime_label
 
 log = get_logger("ward")
 
