@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 import textwrap
@@ -36,3 +37,17 @@ def report(title: str, ours: dict, peer: dict) -> None:
         print(f"  {m['label']:<28} {m['rows']:>12,} rows  {m['seconds']:8.2f} s  {m['rows_per_s']:>12,.0f} rows/s  peak RSS {m['peak_rss_mib']:8.0f} MiB")
     print(f"  throughput ratio (volregime / peer): {ours['rows_per_s'] / peer['rows_per_s']:.2f}x")
     print(f"  peak RSS ratio   (volregime / peer): {ours['peak_rss_mib'] / peer['peak_rss_mib']:.2f}")
+
+
+def scenario_markets(family: str, first: int, n: int, years: float, work):
+    """(scenario, market, artifacts, export folder) for seeds first..first+n-1 of a generator family (`noisy`: the
+    development family, `heldout`: the held-out one), each simulated and written as WRDS exports under `work`."""
+    from volregime.core import Artifacts
+    from volregime.heldout import heldout_scenario
+    from volregime.synth import noisy_scenario, write_exports
+    for seed in range(first, first + n):
+        sc = (noisy_scenario if family == "noisy" else heldout_scenario)(seed, years)
+        w = Path(work) / sc.name
+        m = sc.simulate()
+        write_exports(m, w / "exports")
+        yield sc, m, Artifacts(w / "data"), w / "exports"

@@ -30,11 +30,9 @@ from pathlib import Path
 import joblib
 import polars as pl
 import yaml
+from _common import scenario_markets
 
-from volregime.core import Artifacts, read_headlines
-from volregime.heldout import heldout_scenario
 from volregime.robustness import scenario_params, stage_runners
-from volregime.synth import noisy_scenario, write_exports
 
 VARIANTS = {"all": {}, "-har": {"har_inputs": False}, "-se": {"se_inputs": False}, "-regime": {"use_regime_shares": False},
             "level": {"target_transform": "level"}, "stress": {"anchor_kind": "stress"},
@@ -60,13 +58,9 @@ out = Path(a.out or Path(__file__).parent / "out" / f"forecasts_{a.family}"); (o
 runners = list(stage_runners().items())
 rows = []
 with tempfile.TemporaryDirectory(prefix="volregime-forecasts-") as work:
-    for seed in range(a.first, a.first + a.n):
-        sc = (noisy_scenario if a.family == "noisy" else heldout_scenario)(seed, a.years)
-        w = Path(work) / sc.name
-        m = sc.simulate()
-        write_exports(m, w / "exports")
-        art = Artifacts(w / "data")
-        params = scenario_params(w / "exports", "demo", "profile", over)   # the demo's forecasting: 3 folds, every baseline
+    for sc, m, art, exports in scenario_markets(a.family, a.first, a.n, a.years, work):
+        w = exports.parent
+        params = scenario_params(exports, "demo", "profile", over)   # the demo's forecasting: 3 folds, every baseline
         failed = None
         for stage, (cls, fn) in runners[:4]:
             try: fn(art, cls.from_dict(params))

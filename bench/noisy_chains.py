@@ -18,14 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import yaml
+from _common import scenario_markets
 
-from volregime.core import Artifacts
 from volregime.robustness import peer_ari, peer_jump_ari, scenario_params, score_run, stage_runners
-from volregime.heldout import heldout_scenario
-from volregime.synth import noisy_scenario, true_k, write_exports
+from volregime.synth import true_k
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--family", default="noisy", choices=["noisy", "heldout"], help="which generator draws the markets")
@@ -41,13 +39,9 @@ for kv in a.set:
 out = Path(a.out or Path(__file__).parent / "out" / a.family); out.mkdir(parents=True, exist_ok=True)
 rows = []
 with tempfile.TemporaryDirectory(prefix="volregime-noisy-") as work:
-    for seed in range(a.first, a.first + a.n):
-        sc = (noisy_scenario if a.family == "noisy" else heldout_scenario)(seed, a.years)
-        w = Path(work) / sc.name
-        m = sc.simulate()
-        write_exports(m, w / "exports")
-        art = Artifacts(w / "data")
-        params = scenario_params(w / "exports", "demo", "quick", over)
+    for sc, m, art, exports in scenario_markets(a.family, a.first, a.n, a.years, work):
+        w = exports.parent
+        params = scenario_params(exports, "demo", "quick", over)
         row = {**sc.describe(), "true_k": true_k(m.truth), "failed": None}
         t0 = time.perf_counter()
         for stage, (cls, fn) in list(stage_runners().items())[:4]:
@@ -56,8 +50,8 @@ with tempfile.TemporaryDirectory(prefix="volregime-noisy-") as work:
                 row["failed"] = f"{stage}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"; break
         row["seconds"] = round(time.perf_counter() - t0, 1)
         row.update(score_run(art, m.truth))
-        row["ari_peer"] = peer_ari(art, m.truth, row["true_k"], seed)
-        row["ari_peer_jump"] = peer_jump_ari(art, m.truth, row["true_k"], seed)
+        row["ari_peer"] = peer_ari(art, m.truth, row["true_k"], sc.seed)
+        row["ari_peer_jump"] = peer_jump_ari(art, m.truth, row["true_k"], sc.seed)
         rows.append(row)
         shutil.rmtree(w, ignore_errors=True)
         print(json.dumps({k: row.get(k) for k in ("scenario", "schedule", "true_k", "k_star", "ari_default", "mean_duration",
