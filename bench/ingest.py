@@ -54,7 +54,7 @@ rows = len(df)
 ceiling = measure(f"""
 import polars as pl
 from volregime.schemas import SCHEMAS
-NULL_TOKENS = ["", "NA", "."]   # volregime.ingest.NULL_TOKENS, not imported: its imports would count in this line's memory
+NULL_TOKENS = ["", "NA", "."]   # volregime.exports.NULL_TOKENS, not imported: its imports would count in this line's memory
 #--
 names = open({str(tmp / 'header.txt')!r}).read().split(",")
 pl.scan_csv({str(csv)!r}, schema={{n: SCHEMAS["opprcd"][n] for n in names}}, null_values=NULL_TOKENS).sink_parquet(

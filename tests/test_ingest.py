@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from volregime.ingest import (IngestError, combine_parquet, consolidate_years, discover_exports, ingest_local,
-                              ingest_wrds, mirror_to_postgres, read_export)
+from volregime.exports import IngestError, discover_exports, read_export
+from volregime.ingest import combine_parquet, consolidate_years, ingest_local, ingest_wrds, mirror_to_postgres
 from volregime.schemas import KEYS, REQUIRED, SCHEMAS, schema_table
 from volregime.synth import simulate_market, write_exports
 
@@ -138,7 +138,7 @@ def test_na_and_sas_missing_tokens_read_as_null(tmp_path, exports):
 def test_csv_blocks_are_whole_lines(tmp_path):
     "The reader's blocks end at a line's end and give back the file exactly, with or without a final newline."
     import io
-    from volregime.ingest import _blocks
+    from volregime.exports import _blocks
     rng = np.random.default_rng(0)
     lines = [b",".join(str(x).encode() for x in rng.integers(0, 10**rng.integers(1, 12), 5)) for _ in range(2000)]
     for body in (b"\n".join(lines) + b"\n", b"\n".join(lines)):
@@ -270,7 +270,7 @@ def test_duplicates_dropped_with_logged_count(tmp_path, exports, caplog):
 def test_raw_writer_dedupes_across_batch_boundaries(tmp_path):
     "Sorted batches whose dates run on from one batch to the next: duplicates inside a batch and across the boundary go."
     import datetime as dt
-    from volregime.ingest import RawWriter
+    from volregime.rawstore import RawWriter
     rng = np.random.default_rng(3)
     days = np.repeat(np.array([dt.date(2020, 1, 2) + dt.timedelta(days=i) for i in range(6)], dtype="datetime64[D]"), 50)
     base = pl.DataFrame({"secid": 109820, "date": days, "optionid": np.tile(np.arange(50), 6), "impl_volatility": rng.uniform(0.1, 0.5, 300)})
@@ -292,7 +292,7 @@ def test_raw_writer_handles_secid_ordered_exports(tmp_path, order, files):
     stretch; stretches that could share keys are merged by date into one file; shuffled input is sorted.
     Every file is sorted by date and the rows are the input's, deduplicated (keep first)."""
     import datetime as dt
-    from volregime.ingest import RawWriter
+    from volregime.rawstore import RawWriter
     rng = np.random.default_rng(4)
     days = np.repeat(np.array([dt.date(2021, 3, 1) + dt.timedelta(days=i) for i in range(40)], dtype="datetime64[D]"), 30)
     one = lambda secid: pl.DataFrame({"secid": secid, "date": days, "optionid": np.tile(np.arange(30), 40) + secid * 1000,

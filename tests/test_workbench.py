@@ -221,7 +221,8 @@ def test_a_wider_wrds_range_pulls_only_the_missing_days(tmp_path, pg_uri, market
     the pull cache (the server no longer has it) and pulls March only; `cache list` shows the pieces, `prune --pulls` empties them."""
     import psycopg2
     from volregime.core import Artifacts, libpq_uri, read_headlines
-    from volregime.ingest import PullCache, mirror_to_postgres
+    from volregime.ingest import mirror_to_postgres
+    from volregime.pulls import PullCache
     base = libpq_uri(pg_uri)
     db = "wrds_incremental"
     c = psycopg2.connect(base)

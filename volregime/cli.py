@@ -108,7 +108,7 @@ def _cmd_cache(a) -> int:
     "`volregime cache list|prune`: the stage cache and the pull cache's pieces."
     import polars as pl
     from volregime.cache import StageCache
-    from volregime.ingest import PullCache
+    from volregime.pulls import PullCache
     c = StageCache(get_settings().path("cache_dir"))
     pc = PullCache(c.root / "pulls")
     if a.action == "list":

@@ -5,820 +5,32 @@
 # %% ../nbs/01_ingest.ipynb #655f500c
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, clean_leftovers, exclusive, get_logger,
-                            get_settings, mask_secrets, normalize_uri, open_parquet_writer, record_headline, resolve_path)
-from .cluster import Engine, check_cluster, core_budget, engine, underlying_groups
-from .schemas import DOMAIN, KEYS, NOT_NULL, REQUIRED, SCHEMAS, SENTINEL, SENTINEL_COLUMNS, YEARLY_TABLES
+from .core import (Artifacts, StageParams, atomic_path, build_once, get_logger, get_settings, mask_secrets,
+                            normalize_uri, record_headline, resolve_path)
+from .cluster import Engine, check_cluster, engine, underlying_groups
+from .exports import IngestError, canonicalize, discover_exports, read_export, prefetch
+from .quarantine import Quarantine, check_bad_rows, log_quarantined
+from .rawstore import IngestSummary, RawWriter, raw_lock
+from .pulls import PullCache, pulled
+from .schemas import KEYS, SCHEMAS
 from .synth import MarketSpec, simulate_market, write_exports
 
-# %% auto #0
-__all__ = ['log', 'EXPORT_RE', 'MAX_FIELD_BYTES', 'NULL_TOKENS', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'IngestError',
-           'discover_exports', 'canonicalize', 'prefetch', 'read_export', 'IngestSummary', 'screen_rows',
-           'check_bad_rows', 'Quarantine', 'log_quarantined', 'RawWriter', 'span_gaps', 'PullCache', 'pulled',
-           'resolve_secids', 'ingest_local', 'ingest_synthetic', 'wrds_url', 'mirror_to_postgres', 'ingest_wrds',
-           'consolidate_years', 'combine_parquet', 'raw_summary', 'atm_term_structure', 'fig_underlying_and_term',
-           'IngestParams', 'run_ingest', 'raw_ready', 'ensure_raw']
-
-# %% ../nbs/01_ingest.ipynb #def64e1a
 log = get_logger("ingest")
 
-class IngestError(InputError):
-    "Bad input to ingest: the message names the file, column or value."
-
-# %% ../nbs/01_ingest.ipynb #9676ec37
-EXPORT_RE = re.compile(r"^(?P<table>opprcd|vsurfd|secprd|securd|secnmd|dsf|opcrsphist)(?P<year>\d{4})?\.(?P<fmt>parquet|csv|csv\.gz)$", re.I)
-
-def discover_exports(path: str | Path  # folder of WRDS export files
-                     ) -> dict[str, list[tuple[int | None, Path]]]:
-    "The export files in a folder by table: [(year or None, path), ...], sorted."
-    d = Path(path)
-    if not d.is_dir(): raise IngestError(f"{d}: export folder not found")
-    out: dict[str, list] = {}
-    for p in sorted(d.iterdir()):
-        m = EXPORT_RE.match(p.name)
-        if m: out.setdefault(m["table"].lower(), []).append((int(m["year"]) if m["year"] else None, p))
-    return out
-
-# %% ../nbs/01_ingest.ipynb #35ecc7ef
-_SAS_MONTHS = {m: i for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1)}
-
-def _where(fname: str, rows, i: int) -> str:
-    "'file, line N' (or 'row N') of a batch's i-th row, for messages: `rows` holds the rows' line (or row) numbers."
-    if rows is None: return fname
-    unit, nums = rows
-    return f"{fname}, {unit} {int(nums[i])}"
-
-def _show(v, n: int = 40) -> str:
-    "A value for a one-line message: repr, cut to n characters."
-    r = repr(v)
-    return r if len(r) <= n else r[:n] + f"…' ({len(str(v)):,} characters)"
-
-_DATE_FORMATS = (("%Y-%m-%d", r"^\d{4}-\d{2}-\d{2}$"), ("%Y%m%d", r"^\d{8}$"), ("%d%b%Y", r"^\d{1,2}[A-Za-z]{3}\d{4}$"),
-                 ("%m/%d/%Y", r"^\d{1,2}/\d{1,2}/\d{4}$"), ("%Y-%m-%d %H:%M:%S", r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"))
-
-def _parse_dates(s: pl.Series, fname: str, rows=None) -> pl.Series:
-    "Dates from ISO, YYYYMMDD or SAS DDMONYYYY strings (or integers), mixed in any row; a clear error otherwise."
-    if s.dtype == pl.Date: return s
-    if s.dtype == pl.Datetime: return s.dt.date()
-    if s.dtype.is_integer(): s = s.cast(pl.String)
-    s = s.cast(pl.String).str.strip_chars()
-    out = None
-    for fmt, shape in _DATE_FORMATS:   # each spelling only where the text has its shape: "01/18/19" is not year 19
-        if out is not None and not (out.is_null() & s.is_not_null() & (s != "")).any(): break
-        d = pl.select(pl.when(s.str.contains(shape)).then(s.str.to_date(fmt, strict=False))).to_series()
-        out = d if out is None else out.fill_null(d)
-    bad = out.is_null() & s.is_not_null() & (s != "")
-    if bad.any():
-        i = int(bad.arg_true()[0])
-        raise IngestError(f"{_where(fname, rows, i)}: column {s.name!r}: unparsable date {_show(s[i])} "
-                          f"(expected YYYY-MM-DD, YYYYMMDD, DDMONYYYY or MM/DD/YYYY)")
-    return out
-
-MAX_FIELD_BYTES = 4096   # no IvyDB or CRSP field comes near it (issuer names are under 100 characters)
-
-def canonicalize(df: pl.DataFrame,  # a batch as read from a file or the database
-                 table: str,        # canonical table name (opprcd, secprd, ...)
-                 fname: str = "<frame>",  # where the batch came from, for messages
-                 rows=None,         # ("line" | "row", numbers of the batch's rows in the file), for messages
-                 ) -> pl.DataFrame:
-    """The batch with canonical column names, order and types; sentinels, NaN and empty fields null; missing
-    optional columns null. A value that is not of its column's type, an empty key column (`NOT_NULL`) or a
-    text field over `MAX_FIELD_BYTES` is an IngestError naming the file, the line (or row) and the column."""
-    schema = SCHEMAS[table]
-    lower = {c: c.strip().lstrip("\ufeff").strip('"').lower() for c in df.columns}
-    df = df.rename(lower)
-    missing = [c for c in REQUIRED[table] if c not in df.columns]
-    if missing:
-        raise IngestError(f"{fname}: missing required column(s) {', '.join(missing)} for {table} "
-                          f"(found: {', '.join(df.columns)})")
-    cols = []
-    for c, dt in schema.items():
-        if c not in df.columns:
-            cols.append(pl.Series(c, [None] * len(df), dtype=dt)); continue
-        s = df[c]
-        if dt == pl.Date: s = _parse_dates(s, fname, rows)
-        elif dt == pl.String:
-            s = s.cast(pl.String)
-            long = s.str.len_bytes() > MAX_FIELD_BYTES
-            if long.any():
-                i = int(long.arg_true()[0])
-                raise IngestError(f"{_where(fname, rows, i)}: column {c!r}: a field of {s.str.len_bytes()[i]:,} bytes "
-                                  f"(at most {MAX_FIELD_BYTES:,}: a damaged file?)")
-        else:
-            if s.dtype == pl.String:
-                s = s.str.strip_chars()
-                if table == "dsf" and c == "ret":  # CRSP letter codes (B, C, ...) mean missing
-                    s = pl.select(pl.when(s.str.contains(r"^[A-Za-z]$")).then(None).otherwise(s).alias(c)).to_series()
-                s = s.replace("", None)
-            try: s = s.cast(dt, strict=True)
-            except Exception:
-                try: conv = s.cast(dt, strict=False)
-                except Exception: conv = pl.Series(c, [None] * len(s), dtype=dt)
-                bad = conv.is_null() & s.is_not_null()
-                i = int(bad.arg_true()[0]) if bad.any() else 0
-                raise IngestError(f"{_where(fname, rows, i)}: column {c!r}: value {_show(s[i])} is not "
-                                  f"{'an integer' if dt.is_integer() else 'a number'} ({dt})") from None
-            if dt.is_float():
-                s = s.fill_nan(None)   # NaN is a spelling of missing, as -99.99, '.', 'NA' and '' are
-                if c in SENTINEL_COLUMNS.get(table, ()):   # -99.99 in any spelling (-99.990, -9.999E+01)
-                    s = pl.select(pl.when(s <= SENTINEL + 1e-9).then(None).otherwise(s).alias(c)).to_series()
-        if c in NOT_NULL[table] and s.null_count():
-            i = int(s.is_null().arg_true()[0])
-            raise IngestError(f"{_where(fname, rows, i)}: column {c!r} is empty (a key column: every {table} row needs it)")
-        cols.append(s.alias(c))
-    return pl.DataFrame(cols)
-
-# %% ../nbs/01_ingest.ipynb #cd02f44c
-def _iso_dates(path: Path, names: list, schema: dict, probe_rows: int = 200) -> set:
-    "Date columns whose first values are all ISO dates (YYYY-MM-DD), read from the file's first rows."
-    import csv, gzip as _gz, itertools
-    opener = _gz.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rt", newline="", encoding="utf-8-sig") as fh:
-            rows = list(itertools.islice(csv.reader(fh), 1, probe_rows + 1))
-    except (csv.Error, UnicodeDecodeError, OSError, EOFError):   # a probe only: the reader names what is wrong
-        return set()
-    iso = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-    out = set()
-    for i, n in enumerate(names):
-        if schema.get(n.lower()) == pl.Date:
-            vals = [r[i] for r in rows if i < len(r) and r[i] != ""]
-            if vals and all(iso.match(v) for v in vals): out.add(n)
-    return out
-
-def _open_binary(path: Path):
-    "A binary reader of the file, decompressing gzip with ISA-L when available (2-3x zlib's speed)."
-    if not path.name.lower().endswith(".gz"): return open(path, "rb")
-    try:
-        from isal import igzip
-        return igzip.open(path, "rb")
-    except ImportError:
-        import gzip as _gz
-        return _gz.open(path, "rb")
-
-def _blocks(fh, chunk_bytes: int) -> Iterator[bytes]:
-    """Whole-line blocks of a binary stream: a read completed to the end of its last line. One copy of the
-    block at most (joining the line's tail); cutting at the last newline and carrying the rest took two."""
-    while True:
-        block = fh.read(chunk_bytes)
-        if not block: return
-        if not block.endswith(b"\n"):
-            tail = fh.readline()
-            if tail: block = b"".join((block, tail))
-        if len(block) > 16 or block.strip(): yield block   # not a lone blank line at the end
-
-def _chunks(fh, chunk_bytes: int) -> Iterator[bytes]:
-    "Whole-line chunks of a binary stream, read and decompressed in a background thread (one chunk ahead)."
-    return prefetch(_blocks(fh, chunk_bytes))
-
-def prefetch(items, depth: int = 1) -> Iterator:
-    """Run an iterator in a background thread, `depth` items ahead; its errors are raised here. Parsing the
-    next CSV chunk (Polars releases the GIL) overlaps with deduplicating and writing the current one. With a budget of
-    one core (a single-threaded cluster worker, `core_budget`) the items come in this thread."""
-    if depth < 1 or core_budget() < 2:
-        yield from items; return
-    import queue, threading
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop, end = threading.Event(), object()
-    def put(x) -> bool:
-        while not stop.is_set():
-            try: q.put(x, timeout=0.1); return True
-            except queue.Full: pass
-        return False
-    def run():
-        try:
-            for x in items:
-                if not put(x): return
-        except BaseException as e: put(e); return
-        finally:
-            if hasattr(items, "close"): items.close()   # a generator stopped early releases what it holds
-        put(end)
-    th = threading.Thread(target=run, daemon=True); th.start()
-    try:
-        while (x := q.get()) is not end:
-            if isinstance(x, BaseException): raise x
-            yield x
-    finally:   # the consumer stopped early (an error, a break): let the producer finish
-        stop.set(); th.join()
-
-# %% ../nbs/01_ingest.ipynb #32c2cce1
-NULL_TOKENS = ["", "NA", "."]   # CSV fields read as missing (SAS writes a missing number as ".")
-
-def _check_lines(chunk: bytes,   # whole lines of a CSV file
-                 n_fields: int,  # fields of the header
-                 fname: str, line0: int,  # the file's name and the line number of the chunk's first line
-                 precise: bool = False,   # check line by line even where the chunk's totals look right
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """The chunk's line numbers and a mask of its blank lines, after checking every line has the header's number
-    of fields (a row cut short by an interrupted download, or with extra fields, is refused with its line number),
-    no field is longer than MAX_FIELD_BYTES, and the bytes are UTF-8. Vectorised over the chunk's bytes; commas
-    and newlines inside double quotes do not count."""
-    n_lines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
-    if (b'"' not in chunk and b"\r" not in chunk and b"\n\n" not in chunk and not chunk.startswith(b"\n")
-            and chunk.count(b",") == (n_fields - 1) * n_lines and chunk.isascii() and not precise):
-        # the common case at memchr speed: no quotes, blank lines or CRs, the header's number of separators in all; a
-        # line with too many fields is one Polars refuses, so none can be short; long text fields `canonicalize` refuses
-        return line0 + np.arange(n_lines), np.zeros(n_lines, bool)
-    a = np.frombuffer(chunk, np.uint8)
-    ends = np.flatnonzero(a == 10)
-    if not chunk.endswith(b"\n"): ends = np.append(ends, len(a))
-    commas = np.flatnonzero(a == 44)
-    if b'"' in chunk:   # quoted fields: a separator counts only outside quotes (an even number of quotes before it)
-        q = np.flatnonzero(a == 34)
-        ends = ends[np.searchsorted(q, ends) % 2 == 0]
-        commas = commas[np.searchsorted(q, commas) % 2 == 0]
-        if not len(ends) or ends[-1] != len(a) - (1 if chunk.endswith(b"\n") else 0):
-            raise IngestError(f"{fname}, line {line0 + len(ends)}: a quoted field is not closed")
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    lines = line0 + np.arange(len(ends))
-    body = ends - starts - (a[np.maximum(ends - 1, 0)] == 13)   # without a CR of CRLF
-    blank = body <= 0
-    fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
-    bad = (fields != n_fields) & ~blank
-    if bad.any():
-        k = int(np.argmax(bad))
-        cut = " (the file ends mid-row: an interrupted download?)" if k == len(ends) - 1 and not chunk.endswith(b"\n") else ""
-        raise IngestError(f"{fname}, line {lines[k]}: {fields[k]} fields, expected {n_fields} as in the header{cut}")
-    long = np.flatnonzero(body > MAX_FIELD_BYTES)
-    for k in long:   # rare: look at the fields of long lines only
-        cuts = np.concatenate(([starts[k] - 1], commas[(commas > starts[k]) & (commas < ends[k])], [ends[k]]))
-        if (np.diff(cuts) - 1).max() > MAX_FIELD_BYTES:
-            raise IngestError(f"{fname}, line {lines[k]}: a field of {int((np.diff(cuts) - 1).max()):,} bytes "
-                              f"(at most {MAX_FIELD_BYTES:,}: a damaged file?)")
-    if not chunk.isascii():
-        try: chunk.decode("utf-8")
-        except UnicodeDecodeError as e:
-            k = int(np.searchsorted(ends, e.start))
-            raise IngestError(f"{fname}, line {lines[min(k, len(lines) - 1)]}: bytes that are not UTF-8 "
-                              f"({chunk[e.start:e.start + 4]!r}; re-export the file as UTF-8)") from None
-    return lines, blank
-
-def _parse_chunk(chunk: bytes, types: dict, strings: list) -> pl.DataFrame:
-    """One chunk parsed by Polars: typed at once where it can be (ISO dates, plain numbers), else every column as
-    text for `canonicalize` to strip, parse and name what is wrong (spaces around numbers, dates in other
-    spellings further down the file, a bad value)."""
-    try:   # empty fields are null already; matching every field against "NA" and "." costs 15 %
-        df = pl.read_csv(chunk, has_header=False, schema=types)
-        if strings: df = df.with_columns(pl.when(~pl.col(c).is_in(NULL_TOKENS)).then(pl.col(c)).alias(c) for c in strings)
-        return df
-    except pl.exceptions.ComputeError: pass
-    try: return pl.read_csv(chunk, has_header=False, schema=types, null_values=NULL_TOKENS)   # a typed "NA" or "."
-    except pl.exceptions.ComputeError: pass
-    return pl.read_csv(chunk, has_header=False, schema={n: pl.String for n in types}, null_values=NULL_TOKENS)
-
-def _csv_batches(path: Path, table: str, batch_rows: int, chunk_bytes: int = 8 << 20) -> Iterator[tuple]:
-    "Stream a csv or csv.gz file as (line numbers, frame): decompression overlapped with Polars' parallel parser."
-    import csv
-    with _open_binary(path) as fh:
-        header = fh.readline()
-        if header.startswith(b"\xef\xbb\xbf"): header = header[3:]   # a UTF-8 byte-order mark
-        if not header.strip(): raise IngestError(f"{path.name}: empty file (no header line)")
-        try: text = header.decode("utf-8")
-        except UnicodeDecodeError: raise IngestError(f"{path.name}, line 1: the header is not UTF-8 text") from None
-        names = [h.strip() for h in next(csv.reader([text.rstrip("\r\n")]))]
-        if len(set(names)) != len(names): raise IngestError(f"{path.name}: duplicate column names in the header ({', '.join(names)})")
-        schema = SCHEMAS[table]
-        iso = _iso_dates(path, names, schema)
-        types = {}   # in the header's order: the schema of header-less chunks
-        for n in names:
-            dt = schema.get(n.lower())
-            if dt == pl.Date and n in iso: types[n] = pl.Date
-            elif dt is None or dt in (pl.Date, pl.String) or (table == "dsf" and n.lower() == "ret"): types[n] = pl.String
-            else: types[n] = dt
-        strings = [n for n, t in types.items() if t == pl.String]
-        line = 2
-        for chunk in _chunks(fh, chunk_bytes):
-            lines, blank = _check_lines(chunk, len(names), path.name, line)
-            line += len(lines)
-            # chunks without the header line, typed by the header's names: prepending the header to every
-            # chunk (a copy) made the parse 1.5x slower
-            try: df = _parse_chunk(chunk, types, strings)
-            except pl.exceptions.ComputeError:   # say which line, where the line-by-line check can
-                _check_lines(chunk, len(names), path.name, int(lines[0]), precise=True)
-                raise
-            if len(df) != len(lines):
-                raise IngestError(f"{path.name}, lines {lines[0]}-{lines[-1]}: {len(df)} rows parsed from {len(lines)} lines")
-            if blank.any(): df, lines = df.filter(pl.Series(~blank)), lines[~blank]   # blank lines are skipped
-            yield ("line", lines), df
-
-def _secid_column(pf) -> int | None:
-    names = [n.lower() for n in pf.schema_arrow.names]
-    return names.index("secid") if "secid" in names else None
-
-def _row_group_secids(pf) -> list:
-    "(first row, rows, min secid, max secid) of each row group of a parquet file (min/max None without statistics)."
-    j, out, row = _secid_column(pf), [], 1
-    for i in range(pf.metadata.num_row_groups):
-        rg = pf.metadata.row_group(i)
-        st = rg.column(j).statistics if j is not None else None
-        lo, hi = (st.min, st.max) if st is not None and st.has_min_max else (None, None)
-        out.append((row, rg.num_rows, lo, hi)); row += rg.num_rows
-    return out
-
-def _in_range(lo, hi, secid_range) -> bool:
-    "Whether a row group with secids in [lo, hi] can hold a secid of `secid_range` = [first, stop) (None: open end)."
-    if secid_range is None or lo is None: return True
-    first, stop = secid_range
-    return (stop is None or lo < stop) and (first is None or hi >= first)
-
-def _parquet_batches(path: Path, table: str, batch_rows: int, secid_range: tuple | None = None) -> Iterator[tuple]:
-    "Stream a parquet file as (row numbers, frame); row groups whose secid statistics miss `secid_range` are skipped."
-    if path.stat().st_size == 0: raise IngestError(f"{path.name}: empty file (0 bytes; expected parquet)")
-    pf = pq.ParquetFile(path, page_checksum_verification=True)   # pages written with a CRC are checked against it
-    names = pf.schema_arrow.names
-    missing = [c for c in REQUIRED[table] if c not in {n.lower() for n in names}]
-    if missing: raise IngestError(f"{path.name}: missing required column(s) {', '.join(missing)} for {table} (found: {', '.join(names)})")
-    for i, (row, _, lo, hi) in enumerate(_row_group_secids(pf)):
-        if not _in_range(lo, hi, secid_range): continue
-        for b in pf.iter_batches(batch_size=batch_rows, row_groups=[i]):
-            df = pl.from_arrow(b)
-            if isinstance(df, pl.Series): df = df.to_frame()
-            yield ("row", np.arange(row, row + len(df))), df
-            row += len(df)
-
-def read_export(path: str | Path,         # an export file (parquet, csv, csv.gz)
-                table: str,               # canonical table name
-                batch_rows: int = 500_000,
-                with_rows: bool = False,  # add `_row`: each row's line (csv) or row (parquet) number in the file
-                secid_range: tuple | None = None,  # (first, stop): only secids first <= secid < stop (None: open end)
-                ) -> Iterator[pl.DataFrame]:
-    """Canonical batches of one export file, streamed. Whatever is wrong with the file — gzip, parquet or UTF-8
-    damage, a row cut short, a bad value — is one IngestError naming the file and, where known, the line."""
-    path = Path(path)
-    if not path.exists(): raise IngestError(f"{path}: file not found")
-    try:
-        batches = _parquet_batches(path, table, batch_rows, secid_range) if path.suffix.lower() == ".parquet" else _csv_batches(path, table, batch_rows)
-        for rows, df in batches:
-            out = canonicalize(df, table, path.name, rows)
-            if secid_range is not None:
-                keep = pl.lit(True)
-                if secid_range[0] is not None: keep = keep & (pl.col("secid") >= secid_range[0])
-                if secid_range[1] is not None: keep = keep & (pl.col("secid") < secid_range[1])
-                k = out.with_columns(_k=keep)["_k"].to_numpy()
-                rows, out = (rows[0], rows[1][k]), out.filter(pl.Series(k))
-            yield out.with_columns(_row=pl.Series(rows[1], dtype=pl.Int64)) if with_rows else out
-    except IngestError: raise
-    except (pa.ArrowException, OSError, EOFError, UnicodeDecodeError, ValueError, pl.exceptions.PolarsError) as e:
-        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise IngestError(f"{path.name}: unreadable or corrupt file ({why})") from None
-
-# %% ../nbs/01_ingest.ipynb #defa1df7
-@dataclass
-class IngestSummary:
-    "What one ingest wrote: rows per table and year, duplicates dropped, wall time."
-    rows: dict = field(default_factory=dict)         # table -> rows written
-    years: dict = field(default_factory=dict)        # table -> {year: rows}
-    duplicates: dict = field(default_factory=dict)   # table -> duplicate rows dropped
-    seconds: float = 0.0
-    raw_dir: str = ""
-    tables: dict = field(default_factory=dict)       # raw_summary of what was written (the stage's report tables)
-    quarantined: dict = field(default_factory=dict)  # table -> {reason: rows set aside in raw/quarantine/}
-    reused: dict = field(default_factory=dict)       # source (file or server table) -> rows read back from the pull cache
-    fetched: dict = field(default_factory=dict)      # source -> rows fetched (parsed or pulled) and kept in the pull cache
-
-# %% ../nbs/01_ingest.ipynb #c5858040
-def screen_rows(df: pl.DataFrame,  # canonical rows
-                table: str,        # their table
-                ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    "(rows that keep the table's DOMAIN rules, rows that break one with the first broken rule in `reason`)."
-    floats = [c for c, d in SCHEMAS[table].items() if d.is_float() and c in df.columns]
-    rules = [(f"{c} not finite", pl.col(c).is_infinite()) for c in floats] + list(DOMAIN.get(table, ()))
-    none = df.clear().with_columns(reason=pl.lit(None, pl.String))
-    if not rules or df.is_empty() or not df.select(pl.any_horizontal(e.fill_null(False) for _, e in rules).any()).item():
-        return df, none   # the common case: one pass, nothing to set aside
-    d = df.with_columns(reason=pl.coalesce([pl.when(e.fill_null(False)).then(pl.lit(r)) for r, e in rules]))
-    bad = d.filter(pl.col("reason").is_not_null())
-    return (df if bad.is_empty() else d.filter(pl.col("reason").is_null()).drop("reason")), bad
-
-def check_bad_rows(policy: str) -> str:
-    "The `bad_rows` policy, or an IngestError before anything is read."
-    if policy not in ("quarantine", "refuse"): raise IngestError(f"bad_rows={policy!r}: expected 'quarantine' or 'refuse'")
-    return policy
-
-class Quarantine:
-    "Rows set aside by `screen_rows`, written under the ingest's staging folder as they come; counts per table and reason."
-    def __init__(self, stage: Path, policy: str = "quarantine"):
-        self.dir, self.policy, self.writers, self.counts = Path(stage) / "quarantine", check_bad_rows(policy), {}, {}
-
-    def screen(self, df: pl.DataFrame, table: str, fname: str, unit: str = "line") -> pl.DataFrame:
-        "The rows of `df` that keep the rules (without `_row`); the others set aside, or the file refused."
-        good, bad = screen_rows(df, table)
-        if len(bad):
-            r = bad.row(0, named=True)
-            at = f"{fname}, {unit} {r['_row']}" if r.get("_row") is not None else fname
-            if self.policy == "refuse":
-                raise IngestError(f"{at}: {r['reason']} ({len(bad)} such row(s) in this batch; bad_rows=refuse — "
-                                  f"bad_rows=quarantine sets them aside)")
-            if table not in self.writers: log.warning(f"{at}: {r['reason']}: row set aside in raw/quarantine/{table}.parquet")
-            row = bad["_row"] if "_row" in bad.columns else pl.Series([None] * len(bad), dtype=pl.Int64)
-            t = bad.select(c for c in SCHEMAS[table] if c in bad.columns).with_columns(source_file=pl.lit(fname), source_row=row.cast(pl.Int64),
-                                                        reason=bad["reason"]).to_arrow()
-            if table not in self.writers:
-                self.dir.mkdir(parents=True, exist_ok=True)
-                self.writers[table] = open_parquet_writer(self.dir / f"{table}.parquet", t.schema)
-            self.writers[table].write_table(t)
-            c = self.counts.setdefault(table, {})
-            for k, n in bad.group_by("reason").len().iter_rows(): c[k] = c.get(k, 0) + n
-        return good.drop("_row", strict=False)
-
-    def close(self) -> dict:
-        "Close the files; the counts, logged."
-        for w in self.writers.values(): w.close()
-        log_quarantined(self.counts)
-        return self.counts
-
-def log_quarantined(counts: dict  # table -> {reason: rows}
-                    ) -> None:
-    "One warning per table: rows quarantined, by reason."
-    for t, c in counts.items():
-        log.warning(f"{t}: {sum(c.values()):,} row(s) quarantined ({', '.join(f'{k}: {n:,}' for k, n in sorted(c.items()))})")
-
-# %% ../nbs/01_ingest.ipynb #46ababf0
-def _first_distinct(df: pl.DataFrame, keys: list) -> pl.DataFrame:
-    "The first row of every key, in order (6x df.unique(maintain_order=True)'s speed)."
-    return df.filter(pl.struct(keys).is_first_distinct())
-
-class _Run:
-    "One date-sorted stretch of a table's input, streamed to its own part file, deduplicated on the way."
-    def __init__(self, path: Path):
-        self.path, self.writer, self.buf, self.nbuf, self.tail, self.last = path, None, [], 0, None, None
-        self.first, self.secids = None, set()
-
-class _InThread:
-    "An executor that runs each call at once, in this thread (a worker with one core has no second one to overlap on)."
-    def submit(self, fn, *a, **kw):
-        from concurrent.futures import Future
-        f = Future()
-        try: f.set_result(fn(*a, **kw))
-        except BaseException as e: f.set_exception(e)
-        return f
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False): pass
-
-class RawWriter:
-    """Collect canonical batches per table (and year) into a staging folder, then finalise into raw/.
-
-    Input sorted by date streams straight to its final file, deduplicated on the way. Input made of a
-    few date-sorted stretches — a WRDS export of several secids comes ordered by secid, then date —
-    streams each stretch to its own file, sorted by date: `year=YYYY/part-0.parquet`, `part-1`, ...
-    (one per secid) when no secid spans two stretches over the same dates; otherwise the stretches are
-    merged by date into one file, a window of dates at a time (memory bounded by a few days' rows, not
-    the year), deduplicating across them. Past `MAX_RUNS` stretches, only input whose every new stretch
-    brings secids no earlier one held (the export order of a cross-section: hundreds of underlyings)
-    keeps streaming, a file per stretch, each closed when its stretch ends. Anything else takes one more
-    pass: dedupe and sort."""
-    MAX_RUNS = 64
-
-    def __init__(self, stage_dir: Path, row_group_rows: int = 31_250):   # ~4 days of SPY quotes: bounds the buffers
-        # (peak RSS 365 -> 285 MiB on a 2 M-row year against 125k rows, at the same speed; reading the year back
-        # whole is about 10 % slower, a day's rows as fast)
-        self.stage, self.rg = Path(stage_dir), row_group_rows
-        self.runs: dict[tuple, list] = {}
-        self.sorted: dict[tuple, bool] = {}
-        self.n_in: dict[tuple, int] = {}
-        from concurrent.futures import ThreadPoolExecutor
-        # parquet writes overlap with reading the next batch, given a second core (not in a single-threaded worker)
-        self.pool = ThreadPoolExecutor(max_workers=1) if core_budget() > 1 else _InThread()
-        self.pending: list = []
-
-    def add(self, table: str, df: pl.DataFrame) -> None:
-        if df.is_empty(): return
-        if table in YEARLY_TABLES:
-            years = df["date"].dt.year()
-            if years.min() == years.max(): self._add((table, int(years[0])), df)
-            else:
-                parts = df.with_columns(_y=years).partition_by("_y", as_dict=True, maintain_order=True)
-                for (year,), part in parts.items(): self._add((table, int(year)), part.drop("_y"))
-        else: self._add((table, None), df)
-
-    def _new_run(self, key: tuple) -> _Run:
-        runs = self.runs.setdefault(key, [])
-        if runs: self._close_run(runs[-1])   # the stretch before is complete: nothing of it stays in memory
-        p = self.stage / "_parts" / f"{key[0]}-{key[1]}-{len(runs)}.parquet"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        runs.append(_Run(p))
-        return runs[-1]
-
-    def _add(self, key: tuple, df: pl.DataFrame) -> None:
-        if key not in self.n_in:
-            self.n_in[key], self.sorted[key] = 0, "date" in df.columns
-            self._new_run(key)
-        self.n_in[key] += len(df)
-        if self.sorted[key]:
-            back = (df["date"].to_physical().diff() < 0).arg_true().to_list()   # where the dates go back: a new stretch starts
-            if len(self.runs[key]) + len(back) > self.MAX_RUNS and not self._new_names(key, df, back):
-                self.sorted[key] = False                        # not a few sorted stretches: sort at the end
-            else:
-                for lo, hi in zip([0] + back, back + [len(df)]): self._add_sorted(key, df.slice(lo, hi - lo))
-                return
-        self._buffer(self.runs[key][-1], df)
-
-    def _new_names(self, key: tuple, df: pl.DataFrame, back: list) -> bool:
-        "Whether every stretch the batch starts holds only secids that no earlier stretch held."
-        if key[0] not in YEARLY_TABLES or "secid" not in df.columns: return False   # (small tables: the sort pass)
-        run = self.runs[key][-1]
-        held = set().union(*(r.secids for r in self.runs[key]))
-        for j, (lo, hi) in enumerate(zip([0] + back, back + [len(df)])):
-            ids = set(df["secid"].slice(lo, hi - lo).unique().to_list())
-            starts = j > 0 or (run.last is not None and df["date"][0] < run.last)
-            if starts and ids & held: return False
-            held |= ids
-        return True
-
-    def _add_sorted(self, key: tuple, df: pl.DataFrame) -> None:
-        keys = list(KEYS[key[0]])
-        run = self.runs[key][-1]
-        d0 = df["date"][0]
-        if run.last is not None and d0 < run.last: run = self._new_run(key)
-        if run.first is None: run.first = d0
-        if "secid" in df.columns: run.secids.update(df["secid"].unique().to_list())
-        df = _first_distinct(df, keys)
-        prev = run.tail
-        if prev is not None and d0 == run.last:                # the stretch goes on with the last batch's date:
-            k = int(df["date"].search_sorted(d0, side="right"))   # only that sorted prefix can repeat its rows
-            head = df.slice(0, k).join(prev, on=keys, how="anti", maintain_order="left")
-            if len(head) < k: df = pl.concat([head, df.slice(k)])
-        if len(df):
-            last = df["date"][-1]
-            cur = df.slice(int(df["date"].search_sorted(last, side="left"))).select(keys)
-            run.tail = pl.concat([prev, cur]) if (prev is not None and run.last == last) else cur
-            run.last = last
-            self._buffer(run, df)
-
-    def _buffer(self, run: _Run, df: pl.DataFrame) -> None:
-        run.buf.append(df); run.nbuf += len(df)
-        if run.nbuf >= self.rg: self._flush(run)
-
-    def _close_run(self, run: _Run) -> None:
-        "A complete stretch: its rows written and its file closed (a cross-section's hundreds hold no file handles)."
-        self._flush(run)
-        self._drain()
-        if run.writer is not None: run.writer.close()
-
-    def _drain(self) -> None:
-        "Wait for the write in flight (one at a time: a slow disk holds the reader back, not the memory)."
-        for f in self.pending: f.result()
-        self.pending = []
-
-    def _flush(self, run: _Run) -> None:
-        if not run.buf: return
-        t = pl.concat(run.buf).to_arrow()
-        run.buf, run.nbuf = [], 0
-        if run.writer is None: run.writer = open_parquet_writer(run.path, t.schema)
-        self._drain()
-        self.pending = [self.pool.submit(run.writer.write_table, t, row_group_size=self.rg)]
-
-    def _merge_runs(self, runs: list, keys: list, out: Path) -> None:
-        "K-way merge of date-sorted part files by date, deduplicating each window of dates."
-        its = [pq.ParquetFile(r.path).iter_batches(batch_size=self.rg // 2) for r in runs]
-        bufs = [pl.DataFrame() for _ in runs]
-        live = list(range(len(runs)))
-        writer, pend, fut = None, [], None
-        def write(t):   # in the writer thread, overlapping the next window
-            nonlocal writer
-            if writer is None: writer = open_parquet_writer(out, t.schema)
-            writer.write_table(t, row_group_size=self.rg)
-        def window(frames):   # rows of whole dates from every run: in date order, deduplicated across runs
-            pend.append(_first_distinct(pl.concat(frames).sort("date", maintain_order=True), keys))
-        def pull(i):
-            try: b = next(its[i])
-            except StopIteration: return False
-            bufs[i] = pl.concat([bufs[i], pl.from_arrow(b)]) if bufs[i].height else pl.from_arrow(b)
-            return True
-        for i in list(live):
-            if not pull(i): live.remove(i)
-        while live:
-            frontier = min(bufs[i]["date"][-1] for i in live)   # every run has passed all dates before it
-            parts = []
-            for i in range(len(runs)):
-                if bufs[i].height:
-                    k = int(bufs[i]["date"].search_sorted(frontier, side="left"))
-                    if k: parts.append(bufs[i].slice(0, k)); bufs[i] = bufs[i].slice(k)
-            if parts:
-                window(parts)
-                if sum(len(p) for p in pend) >= self.rg:
-                    t = pl.concat(pend).to_arrow(); pend = []
-                    if fut is not None: fut.result()
-                    fut = self.pool.submit(write, t)
-            for i in list(live):   # the run(s) at the frontier read on (their buffer may be all frontier date)
-                if not bufs[i].height or bufs[i]["date"][-1] == frontier:
-                    if not pull(i): live.remove(i)
-        rest = [b for b in bufs if b.height]
-        if rest: window(rest)
-        if fut is not None: fut.result()
-        if pend: write(pl.concat(pend).to_arrow())
-        if writer is not None: writer.close()
-
-    def finalize(self) -> IngestSummary:
-        for runs in self.runs.values():
-            for r in runs: self._flush(r)
-        self._drain()
-        self._close_writers()
-        s = IngestSummary(raw_dir=str(self.stage))
-        for key, runs in sorted(self.runs.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
-            table, year = key
-            runs = [r for r in runs if r.writer is not None]
-            if not runs: continue
-            if table in YEARLY_TABLES: out = self.stage / table / f"year={year}" / "part-0.parquet"
-            else: out = self.stage / f"{'link' if table == 'opcrsphist' else table}.parquet"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            keys = list(KEYS[table])
-            outs = [out]
-            if self.sorted[key] and len(runs) == 1:
-                os.replace(runs[0].path, out)         # streamed in order, deduplicated on the way: already final
-            elif self.sorted[key] and table in YEARLY_TABLES and "secid" in keys and not any(
-                    a.secids & b.secids and a.first <= b.last and b.first <= a.last
-                    for i, a in enumerate(runs) for b in runs[i + 1:]):
-                outs = [out.with_name(f"part-{i}.parquet") for i in range(len(runs))]
-                for r, o in zip(runs, outs): os.replace(r.path, o)   # one sorted file per stretch (no key in two)
-            elif self.sorted[key]:
-                self._merge_runs(runs, keys, out)     # a few sorted stretches: merged by date
-            else:                                     # out of order: one more pass to dedupe and sort
-                lf = pl.scan_parquet([r.path for r in runs]).unique(subset=keys, keep="first", maintain_order=True)
-                if "date" in SCHEMAS[table]: lf = lf.sort("date", maintain_order=True)
-                lf.sink_parquet(out, compression="zstd", statistics=True, row_group_size=self.rg)
-            n_out = sum(pq.ParquetFile(o).metadata.num_rows for o in outs)
-            s.rows[table] = s.rows.get(table, 0) + n_out
-            if year is not None: s.years.setdefault(table, {})[year] = n_out
-            dropped = self.n_in[key] - n_out
-            if dropped:
-                s.duplicates[table] = s.duplicates.get(table, 0) + dropped
-                log.warning(f"{table}{year or ''}: dropped {dropped} duplicate rows (key {', '.join(KEYS[table])})")
-        self.pool.shutdown()
-        shutil.rmtree(self.stage / "_parts", ignore_errors=True)
-        return s
-
-    def _close_writers(self, quiet: bool = False) -> None:
-        for runs in self.runs.values():
-            for r in runs:
-                try:
-                    if r.writer is not None: r.writer.close()
-                except Exception:
-                    if not quiet: raise
-
-    def abort(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        self._close_writers(quiet=True)
-
-# %% ../nbs/01_ingest.ipynb #a104d8b3
-def span_gaps(held: list,  # [[first, last], ...] ISO dates a piece holds, inclusive
-              start: str,  # first date asked for (ISO)
-              end: str,    # last date asked for (ISO)
-              ) -> list:
-    "The sub-spans of [start, end] (inclusive ISO dates) that `held` does not cover, in date order."
-    import datetime as dt
-    day = dt.timedelta(days=1)
-    cur, stop, gaps = dt.date.fromisoformat(start), dt.date.fromisoformat(end), []
-    for s, e in sorted(held):
-        s, e = dt.date.fromisoformat(s), dt.date.fromisoformat(e)
-        if e < cur: continue
-        if s > stop: break
-        if s > cur: gaps.append([cur.isoformat(), (s - day).isoformat()])
-        if e >= stop: return gaps
-        cur = max(cur, e + day)
-    if cur <= stop: gaps.append([cur.isoformat(), stop.isoformat()])
-    return gaps
-
-# %% ../nbs/01_ingest.ipynb #745ae9f6
-class PullCache:
-    """Rows fetched from WRDS or parsed from export files, kept across runs as pieces, one per (source, table, year,
-    underlyings), each with its query and the spans it holds; a wider range fetches only the missing sub-spans."""
-    def __init__(self, root: str | Path):  # folder of the pieces (cache_dir/pulls)
-        self.root = Path(root)
-        self.reused, self.fetched = {}, {}   # label -> rows read from pieces / fetched in this ingest
-
-    def key(self, ident: dict) -> str:
-        "A piece's folder name: the hash of what identifies it (source, table, year, underlyings)."
-        import hashlib, json
-        return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-    def meta(self, key: str) -> dict:
-        "What a piece holds: ident, parts (file, span, rows, query, fetched_at) and merged spans; {} when new."
-        import json
-        f = self.root / key / "piece.json"
-        return json.loads(f.read_text()) if f.exists() else {}
-
-    def _write_meta(self, key: str, meta: dict) -> None:
-        import json
-        with atomic_path(self.root / key / "piece.json") as tmp: tmp.write_text(json.dumps(meta, indent=1, default=str))
-
-    @staticmethod
-    def _held(parts: list) -> list:
-        "Merged spans of the parts (adjacent days join)."
-        import datetime as dt
-        out = []
-        for s, e in sorted(p["span"] for p in parts):
-            if out and dt.date.fromisoformat(s) <= dt.date.fromisoformat(out[-1][1]) + dt.timedelta(days=1):
-                out[-1][1] = max(out[-1][1], e)
-            else: out.append([s, e])
-        return out
-
-    def _store(self, d: Path, meta: dict, gs: str, ge: str, fetch) -> str | None:
-        "Fetch one span into a new part; recorded in piece.json only once written whole. The part's name, or None if empty."
-        import datetime as dt
-        import uuid
-        name = f"part-{gs}-{ge}-{uuid.uuid4().hex[:8]}.parquet"
-        query, it = fetch(gs, ge)
-        n, writer = 0, None
-        try:
-            for b in it:
-                t = b.to_arrow()
-                writer = writer or pq.ParquetWriter(d / name, t.schema, compression="zstd")
-                writer.write_table(t); n += len(b)
-        except BaseException:
-            if writer: writer.close()
-            (d / name).unlink(missing_ok=True); raise
-        if writer is None: return None   # no rows: nothing recorded, so the span is asked again next time
-        writer.close()
-        meta["parts"].append({"file": name, "span": [gs, ge], "rows": n, "query": query,
-                              "fetched_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-        meta["spans"] = self._held(meta["parts"])
-        self._write_meta(d.name, meta)
-        return name
-
-    def batches(self,
-                ident: dict,   # what identifies the piece (source, table, year, underlyings, file...)
-                start: str,    # first date wanted (ISO)
-                end: str,      # last date wanted (ISO)
-                fetch,         # fetch(first, last) -> (query text, iterator of canonical batches) for a missing span
-                label: str,    # the source's name in logs and counts (optionm.opprcd2019, opprcd2019.csv.gz)
-                hold_until: str | None = None,  # fetched days after this date are passed on, not kept (WRDS: yesterday)
-                batch_rows: int = 500_000,      # rows per batch read back
-                ) -> Iterator[pl.DataFrame]:
-        "The piece's rows dated start..end, after fetching (and keeping) the sub-spans it lacked; one process per piece at a time."
-        import datetime as dt
-        key = self.key(ident)
-        d = self.root / key
-        d.mkdir(parents=True, exist_ok=True)
-        with exclusive(d / "piece.lock", f"pull-cache piece {label}"):
-            meta = self.meta(key) or {"ident": ident, "parts": []}
-            new, live = set(), []
-            for gs, ge in span_gaps(self._held(meta["parts"]), start, end):
-                keep_to = min(ge, hold_until) if hold_until else ge
-                if gs <= keep_to and (name := self._store(d, meta, gs, keep_to, fetch)): new.add(name)
-                if keep_to < ge:   # days the vendor may not have published yet: fetched every time
-                    live.append([max(gs, (dt.date.fromisoformat(keep_to) + dt.timedelta(days=1)).isoformat()), ge])
-            for p in sorted(meta["parts"], key=lambda p: p["span"]):
-                lo, hi = max(start, p["span"][0]), min(end, p["span"][1])
-                if lo > hi: continue
-                book = self.fetched if p["file"] in new else self.reused
-                within = pl.col("date").is_between(dt.date.fromisoformat(lo), dt.date.fromisoformat(hi))   # once per part
-                for rb in pq.ParquetFile(d / p["file"]).iter_batches(batch_size=batch_rows):
-                    b = pl.from_arrow(rb).filter(within)
-                    if b.is_empty(): continue
-                    book[label] = book.get(label, 0) + len(b)
-                    yield b
-            for gs, ge in live:
-                for b in fetch(gs, ge)[1]:
-                    self.fetched[label] = self.fetched.get(label, 0) + len(b)
-                    yield b
-
-    def log_line(self, label: str) -> str:
-        "How a source's rows were had: '(n reused from the pull cache, m fetched)'."
-        r, f = self.reused.get(label, 0), self.fetched.get(label, 0)
-        return f" ({r:,} reused from the pull cache, {f:,} fetched)" if r else ""
-
-    def entries(self) -> list[dict]:
-        "Every piece: key, ident, spans, rows, bytes."
-        out = []
-        for f in sorted(self.root.glob("*/piece.json")):
-            m = self.meta(f.parent.name)
-            out.append(dict(key=f.parent.name, ident=m.get("ident", {}), spans=m.get("spans", []),
-                            rows=sum(p["rows"] for p in m.get("parts", [])),
-                            bytes=sum(x.stat().st_size for x in f.parent.glob("*.parquet")),
-                            fetched_at=max((p["fetched_at"] for p in m.get("parts", [])), default="")))
-        return out
-
-    def prune(self, older_than_days: float | None = None) -> list:  # None: every piece
-        "Remove pieces (all, or those last fetched into more than `older_than_days` ago); the removed folders."
-        import datetime as dt
-        now, gone = dt.datetime.now(dt.timezone.utc), []
-        for e in self.entries():
-            if older_than_days is None or not e["fetched_at"] or \
-               (now - dt.datetime.fromisoformat(e["fetched_at"])).total_seconds() > older_than_days * 86400:
-                shutil.rmtree(self.root / e["key"], ignore_errors=True); gone.append(self.root / e["key"])
-        return gone
-
-# %% ../nbs/01_ingest.ipynb #59ff1fa1
-def pulled(pulls: PullCache | None,  # the pull cache, or None to fetch straight
-           ident: dict, start: str, end: str, fetch, label: str, hold_until: str | None = None,
-           batch_rows: int = 500_000) -> Iterator[pl.DataFrame]:
-    "A piece's rows dated start..end: through the pull cache when there is one, else straight from `fetch(start, end)`."
-    if pulls is None: return fetch(start, end)[1]
-    return pulls.batches(ident, start, end, fetch, label, hold_until, batch_rows)
+# %% auto #0
+__all__ = ['log', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'resolve_secids', 'ingest_local', 'ingest_synthetic', 'wrds_url',
+           'mirror_to_postgres', 'ingest_wrds', 'consolidate_years', 'combine_parquet', 'raw_summary',
+           'atm_term_structure', 'fig_underlying_and_term', 'IngestParams', 'run_ingest', 'raw_ready', 'ensure_raw']
 
 # %% ../nbs/01_ingest.ipynb #5eb1dda4
 def _read_all(path: Path, table: str, with_rows: bool = False) -> pl.DataFrame:
@@ -830,18 +42,13 @@ def _unit(path: Path) -> str:
     "What `_row` counts in a file: lines of a CSV (the header is line 1), rows of a parquet file."
     return "row" if path.suffix.lower() == ".parquet" else "line"
 
-@contextlib.contextmanager
-def _raw_lock(art: Artifacts):
-    "One writer of `art.raw` at a time (others exit 2 at once); what a killed writer left is cleaned first."
-    with exclusive(art.lock("raw"), f"data dir {art.data_dir}"):
-        clean_leftovers(art.raw)
-        yield
-
 def _date_filter(df: pl.DataFrame, start, end) -> pl.DataFrame:
+    "The rows dated start..end (either may be None: open)."
     if start: df = df.filter(pl.col("date") >= pl.lit(start).str.to_date())
     if end: df = df.filter(pl.col("date") <= pl.lit(end).str.to_date())
     return df
 
+# %% ../nbs/01_ingest.ipynb #0e027f1d
 def resolve_secids(names: pl.DataFrame,  # secnmd or securd rows (secid, ticker)
                    tickers: list | None,  # requested tickers; None or [] = all
                    where: str = "secnmd") -> dict[str, int]:
@@ -853,7 +60,6 @@ def resolve_secids(names: pl.DataFrame,  # secnmd or securd rows (secid, ticker)
     if unknown:
         raise IngestError(f"unknown ticker(s) {', '.join(unknown)} in {where} (known: {', '.join(sorted(mapping)) or 'none'})")
     return {t.upper(): mapping[t.upper()] for t in tickers}
-
 
 # %% ../nbs/01_ingest.ipynb #843e5364
 def ingest_local(path: str | Path,          # folder of WRDS export files
@@ -870,8 +76,44 @@ def ingest_local(path: str | Path,          # folder of WRDS export files
     A damaged file is refused whole with its name and line; rows breaking a domain rule are quarantined."""
     art = Artifacts.of(data_dir)
     check_bad_rows(bad_rows)
-    with _raw_lock(art): return _ingest_local(Path(path), art, tickers, start, end, batch_rows, bad_rows, pulls, eng)
+    with raw_lock(art): return _ingest_local(Path(path), art, tickers, start, end, batch_rows, bad_rows, pulls, eng)
 
+# %% ../nbs/01_ingest.ipynb #d0485112
+@dataclass
+class _Folder:
+    "A folder of exports, read once: files by table, the secprd and names tables, the secids asked for (None: all)."
+    src: Path
+    files: dict
+    sec_path: Path
+    sec_all: pl.DataFrame
+    names_t: str | None
+    nm: pl.DataFrame | None
+    secids: list | None
+
+def _read_folder(src: Path, tickers) -> _Folder:
+    "What a folder of exports holds and which of its secids the tickers ask for; an IngestError for a folder that cannot serve."
+    files = discover_exports(src)
+    if "opprcd" not in files and "vsurfd" not in files:
+        raise IngestError(f"{src}: no opprcdYYYY or vsurfdYYYY export files (expected e.g. opprcd2019.csv.gz)")
+    for need in ("secprd",):
+        if need not in files: raise IngestError(f"{src}: missing {need} export file (expected {need}.parquet or .csv.gz)")
+    sec_path = files["secprd"][0][1]
+    sec_all = _read_all(sec_path, "secprd", with_rows=True)   # small: read once, for the ticker check and the table
+    names_t = "secnmd" if "secnmd" in files else ("securd" if "securd" in files else None)
+    secmap: dict[str, int] = {}
+    nm = _read_all(files[names_t][0][1], names_t) if names_t else None   # small: read once, for the map and the table
+    if names_t: secmap = resolve_secids(nm, tickers, files[names_t][0][1].name)
+    elif tickers:   # no ticker map: one underlying in the folder is unambiguous, several are not
+        ids = sec_all["secid"].unique().to_list()
+        if len(ids) != 1:
+            raise IngestError(f"{src}: tickers {tickers} given but no secnmd/securd file maps tickers to the {len(ids)} secids "
+                              f"in {sec_path.name}; tickers=[] keeps every underlying (or add secnmd)")
+        log.warning(f"{src}: no secnmd/securd to check tickers {tickers} against; the folder's one underlying (secid {ids[0]}) is kept")
+        tickers = None
+    secids = sorted(set(secmap.values())) if tickers else None
+    return _Folder(src, files, sec_path, sec_all, names_t, nm, secids)
+
+# %% ../nbs/01_ingest.ipynb #882ccdd8
 def _export_batches(p: Path, table: str, year, secids, batch_rows: int, pulls: PullCache | None,
                     secid_range: tuple | None = None) -> Iterator[pl.DataFrame]:
     "An export file's rows of `secids` (all when None) with `_row`: parsed, or read back from the file's piece."
@@ -885,6 +127,7 @@ def _export_batches(p: Path, table: str, year, secids, batch_rows: int, pulls: P
              "year": year, "secids": secids or "all"}
     return pulls.batches(ident, "0001-01-01", "9999-12-31", parse, p.name, batch_rows=batch_rows)
 
+# %% ../nbs/01_ingest.ipynb #69164e52
 def _stream_year(batches, w: RawWriter, q: Quarantine, table: str, year, p: Path, start, end) -> int:
     "A yearly export's batches, date-filtered, year-checked and screened, into the writer; rows kept."
     n, unit = 0, _unit(p)
@@ -901,6 +144,95 @@ def _no_rows(n: int, p: Path, year, secids) -> None:
     if n == 0: raise IngestError(f"{p.name}: no rows for year {year}" + (f" and secids {secids}" if secids else "") +
                                  " (an empty year: remove the file or widen start/end)")
 
+# %% ../nbs/01_ingest.ipynb #ebb038f8
+def _local_yearly(f: _Folder, w: RawWriter, q: Quarantine, start, end, batch_rows: int, pulls: PullCache | None,
+                  tasks: list | None, eng: Engine | None) -> None:
+    "The opprcd/vsurfd files of the years start..end: streamed into `w`, or appended to `tasks` when `tasks` is a list."
+    sy, ey = (int(start[:4]) if start else None), (int(end[:4]) if end else None)
+    ids = (f.secids if f.secids is not None else sorted(f.sec_all["secid"].unique().to_list())) if tasks is not None else None
+    for table in ("opprcd", "vsurfd"):
+        for year, p in f.files.get(table, []):
+            if (sy and year and year < sy) or (ey and year and year > ey): continue
+            if tasks is not None:   # on the cluster: one task per group of underlyings
+                tasks += [(table, year, str(p), g, rng) for g, rng in enumerate(_secid_ranges(p, ids, eng.per_task))]
+                continue
+            n = _stream_year(_export_batches(p, table, year, f.secids, batch_rows, pulls), w, q, table, year, p, start, end)
+            _no_rows(n, p, year, f.secids)
+            log.info(f"{p.name}: {n:,} rows" + (pulls.log_line(p.name) if pulls else ""))
+
+# %% ../nbs/01_ingest.ipynb #63f32c3f
+def _link_dsf(dsf: pl.DataFrame, link: pl.DataFrame) -> pl.DataFrame:
+    "CRSP rows carrying the OptionMetrics secid of the link valid on each date."
+    j = dsf.join(link.select("secid", "permno", "sdate", "edate"), on="permno", how="inner")
+    j = j.filter((pl.col("sdate").is_null() | (pl.col("date") >= pl.col("sdate"))) &
+                 (pl.col("edate").is_null() | (pl.col("date") <= pl.col("edate"))))
+    return j.drop("sdate", "edate").select(*SCHEMAS["dsf"], "secid") if "secid" in j.columns else j
+
+def _local_reference(f: _Folder, w: RawWriter, q: Quarantine, start, end) -> pl.DataFrame:
+    "secprd, the names, the link and CRSP's dsf of the folder into `w`; the secprd rows kept."
+    sec = _date_filter(q.screen(f.sec_all, "secprd", f.sec_path.name, _unit(f.sec_path)), start, end)
+    if f.secids is not None: sec = sec.filter(pl.col("secid").is_in(f.secids))
+    if sec.is_empty(): raise IngestError(f"{f.sec_path.name}: no rows for the requested secids and dates")
+    w.add("secprd", sec)
+    if f.names_t:
+        nm = q.screen(f.nm, f.names_t, f.files[f.names_t][0][1].name)
+        w.add("securd", (nm if f.names_t == "securd" else nm.sort("effect_date").unique("secid", keep="last")
+                         .with_columns(issue_type=pl.lit(None, pl.String)))
+              .select(list(SCHEMAS["securd"])).filter(pl.col("secid").is_in(f.secids) if f.secids else pl.lit(True)))
+    if "dsf" in f.files:
+        dsf = _date_filter(_read_all(f.files["dsf"][0][1], "dsf"), start, end)
+        link = _read_all(f.files["opcrsphist"][0][1], "opcrsphist") if "opcrsphist" in f.files else None
+        if link is not None:
+            if f.secids is not None: link = link.filter(pl.col("secid").is_in(f.secids))
+            w.add("opcrsphist", link)
+            dsf = _link_dsf(dsf, link)
+        w.add("dsf", q.screen(dsf, "dsf", f.files["dsf"][0][1].name))
+    return sec
+
+# %% ../nbs/01_ingest.ipynb #7fcb90d6
+def _copy_reference(src: Path, data_dir: Path) -> None:
+    "Copy the synthetic market's truth.parquet and vix.parquet beside the raw data, when present."
+    for name, sub in (("truth.parquet", "truth"), ("vix.parquet", "reference")):
+        p = src / name
+        if p.exists():
+            dst = data_dir / sub / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dst) as tmp: shutil.copyfile(p, tmp)
+
+def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: int, bad_rows: str,
+                  pulls: PullCache | None = None, eng: Engine | None = None) -> IngestSummary:
+    "The local source's steps under the data dir's lock: the folder read, the yearly and small tables written, the counts."
+    t0 = time.perf_counter()
+    f = _read_folder(src, tickers)
+    tasks = [] if eng is not None and eng.distributed else None
+    if tasks is not None:
+        if pulls: log.info("cluster: export files are read by the tasks directly (the pull cache is for in-process runs)")
+        pulls = None
+    from_tasks = None
+    with atomic_path(art.raw) as stage:
+        stage.mkdir(parents=True)
+        w, q = RawWriter(stage), Quarantine(stage, bad_rows)
+        try:
+            _local_yearly(f, w, q, start, end, batch_rows, pulls, tasks, eng)
+            if tasks:
+                done = eng.map(_yearly_task, tasks, secids=f.secids, start=start, end=end, batch_rows=batch_rows, bad_rows=bad_rows,
+                               stage=str(stage))
+                from_tasks = _merge_tasks(stage, tasks, done, f.secids)
+            sec = _local_reference(f, w, q, start, end)
+        except BaseException:
+            w.abort(); q.close(); raise
+        summary = w.finalize()
+        summary.quarantined = q.close()
+        if from_tasks is not None:
+            for k in ("rows", "years", "duplicates", "quarantined"): getattr(summary, k).update(getattr(from_tasks, k))
+    summary.raw_dir, summary.seconds = str(art.raw), time.perf_counter() - t0
+    if pulls: summary.reused, summary.fetched = dict(pulls.reused), dict(pulls.fetched)
+    _copy_reference(src, art.data_dir)
+    log.info(f"ingest local: {summary.rows} in {summary.seconds:.1f}s -> {art.raw}; dates {sec['date'].min()}..{sec['date'].max()} "
+             f"({'asked ' + (start or '…') + '..' + (end or '…') if (start or end) else 'the files’ own span'})")
+    return summary
+
+# %% ../nbs/01_ingest.ipynb #0c78019f
 def _secid_ranges(p: Path, ids: list, per_task: int) -> list:
     """[first, stop) secid ranges, one per task, covering every secid: groups of `UNDERLYINGS_PER_TASK` underlyings
     when the file's row groups let a task skip the others' rows (parquet with secid statistics), else the whole file."""
@@ -909,6 +241,7 @@ def _secid_ranges(p: Path, ids: list, per_task: int) -> list:
     bounds = [None] + [g[0] for g in groups[1:]] + [None]
     return list(zip(bounds[:-1], bounds[1:]))
 
+# %% ../nbs/01_ingest.ipynb #c5592983
 def _yearly_task(task: tuple,            # (table, year, file, group, secid range)
                  secids, start, end, batch_rows: int, bad_rows: str, stage: str) -> dict:
     """One (table, year, underlyings) partition of the exports: the in-process path's reading, screening and
@@ -921,6 +254,7 @@ def _yearly_task(task: tuple,            # (table, year, file, group, secid rang
         w.abort(); q.close(); raise
     return {"rows": n, "summary": w.finalize(), "quarantined": q.close(), "dir": str(d)}
 
+# %% ../nbs/01_ingest.ipynb #84b5fb48
 def _merge_tasks(stage: Path, tasks: list, done: list, secids) -> IngestSummary:
     "The tasks' part files moved into the stage (part-<group>-<i>), their counts and quarantined rows merged."
     s, per_file, quar = IngestSummary(raw_dir=str(stage)), {}, {}
@@ -950,99 +284,6 @@ def _merge_tasks(stage: Path, tasks: list, done: list, secids) -> IngestSummary:
         pl.scan_parquet(paths).sink_parquet(stage / "quarantine" / f"{k}.parquet")
     shutil.rmtree(stage / "_tasks", ignore_errors=True)
     return s
-
-def _ingest_local(src: Path, art: Artifacts, tickers, start, end, batch_rows: int, bad_rows: str,
-                  pulls: PullCache | None = None, eng: Engine | None = None) -> IngestSummary:
-    t0 = time.perf_counter()
-    files = discover_exports(src)
-    if "opprcd" not in files and "vsurfd" not in files:
-        raise IngestError(f"{src}: no opprcdYYYY or vsurfdYYYY export files (expected e.g. opprcd2019.csv.gz)")
-    for need in ("secprd",):
-        if need not in files: raise IngestError(f"{src}: missing {need} export file (expected {need}.parquet or .csv.gz)")
-    raw = art.raw
-    sec_path = files["secprd"][0][1]
-    sec_all = _read_all(sec_path, "secprd", with_rows=True)   # small: read once, for the ticker check and the table
-    names_t = "secnmd" if "secnmd" in files else ("securd" if "securd" in files else None)
-    secmap: dict[str, int] = {}
-    nm = _read_all(files[names_t][0][1], names_t) if names_t else None   # small: read once, for the map and the table
-    if names_t: secmap = resolve_secids(nm, tickers, files[names_t][0][1].name)
-    elif tickers:   # no ticker map: one underlying in the folder is unambiguous, several are not
-        ids = sec_all["secid"].unique().to_list()
-        if len(ids) != 1:
-            raise IngestError(f"{src}: tickers {tickers} given but no secnmd/securd file maps tickers to the {len(ids)} secids "
-                              f"in {sec_path.name}; tickers=[] keeps every underlying (or add secnmd)")
-        log.warning(f"{src}: no secnmd/securd to check tickers {tickers} against; the folder's one underlying (secid {ids[0]}) is kept")
-        tickers = None
-    secids = sorted(set(secmap.values())) if tickers else None
-    sy, ey = (int(start[:4]) if start else None), (int(end[:4]) if end else None)
-    tasks = [] if eng is not None and eng.distributed else None
-    if tasks is not None:
-        if pulls: log.info("cluster: export files are read by the tasks directly (the pull cache is for in-process runs)")
-        pulls = None
-        ids = secids if secids is not None else sorted(sec_all["secid"].unique().to_list())
-    from_tasks = None
-    with atomic_path(raw) as stage:
-        stage.mkdir(parents=True)
-        w, q = RawWriter(stage), Quarantine(stage, bad_rows)
-        try:
-            for table in ("opprcd", "vsurfd"):
-                for year, p in files.get(table, []):
-                    if (sy and year and year < sy) or (ey and year and year > ey): continue
-                    if tasks is not None:   # on the cluster: one task per group of underlyings (below)
-                        tasks += [(table, year, str(p), g, rng) for g, rng in enumerate(_secid_ranges(p, ids, eng.per_task))]
-                        continue
-                    n = _stream_year(_export_batches(p, table, year, secids, batch_rows, pulls), w, q, table, year, p, start, end)
-                    _no_rows(n, p, year, secids)
-                    log.info(f"{p.name}: {n:,} rows" + (pulls.log_line(p.name) if pulls else ""))
-            if tasks:
-                done = eng.map(_yearly_task, tasks, secids=secids, start=start, end=end, batch_rows=batch_rows, bad_rows=bad_rows,
-                               stage=str(stage))
-                from_tasks = _merge_tasks(stage, tasks, done, secids)
-            sec = _date_filter(q.screen(sec_all, "secprd", sec_path.name, _unit(sec_path)), start, end)
-            if secids is not None: sec = sec.filter(pl.col("secid").is_in(secids))
-            if sec.is_empty(): raise IngestError(f"{sec_path.name}: no rows for the requested secids and dates")
-            w.add("secprd", sec)
-            if names_t:
-                nm = q.screen(nm, names_t, files[names_t][0][1].name)
-                w.add("securd", (nm if names_t == "securd" else nm.sort("effect_date").unique("secid", keep="last")
-                                 .with_columns(issue_type=pl.lit(None, pl.String)))
-                      .select(list(SCHEMAS["securd"])).filter(pl.col("secid").is_in(secids) if secids else pl.lit(True)))
-            if "dsf" in files:
-                dsf = _date_filter(_read_all(files["dsf"][0][1], "dsf"), start, end)
-                link = _read_all(files["opcrsphist"][0][1], "opcrsphist") if "opcrsphist" in files else None
-                if link is not None:
-                    if secids is not None: link = link.filter(pl.col("secid").is_in(secids))
-                    w.add("opcrsphist", link)
-                    dsf = _link_dsf(dsf, link)
-                w.add("dsf", q.screen(dsf, "dsf", files["dsf"][0][1].name))
-        except BaseException:
-            w.abort(); q.close(); raise
-        summary = w.finalize()
-        summary.quarantined = q.close()
-        if from_tasks is not None:
-            for k in ("rows", "years", "duplicates", "quarantined"): getattr(summary, k).update(getattr(from_tasks, k))
-    summary.raw_dir, summary.seconds = str(raw), time.perf_counter() - t0
-    if pulls: summary.reused, summary.fetched = dict(pulls.reused), dict(pulls.fetched)
-    _copy_reference(src, art.data_dir)
-    log.info(f"ingest local: {summary.rows} in {summary.seconds:.1f}s -> {raw}; dates {sec['date'].min()}..{sec['date'].max()} "
-             f"({'asked ' + (start or '…') + '..' + (end or '…') if (start or end) else 'the files’ own span'})")
-    return summary
-
-def _link_dsf(dsf: pl.DataFrame, link: pl.DataFrame) -> pl.DataFrame:
-    "CRSP rows carrying the OptionMetrics secid of the link valid on each date."
-    j = dsf.join(link.select("secid", "permno", "sdate", "edate"), on="permno", how="inner")
-    j = j.filter((pl.col("sdate").is_null() | (pl.col("date") >= pl.col("sdate"))) &
-                 (pl.col("edate").is_null() | (pl.col("date") <= pl.col("edate"))))
-    return j.drop("sdate", "edate").select(*SCHEMAS["dsf"], "secid") if "secid" in j.columns else j
-
-def _copy_reference(src: Path, data_dir: Path) -> None:
-    "Copy the synthetic market's truth.parquet and vix.parquet beside the raw data, when present."
-    for name, sub in (("truth.parquet", "truth"), ("vix.parquet", "reference")):
-        p = src / name
-        if p.exists():
-            dst = data_dir / sub / name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(dst) as tmp: shutil.copyfile(p, tmp)
 
 # %% ../nbs/01_ingest.ipynb #be16e832
 def ingest_synthetic(data_dir: str | Path = "data",  # run data dir
@@ -1111,12 +352,14 @@ def _stream_sql(conn, sql: str, params: dict, table: str, chunk_rows: int, label
         yield out.with_columns([df[c].cast(pl.Int64) for c in extra]) if extra else out
 
 def _table_exists(conn, schema: str, name: str) -> bool:
+    "Whether the server has `schema.name` (WRDS lists only the years a subscription covers)."
     from sqlalchemy import text
     q = text("select 1 from information_schema.tables where table_schema=:s and table_name=:t")
     return conn.execute(q, {"s": schema, "t": name}).first() is not None
 
 class _NoTable(Exception): "A yearly table the server does not have."
 
+# %% ../nbs/01_ingest.ipynb #97a2d1f6
 def ingest_wrds(data_dir: str | Path = "data",
                 tickers: list | None = None,    # underlyings (required: WRDS holds thousands)
                 start: str = "2019-01-02", end: str = "2019-12-31",
@@ -1133,9 +376,86 @@ def ingest_wrds(data_dir: str | Path = "data",
     import datetime as dt
     try: start, end = dt.date.fromisoformat(str(start)).isoformat(), dt.date.fromisoformat(str(end)).isoformat()
     except ValueError: raise IngestError(f"start={start!r}, end={end!r}: expected ISO dates (YYYY-MM-DD)") from None
-    with _raw_lock(art): return _ingest_wrds(art, tickers, start, end, uri, vsurfd, chunk_rows, bad_rows, pulls)
+    with raw_lock(art): return _ingest_wrds(art, tickers, start, end, uri, vsurfd, chunk_rows, bad_rows, pulls)
 
+# %% ../nbs/01_ingest.ipynb #6df35f4d
+@dataclass
+class _Pull:
+    "One WRDS ingest's connection and request: what every (table, year) piece is fetched with."
+    conn: object
+    secids: list
+    start: str
+    end: str
+    server: str        # host:port/database: a piece's source, never the user or password
+    hold: str          # days up to this one are kept in the pull cache; later ones fetched every time
+    chunk_rows: int
+    pulls: PullCache | None
+
+    def span(self, year: int) -> tuple:
+        "The request's dates within `year`."
+        return max(self.start, f"{year}-01-01"), min(self.end, f"{year}-12-31")
+
+    def piece(self, table: str, year: int, sql_of, label: str, extra: tuple = ()) -> Iterator[pl.DataFrame]:
+        "One (table, year) piece's batches over the asked span; `sql_of()` is asked only when something must be pulled."
+        def fetch(s, e):
+            sql = sql_of()
+            return sql, _stream_sql(self.conn, sql, {"ids": self.secids, "s": s, "e": e}, table, self.chunk_rows, label, extra)
+        ident = {"source": "wrds", "server": self.server, "table": table, "year": year, "secids": self.secids}
+        return pulled(self.pulls, ident, *self.span(year), fetch, label, self.hold, self.chunk_rows)
+
+    def option_sql(self, name: str, table: str) -> str:
+        "The query of one yearly option table, every canonical column named (null where the server lacks it)."
+        from sqlalchemy import text
+        if not _table_exists(self.conn, "optionm", name): raise _NoTable(name)
+        have = {r[0] for r in self.conn.execute(text("select column_name from information_schema.columns "
+                                                     "where table_schema='optionm' and table_name=:t"), {"t": name})}
+        sel = ", ".join(c if c in have else f"null as {c}" for c in SCHEMAS[table])
+        return f"select {sel} from optionm.{name} where secid = any(:ids) and date between :s and :e order by date"
+
+# %% ../nbs/01_ingest.ipynb #999c5abf
+def _wrds_options(pl_: _Pull, w: RawWriter, q: Quarantine, vsurfd: bool) -> None:
+    "optionm.opprcdYYYY (and vsurfdYYYY) of every year asked, screened, into `w`."
+    for table in ("opprcd",) + (("vsurfd",) if vsurfd else ()):
+        for year in range(int(pl_.start[:4]), int(pl_.end[:4]) + 1):
+            name = f"{table}{year}"
+            n = 0
+            try:
+                for b in pl_.piece(table, year, lambda: pl_.option_sql(name, table), f"optionm.{name}"):
+                    b = q.screen(b, table, f"optionm.{name}")
+                    n += len(b); w.add(table, b)
+            except _NoTable:
+                if table == "opprcd": raise IngestError(f"optionm.{name} does not exist on the server (years available?)") from None
+                log.warning(f"optionm.{name} does not exist; vsurfd skipped for {year}"); continue
+            if n == 0 and table == "opprcd":
+                raise IngestError(f"optionm.{name}: no rows for secids {pl_.secids} between {pl_.start} and {pl_.end} (an empty year)")
+            log.info(f"optionm.{name}: {n:,} rows" + (pl_.pulls.log_line(f"optionm.{name}") if pl_.pulls else ""))
+
+# %% ../nbs/01_ingest.ipynb #fe0ca02f
+def _wrds_reference(pl_: _Pull, w: RawWriter, q: Quarantine) -> None:
+    "optionm.secprd, the names, wrdsapps.opcrsphist and crsp.dsf of the secids, screened, into `w`."
+    from sqlalchemy import text
+    conn, years, p = pl_.conn, range(int(pl_.start[:4]), int(pl_.end[:4]) + 1), {"ids": pl_.secids, "s": pl_.start, "e": pl_.end}
+    sec_sql = f"select {', '.join(SCHEMAS['secprd'])} from optionm.secprd where secid = any(:ids) and date between :s and :e order by date"
+    for year in years:
+        for b in pl_.piece("secprd", year, lambda: sec_sql, "optionm.secprd"): w.add("secprd", q.screen(b, "secprd", "optionm.secprd"))
+    sec = conn.execute(text("select secid, cusip, ticker, issuer from optionm.secnmd where secid = any(:ids) order by effect_date"), p).fetchall()
+    w.add("securd", q.screen(canonicalize(pl.DataFrame(sec, schema=["secid", "cusip", "ticker", "issuer"], orient="row"), "securd",
+                                          "optionm.secnmd"), "securd", "optionm.secnmd").unique("secid", keep="last"))
+    if not (_table_exists(conn, "wrdsapps", "opcrsphist") and _table_exists(conn, "crsp", "dsf")):
+        log.warning("crsp.dsf or wrdsapps.opcrsphist not reachable; CRSP prices skipped"); return
+    link = pl.DataFrame(conn.execute(text("select secid, sdate, edate, permno, score from wrdsapps.opcrsphist where secid = any(:ids)"), p).fetchall(),
+                        schema=list(SCHEMAS["opcrsphist"]), orient="row")
+    w.add("opcrsphist", canonicalize(link, "opcrsphist", "wrdsapps.opcrsphist"))
+    dcols = ", ".join(f"d.{c}" for c in SCHEMAS["dsf"])
+    dsf_sql = (f"select {dcols}, l.secid from crsp.dsf d join wrdsapps.opcrsphist l on d.permno = l.permno "
+               f"and d.date >= coalesce(l.sdate, d.date) and d.date <= coalesce(l.edate, d.date) "
+               f"where l.secid = any(:ids) and d.date between :s and :e order by d.date")
+    for year in years:
+        for b in pl_.piece("dsf", year, lambda: dsf_sql, "crsp.dsf", extra=("secid",)): w.add("dsf", q.screen(b, "dsf", "crsp.dsf"))
+
+# %% ../nbs/01_ingest.ipynb #69e851e0
 def _ingest_wrds(art: Artifacts, tickers, start, end, uri, vsurfd, chunk_rows, bad_rows, pulls=None) -> IngestSummary:
+    "The WRDS source's steps under the data dir's lock: the ticker map, the option and reference tables, the counts."
     import datetime as dt
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -1143,77 +463,26 @@ def _ingest_wrds(art: Artifacts, tickers, start, end, uri, vsurfd, chunk_rows, b
     url = wrds_url(uri)
     log.info(f"wrds: connecting to {mask_secrets(url)}")
     u = make_url(url)
-    server = f"{u.host or 'localhost'}:{u.port or 5432}/{u.database}"   # the pieces' source: never the user or password
     hold = (dt.date.today() - dt.timedelta(days=1)).isoformat()      # days up to yesterday are kept; later ones pulled each time
-    eng = create_engine(url, pool_pre_ping=True)
-    raw = art.raw
-    sy, ey = int(start[:4]), int(end[:4])
-
-    def span(year): return max(start, f"{year}-01-01"), min(end, f"{year}-12-31")
-
-    with eng.connect() as conn, atomic_path(raw) as stage:
+    with create_engine(url, pool_pre_ping=True).connect() as conn, atomic_path(art.raw) as stage:
         stage.mkdir(parents=True)
         q = Quarantine(stage, bad_rows)
         names = pl.DataFrame(conn.execute(text("select secid, ticker, effect_date from optionm.secnmd where upper(ticker) = any(:t)"),
                                           {"t": [t.upper() for t in tickers]}).fetchall(), schema=["secid", "ticker", "effect_date"], orient="row")
         secmap = resolve_secids(canonicalize(names, "secnmd", "optionm.secnmd"), tickers, "optionm.secnmd")
-        secids = sorted(set(secmap.values()))
+        pl_ = _Pull(conn, sorted(set(secmap.values())), start, end, f"{u.host or 'localhost'}:{u.port or 5432}/{u.database}",
+                    hold, chunk_rows, pulls)
         w = RawWriter(stage)
-        p = {"ids": secids, "s": start, "e": end}
-
-        def piece(table, year, sql_of, label, extra=()):
-            "One (table, year) piece's batches over the asked span; `sql_of()` is asked only when something must be pulled."
-            def fetch(s, e):
-                sql = sql_of()
-                return sql, _stream_sql(conn, sql, {"ids": secids, "s": s, "e": e}, table, chunk_rows, label, extra)
-            ident = {"source": "wrds", "server": server, "table": table, "year": year, "secids": secids}
-            return pulled(pulls, ident, *span(year), fetch, label, hold, chunk_rows)
-
-        def option_sql(name, table):
-            if not _table_exists(conn, "optionm", name): raise _NoTable(name)
-            have = {r[0] for r in conn.execute(text("select column_name from information_schema.columns where table_schema='optionm' and table_name=:t"), {"t": name})}
-            sel = ", ".join(c if c in have else f"null as {c}" for c in SCHEMAS[table])
-            return f"select {sel} from optionm.{name} where secid = any(:ids) and date between :s and :e order by date"
         try:
-            for table in ("opprcd",) + (("vsurfd",) if vsurfd else ()):
-                for year in range(sy, ey + 1):
-                    name = f"{table}{year}"
-                    n = 0
-                    try:
-                        for b in piece(table, year, lambda: option_sql(name, table), f"optionm.{name}"):
-                            b = q.screen(b, table, f"optionm.{name}")
-                            n += len(b); w.add(table, b)
-                    except _NoTable:
-                        if table == "opprcd": raise IngestError(f"optionm.{name} does not exist on the server (years available?)") from None
-                        log.warning(f"optionm.{name} does not exist; vsurfd skipped for {year}"); continue
-                    if n == 0 and table == "opprcd": raise IngestError(f"optionm.{name}: no rows for secids {secids} between {start} and {end} (an empty year)")
-                    log.info(f"optionm.{name}: {n:,} rows" + (pulls.log_line(f"optionm.{name}") if pulls else ""))
-            sec_sql = f"select {', '.join(SCHEMAS['secprd'])} from optionm.secprd where secid = any(:ids) and date between :s and :e order by date"
-            for year in range(sy, ey + 1):
-                for b in piece("secprd", year, lambda: sec_sql, "optionm.secprd"):
-                    w.add("secprd", q.screen(b, "secprd", "optionm.secprd"))
-            sec = conn.execute(text("select secid, cusip, ticker, issuer from optionm.secnmd where secid = any(:ids) order by effect_date"), p).fetchall()
-            w.add("securd", q.screen(canonicalize(pl.DataFrame(sec, schema=["secid", "cusip", "ticker", "issuer"], orient="row"), "securd",
-                                                  "optionm.secnmd"), "securd", "optionm.secnmd").unique("secid", keep="last"))
-            if _table_exists(conn, "wrdsapps", "opcrsphist") and _table_exists(conn, "crsp", "dsf"):
-                link = pl.DataFrame(conn.execute(text("select secid, sdate, edate, permno, score from wrdsapps.opcrsphist where secid = any(:ids)"), p).fetchall(),
-                                    schema=list(SCHEMAS["opcrsphist"]), orient="row")
-                link = canonicalize(link, "opcrsphist", "wrdsapps.opcrsphist")
-                w.add("opcrsphist", link)
-                dcols = ", ".join(f"d.{c}" for c in SCHEMAS["dsf"])
-                dsf_sql = (f"select {dcols}, l.secid from crsp.dsf d join wrdsapps.opcrsphist l on d.permno = l.permno "
-                           f"and d.date >= coalesce(l.sdate, d.date) and d.date <= coalesce(l.edate, d.date) "
-                           f"where l.secid = any(:ids) and d.date between :s and :e order by d.date")
-                for year in range(sy, ey + 1):
-                    for b in piece("dsf", year, lambda: dsf_sql, "crsp.dsf", extra=("secid",)): w.add("dsf", q.screen(b, "dsf", "crsp.dsf"))
-            else: log.warning("crsp.dsf or wrdsapps.opcrsphist not reachable; CRSP prices skipped")
+            _wrds_options(pl_, w, q, vsurfd)
+            _wrds_reference(pl_, w, q)
         except BaseException:
             w.abort(); q.close(); raise
         summary = w.finalize()
         summary.quarantined = q.close()
-    summary.raw_dir, summary.seconds = str(raw), time.perf_counter() - t0
+    summary.raw_dir, summary.seconds = str(art.raw), time.perf_counter() - t0
     if pulls: summary.reused, summary.fetched = dict(pulls.reused), dict(pulls.fetched)
-    log.info(f"ingest wrds: {summary.rows} in {summary.seconds:.1f}s -> {raw}"
+    log.info(f"ingest wrds: {summary.rows} in {summary.seconds:.1f}s -> {art.raw}"
              + (f"; {sum(pulls.reused.values()):,} rows reused from the pull cache, {sum(pulls.fetched.values()):,} pulled" if pulls else ""))
     return summary
 

@@ -205,7 +205,7 @@ def check_spec(spec: MarketSpec,  # the market's parameters
     if spec.name_vol and len(spec.name_vol) < n_tickers:
         raise InputError(f"name_vol has {len(spec.name_vol)} values for {n_tickers} tickers: expected one per ticker (or none)")
 
-# %% ../nbs/01b_synth.ipynb #8fc887d2
+# %% ../nbs/01b_synth.ipynb #301a0619
 def _factors(n: int, spec: MarketSpec, g: np.random.Generator) -> tuple:
     "Skew, log-curvature and long-run-IV moves of their own: stationary AR(1) paths with the spec's sds (zeros when 0)."
     phi = spec.factor_persist
@@ -224,6 +224,29 @@ def _vol_path(levels: np.ndarray, regime: np.ndarray, shocks: np.ndarray, spec: 
         logv[t] = logv[t - 1] + spec.kappa * (np.log(levels[regime[t]]) - logv[t - 1]) + spec.vol_of_vol * shocks[t]
     return np.exp(logv)
 
+# %% ../nbs/01b_synth.ipynb #91702aac
+def _name_paths(i: int, regime: np.ndarray, sig_m: np.ndarray, beta: float, skew_t: np.ndarray, curv_t: np.ndarray, e_m: np.ndarray,
+                f_lr: np.ndarray, spec: MarketSpec, seed: int) -> tuple:
+    """A name's regime path, spot vol, skew, curvature and long-run IV: the market's (its vol scaled by the name's
+    `beta`), or, on `idio_share` of its days, its own regime's, drawn from its own generator."""
+    n, k = len(regime), len(spec.vol_level)
+    lv, lr, sk, cu = (np.array(v) for v in (spec.vol_level, spec.long_run_iv, spec.skew, spec.curvature))
+    reg, sig, sk_i, cu_i = regime, sig_m * beta, skew_t, curv_t
+    lr_i = lr[reg] + f_lr
+    if spec.idio_share > 0:   # panel: the name's own regime path on idio_share of its days (own generator: the market is unchanged)
+        g = np.random.default_rng([seed, 9, i])
+        own = simulate_regimes(n, spec.transition, g, int(g.integers(k)))
+        out_p = 1 / spec.idio_episode; in_p = out_p * spec.idio_share / (1 - spec.idio_share)
+        on = simulate_regimes(n, ((1 - in_p, in_p), (out_p, 1 - out_p)), g, int(g.random() < spec.idio_share)).astype(bool)
+        reg = np.where(on, own, regime)
+        sig = _vol_path(lv, reg, e_m, spec) * beta   # its own regime's level, the market's shocks
+        lr_i = lr[reg] + f_lr
+        own_days = reg != regime   # the name's own skew and curvature where its regime is not the market's
+        sk_i = np.where(own_days, sk[reg] + 0.01 * g.standard_normal(n), skew_t)
+        cu_i = np.where(own_days, cu[reg] * np.exp(0.05 * g.standard_normal(n)), curv_t)
+    return reg, sig, sk_i, cu_i, lr_i
+
+# %% ../nbs/01b_synth.ipynb #0572cc5a
 def _chains(tabs, tk, secid, dates, S, level, lr_name, reg, sk_i, cu_i, spec, n_contracts, n_exp, exp_all, exp_monthly, exp_fri, rng):
     "One underlying's option chains (vectorised per day over contracts), appended to tabs['opprcd']."
     n, k = len(dates), len(spec.vol_level)
@@ -282,6 +305,95 @@ def _chains(tabs, tk, secid, dates, S, level, lr_name, reg, sk_i, cu_i, spec, n_
                                           pl.col("cp_flag"), pl.col("strike_price").cast(pl.String).str.zfill(8)))
     tabs["opprcd"].append(op.select(list(SCHEMAS["opprcd"])))
 
+# %% ../nbs/01b_synth.ipynb #0d2f554a
+def _underlying_tables(tabs: dict, tk: str, secid: int, permno: int, dates: np.ndarray, S: np.ndarray, S_adj: np.ndarray,
+                       split: np.ndarray, sig: np.ndarray, reg: np.ndarray, spec: MarketSpec, rng: np.random.Generator) -> None:
+    "A name's OptionMetrics secprd, CRSP dsf, names and link rows, appended to `tabs` (the traded price S, split-adjusted S_adj)."
+    n = len(dates)
+    prev = np.concatenate([[S[0]], S[:-1]])
+    opn = prev * np.exp(0.002 * rng.standard_normal(n))
+    hi = np.maximum(opn, S) * np.exp(np.abs(sig / np.sqrt(252) * 0.5 * rng.standard_normal(n)))
+    lo = np.minimum(opn, S) * np.exp(-np.abs(sig / np.sqrt(252) * 0.5 * rng.standard_normal(n)))
+    vol_sh = rng.poisson(6e7 * np.array(spec.volume_mult)[reg] ** 0.5).astype(np.int64)
+    simple_ret = np.concatenate([[np.nan], S_adj[1:] / S_adj[:-1] - 1])
+    shrout = np.full(n, 9.0e5) / split
+    tabs["secprd"].append(pl.DataFrame({"secid": secid, "date": dates, "low": lo, "high": hi, "open": opn,
+                                        "close": S, "volume": vol_sh, "return": simple_ret,
+                                        "cfadj": split, "shrout": shrout * split, "cfret": S_adj / S_adj[0]}
+                                       ).with_columns(pl.col("return").fill_nan(None)))
+    bidask = rng.random(n) < 0.03
+    tabs["dsf"].append(pl.DataFrame({"permno": permno, "date": dates, "cusip": f"{secid:08d}"[-8:],
+                                     "prc": np.where(bidask, -S, S), "vol": vol_sh.astype(float), "ret": simple_ret,
+                                     "shrout": shrout * split / split, "cfacpr": split, "cfacshr": split}
+                                    ).with_columns(pl.col("ret").fill_nan(None)))
+    tabs["securd"].append(pl.DataFrame({"secid": [secid], "cusip": [f"{secid:08d}"], "ticker": [tk],
+                                        "issuer": [f"{tk} SYNTHETIC TRUST"], "issue_type": ["%"]}))
+    tabs["secnmd"].append(pl.DataFrame({"secid": [secid], "effect_date": [_date(1996, 1, 4)],
+                                        "cusip": [f"{secid:08d}"], "ticker": [tk], "issuer": [f"{tk} SYNTHETIC TRUST"]}))
+    tabs["opcrsphist"].append(pl.DataFrame({"secid": [secid], "sdate": [_date(1996, 1, 4)],
+                                            "edate": [_date(2099, 12, 31)], "permno": [permno], "score": [1]}))
+
+# %% ../nbs/01b_synth.ipynb #97de9935
+def _strike_for_delta(target, T, S, atm, skew, curv, is_call, iters=8):
+    "Strike whose Black–Scholes delta, with the smile's IV at that strike, equals `target`."
+    F = S * np.exp((RATE - DIVIDEND) * T)
+    d1 = ndtri(np.where(is_call, target, target + 1) * np.exp(DIVIDEND * T))
+    iv = atm
+    for _ in range(iters):
+        lnKF = -d1 * iv * np.sqrt(T) + 0.5 * iv * iv * T
+        iv = smile_iv(lnKF / (atm * np.sqrt(T)), atm, skew, curv)
+    lnKF = -d1 * iv * np.sqrt(T) + 0.5 * iv * iv * T
+    return F * np.exp(lnKF), iv
+
+def _vsurfd(dates, secid, S, level, long_run, skew_t, curv_t, spec):
+    n = len(dates)
+    days = np.array(SURFACE_DAYS); dl = np.array(SURFACE_DELTAS)
+    g_t, g_d, g_l, g_c = np.meshgrid(np.arange(n), days, dl, [True, False], indexing="ij")
+    g_t, g_d, g_l, g_c = g_t.ravel(), g_d.ravel(), g_l.ravel(), g_c.ravel()
+    T = g_d / 365.0
+    atm = atm_term(T, level[g_t], long_run[g_t], spec.tau)
+    target = np.where(g_c, g_l / 100.0, -g_l / 100.0)
+    K, iv = _strike_for_delta(target, T, S[g_t], atm, skew_t[g_t], curv_t[g_t], g_c)
+    prem = bs_quote(S[g_t], K, T, iv, g_c)[0]
+    return pl.DataFrame({"secid": np.full(len(g_t), secid, np.int64), "date": dates[g_t], "days": g_d.astype(np.int64),
+                         "delta": np.where(g_c, g_l, -g_l).astype(np.int64), "impl_volatility": iv,
+                         "impl_strike": K, "impl_premium": prem, "dispersion": 0.002 + 0.01 * np.abs(target - 0.5 * np.sign(target)),
+                         "cp_flag": np.where(g_c, "C", "P")})
+
+# %% ../nbs/01b_synth.ipynb #6e103b70
+def _model_free_iv(dates, S, level, long_run, skew_t, curv_t, spec, T=30 / 365, m=400):
+    "VIX-style 30-day model-free implied volatility (x100) from the smile: 2/T * sum(Q(K)/K^2 dK e^{rT})."
+    atm = atm_term(T, level, long_run, spec.tau)[:, None]
+    F = (S * np.exp((RATE - DIVIDEND) * T))[:, None]
+    x = np.linspace(-8, 6, m)[None, :]
+    K = F * np.exp(x * atm * np.sqrt(T))
+    iv = smile_iv(x, atm, skew_t[:, None], curv_t[:, None])
+    call = bs_quote(F, K, T, iv, np.ones_like(K, bool), q=RATE)[0]     # S=F with q=r gives forward pricing
+    put = bs_quote(F, K, T, iv, np.zeros_like(K, bool), q=RATE)[0]
+    Q = np.where(K >= F, call, put)
+    dK = np.gradient(K, axis=1)
+    var = 2 / T * np.exp(RATE * T) * np.sum(Q / K ** 2 * dK, axis=1)
+    return pl.DataFrame({"date": dates, "value": 100 * np.sqrt(var)})
+
+# %% ../nbs/01b_synth.ipynb #822d6679
+def _drop_days(cat: dict, tickers: list, first_name: int, dates: np.ndarray, spec: MarketSpec, seed: int) -> None:
+    "Outage days (no option quotes for anyone) and each later name's calendar gaps (no rows at all), removed from `cat`."
+    n = len(dates)
+    if spec.outage_share > 0:   # its own generator: the default market's random stream is unchanged
+        out = np.random.default_rng([seed, 7]).random(n) < spec.outage_share
+        gone = pl.Series(dates[out].astype("datetime64[D]")).cast(pl.Date)
+        for t in ("opprcd", "vsurfd"): cat[t] = cat[t].filter(~pl.col("date").is_in(gone.to_list()))
+    if spec.calendar_gap_share > 0:   # each later underlying's own missing days: no quotes, no prices, no truth row
+        for i, tk in enumerate(tickers, first_name):
+            if i == 0: continue
+            secid, permno = _ids(tk, i)
+            off = np.random.default_rng([seed, 8, i]).random(n) < spec.calendar_gap_share
+            gone = pl.Series(dates[off].astype("datetime64[D]")).cast(pl.Date).to_list()
+            for t in ("opprcd", "vsurfd", "secprd", "truth"):
+                cat[t] = cat[t].filter(~((pl.col("secid") == secid) & pl.col("date").is_in(gone)))
+            cat["dsf"] = cat["dsf"].filter(~((pl.col("permno") == permno) & pl.col("date").is_in(gone)))
+
+# %% ../nbs/01b_synth.ipynb #2ed7650b
 def simulate_market(start: str = "2019-01-02",   # first trading date
                     end: str = "2019-12-31",     # last trading date
                     tickers: list | tuple = ("SPY",),  # underlyings; all share the market's regimes
@@ -325,19 +437,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         elif spec.name_vol_sd > 0: beta = float(np.exp(np.random.default_rng([seed, 10, i]).normal(0, spec.name_vol_sd)))
         else: beta = 1.0 + 0.15 * i
         idio = rng.standard_normal(n) * 0.004
-        reg, sig, sk_i, cu_i = regime, sig_m * beta, skew_t, curv_t
-        lr_i = lr[reg] + f_lr
-        if spec.idio_share > 0:   # panel: the name's own regime path on idio_share of its days (own generator: the market is unchanged)
-            g = np.random.default_rng([seed, 9, i])
-            own = simulate_regimes(n, spec.transition, g, int(g.integers(k)))
-            out_p = 1 / spec.idio_episode; in_p = out_p * spec.idio_share / (1 - spec.idio_share)
-            on = simulate_regimes(n, ((1 - in_p, in_p), (out_p, 1 - out_p)), g, int(g.random() < spec.idio_share)).astype(bool)
-            reg = np.where(on, own, regime)
-            sig = _vol_path(lv, reg, e_m, spec) * beta   # its own regime's level, the market's shocks
-            lr_i = lr[reg] + f_lr
-            own_days = reg != regime   # the name's own skew and curvature where its regime is not the market's
-            sk_i = np.where(own_days, sk[reg] + 0.01 * g.standard_normal(n), skew_t)
-            cu_i = np.where(own_days, cu[reg] * np.exp(0.05 * g.standard_normal(n)), curv_t)
+        reg, sig, sk_i, cu_i, lr_i = _name_paths(i, regime, sig_m, beta, skew_t, curv_t, e_m, f_lr, spec, seed)
         jumps = (reg == k - 1) & (rng.random(n) < spec.jump_prob)
         jump = np.where(jumps, rng.normal(spec.jump_mean, spec.jump_std, n), 0.0)
         ret = (spec.drift - 0.5 * sig ** 2) / 252 + sig / np.sqrt(252) * (0.93 * z_m + 0.37 * rng.standard_normal(n)) + jump + idio
@@ -351,90 +451,16 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
                                            "regime_name": np.array(names)[reg], "spot_vol": sig,
                                            "atm_iv_30d": atm30}))
         if spec.chains: _chains(tabs, tk, secid, dates, S, level, lr_i * beta ** 0.5, reg, sk_i, cu_i, spec, n_contracts, n_exp, exp_all, exp_monthly, exp_fri, rng)
-        # ---- underlying: OptionMetrics secprd and CRSP dsf
-        prev = np.concatenate([[S[0]], S[:-1]])
-        opn = prev * np.exp(0.002 * rng.standard_normal(n))
-        hi = np.maximum(opn, S) * np.exp(np.abs(sig / np.sqrt(252) * 0.5 * rng.standard_normal(n)))
-        lo = np.minimum(opn, S) * np.exp(-np.abs(sig / np.sqrt(252) * 0.5 * rng.standard_normal(n)))
-        vol_sh = rng.poisson(6e7 * np.array(spec.volume_mult)[reg] ** 0.5).astype(np.int64)
-        simple_ret = np.concatenate([[np.nan], S_adj[1:] / S_adj[:-1] - 1])
-        shrout = np.full(n, 9.0e5) / split
-        tabs["secprd"].append(pl.DataFrame({"secid": secid, "date": dates, "low": lo, "high": hi, "open": opn,
-                                            "close": S, "volume": vol_sh, "return": simple_ret,
-                                            "cfadj": split, "shrout": shrout * split, "cfret": S_adj / S_adj[0]}
-                                           ).with_columns(pl.col("return").fill_nan(None)))
-        bidask = rng.random(n) < 0.03
-        tabs["dsf"].append(pl.DataFrame({"permno": permno, "date": dates, "cusip": f"{secid:08d}"[-8:],
-                                         "prc": np.where(bidask, -S, S), "vol": vol_sh.astype(float), "ret": simple_ret,
-                                         "shrout": shrout * split / split, "cfacpr": split, "cfacshr": split}
-                                        ).with_columns(pl.col("ret").fill_nan(None)))
-        tabs["securd"].append(pl.DataFrame({"secid": [secid], "cusip": [f"{secid:08d}"], "ticker": [tk],
-                                            "issuer": [f"{tk} SYNTHETIC TRUST"], "issue_type": ["%"]}))
-        tabs["secnmd"].append(pl.DataFrame({"secid": [secid], "effect_date": [_date(1996, 1, 4)],
-                                            "cusip": [f"{secid:08d}"], "ticker": [tk], "issuer": [f"{tk} SYNTHETIC TRUST"]}))
-        tabs["opcrsphist"].append(pl.DataFrame({"secid": [secid], "sdate": [_date(1996, 1, 4)],
-                                                "edate": [_date(2099, 12, 31)], "permno": [permno], "score": [1]}))
+        _underlying_tables(tabs, tk, secid, permno, dates, S, S_adj, split, sig, reg, spec, rng)
         # ---- vsurfd: standardised surface by (days, delta) and a 30-day model-free IV
         tabs["vsurfd"].append(_vsurfd(dates, secid, S, level, lr_i * beta ** 0.5, sk_i, cu_i, spec))
         if i == 0: tabs["vix"].append(_model_free_iv(dates, S, sig_m * beta * spec.vrp, lr[regime], skew_t, curv_t, spec))
     empty = {**SCHEMAS, "vix": {"date": pl.Date, "value": pl.Float64}}   # a later piece of a panel has no vix rows
     cat = {k: pl.concat(v) if v else pl.DataFrame(schema=empty[k]) for k, v in tabs.items()}
-    if spec.outage_share > 0:   # its own generator: the default market's random stream is unchanged
-        out = np.random.default_rng([seed, 7]).random(n) < spec.outage_share
-        gone = pl.Series(dates[out].astype("datetime64[D]")).cast(pl.Date)
-        for t in ("opprcd", "vsurfd"): cat[t] = cat[t].filter(~pl.col("date").is_in(gone.to_list()))
-    if spec.calendar_gap_share > 0:   # each later underlying's own missing days: no quotes, no prices, no truth row
-        for i, tk in enumerate(tickers, first_name):
-            if i == 0: continue
-            secid, permno = _ids(tk, i)
-            off = np.random.default_rng([seed, 8, i]).random(n) < spec.calendar_gap_share
-            gone = pl.Series(dates[off].astype("datetime64[D]")).cast(pl.Date).to_list()
-            for t in ("opprcd", "vsurfd", "secprd", "truth"):
-                cat[t] = cat[t].filter(~((pl.col("secid") == secid) & pl.col("date").is_in(gone)))
-            cat["dsf"] = cat["dsf"].filter(~((pl.col("permno") == permno) & pl.col("date").is_in(gone)))
+    _drop_days(cat, tickers, first_name, dates, spec, seed)
     for t in ("opprcd", "secprd", "securd", "secnmd", "vsurfd", "dsf", "opcrsphist"):
         cat[t] = cat[t].select([pl.col(c).cast(d) for c, d in SCHEMAS[t].items()])
     return SyntheticMarket(**cat, spec=spec)
-
-def _strike_for_delta(target, T, S, atm, skew, curv, is_call, iters=8):
-    "Strike whose Black–Scholes delta, with the smile's IV at that strike, equals `target`."
-    F = S * np.exp((RATE - DIVIDEND) * T)
-    d1 = ndtri(np.where(is_call, target, target + 1) * np.exp(DIVIDEND * T))
-    iv = atm
-    for _ in range(iters):
-        lnKF = -d1 * iv * np.sqrt(T) + 0.5 * iv * iv * T
-        iv = smile_iv(lnKF / (atm * np.sqrt(T)), atm, skew, curv)
-    lnKF = -d1 * iv * np.sqrt(T) + 0.5 * iv * iv * T
-    return F * np.exp(lnKF), iv
-
-def _vsurfd(dates, secid, S, level, long_run, skew_t, curv_t, spec):
-    n = len(dates)
-    days = np.array(SURFACE_DAYS); dl = np.array(SURFACE_DELTAS)
-    g_t, g_d, g_l, g_c = np.meshgrid(np.arange(n), days, dl, [True, False], indexing="ij")
-    g_t, g_d, g_l, g_c = g_t.ravel(), g_d.ravel(), g_l.ravel(), g_c.ravel()
-    T = g_d / 365.0
-    atm = atm_term(T, level[g_t], long_run[g_t], spec.tau)
-    target = np.where(g_c, g_l / 100.0, -g_l / 100.0)
-    K, iv = _strike_for_delta(target, T, S[g_t], atm, skew_t[g_t], curv_t[g_t], g_c)
-    prem = bs_quote(S[g_t], K, T, iv, g_c)[0]
-    return pl.DataFrame({"secid": np.full(len(g_t), secid, np.int64), "date": dates[g_t], "days": g_d.astype(np.int64),
-                         "delta": np.where(g_c, g_l, -g_l).astype(np.int64), "impl_volatility": iv,
-                         "impl_strike": K, "impl_premium": prem, "dispersion": 0.002 + 0.01 * np.abs(target - 0.5 * np.sign(target)),
-                         "cp_flag": np.where(g_c, "C", "P")})
-
-def _model_free_iv(dates, S, level, long_run, skew_t, curv_t, spec, T=30 / 365, m=400):
-    "VIX-style 30-day model-free implied volatility (x100) from the smile: 2/T * sum(Q(K)/K^2 dK e^{rT})."
-    atm = atm_term(T, level, long_run, spec.tau)[:, None]
-    F = (S * np.exp((RATE - DIVIDEND) * T))[:, None]
-    x = np.linspace(-8, 6, m)[None, :]
-    K = F * np.exp(x * atm * np.sqrt(T))
-    iv = smile_iv(x, atm, skew_t[:, None], curv_t[:, None])
-    call = bs_quote(F, K, T, iv, np.ones_like(K, bool), q=RATE)[0]     # S=F with q=r gives forward pricing
-    put = bs_quote(F, K, T, iv, np.zeros_like(K, bool), q=RATE)[0]
-    Q = np.where(K >= F, call, put)
-    dK = np.gradient(K, axis=1)
-    var = 2 / T * np.exp(RATE * T) * np.sum(Q / K ** 2 * dK, axis=1)
-    return pl.DataFrame({"date": dates, "value": 100 * np.sqrt(var)})
 
 # %% ../nbs/01b_synth.ipynb #cec7301e
 PARQUET_EXPORT = dict(compression="zstd", write_page_checksum=True)   # CRCs: damage is detected on read
