@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+from dataclasses import dataclass
 import json
 import re
 import sys
@@ -17,7 +18,9 @@ from .core import (Artifacts, InputError, embedded_server, embedded_status, embe
                             mask_secrets, resolve_postgres_uri)
 
 # %% auto #0
-__all__ = ['field_docs', 'param_flags', 'params_from_args', 'user_path', 'build_parser', 'main']
+__all__ = ['COMMANDS', 'field_docs', 'param_flags', 'params_from_args', 'user_path', 'arg', 'command_flags', 'RunOptions',
+           'SweepOptions', 'CacheOptions', 'TrainOptions', 'LabOptions', 'SynthOptions', 'IngestOptions',
+           'CombineOptions', 'DbOptions', 'LoadOptions', 'DashboardOptions', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #0ffcba18
 _FIELD_DOC = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+?)\s*$")
@@ -45,6 +48,7 @@ def param_flags(parser: argparse.ArgumentParser,  # the subcommand's parser
                 cls,                               # a StageParams dataclass
                 skip: tuple = (),                  # fields not offered as flags
                 aliases: dict | None = None,       # field -> extra flag spellings kept for older scripts
+                keep_defaults: bool = False,       # the dataclass's defaults as the flags' (else None: "not given")
                 ) -> None:
     "Add one `--field-name` flag per field of `cls` (type, help and default from the dataclass)."
     docs, aliases = field_docs(cls), aliases or {}
@@ -55,10 +59,10 @@ def param_flags(parser: argparse.ArgumentParser,  # the subcommand's parser
         help_ = f"{docs.get(f.name, f.name)} (default: {default!r})"
         typ = str(f.type)
         if typ == "bool":
-            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default if keep_defaults else None, help=help_)
         else:
             conv = {"int": int, "float": float, "list": _csv_list}.get(typ, str)
-            parser.add_argument(*flags, dest=f.name, type=conv, default=None, help=help_)
+            parser.add_argument(*flags, dest=f.name, type=conv, default=default if keep_defaults else None, help=help_)
 
 # %% ../nbs/09_cli.ipynb #93f9b10a
 def params_from_args(cls,                 # a StageParams dataclass
@@ -76,7 +80,66 @@ def user_path(p: str | None  # a path as typed, or None
     "An absolute path for a path typed on the command line (relative to the working directory)."
     return str(Path(p).expanduser().resolve()) if p else p
 
-# %% ../nbs/09_cli.ipynb #17cde13b
+# %% ../nbs/09_cli.ipynb #d218e90c
+def arg(default=None,             # the flag's default (ignored for a required flag or a positional)
+        *, choices=None,          # allowed values, or a function returning them (read when the parser is built)
+        positional: bool = False,  # an argument without a flag, e.g. `volregime cache list`
+        required: bool = False,    # the flag must be given
+        flags: tuple = (),         # extra spellings of the flag, e.g. ("--seed",) or ("--from",)
+        metavar: str | None = None,
+        nargs=None,                # "+" for one or more values, "?" for an optional positional
+        action: str | None = None,  # "append" for a repeatable flag
+        ):
+    "A dataclass field that is a command-line option: what the field's comment (its help) cannot say."
+    meta = dict(choices=choices, positional=positional, required=required, flags=tuple(flags), metavar=metavar, nargs=nargs, action=action)
+    if action == "append" or nargs == "+": return dataclasses.field(default_factory=list, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+def command_flags(parser: argparse.ArgumentParser,  # the subcommand's parser
+                  cls,                               # a dataclass of the subcommand's options
+                  skip: tuple = (),                  # fields not offered
+                  ) -> None:
+    "One argument per field of `cls`: name, type, default and help from the dataclass, the rest from its `arg` metadata."
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip: continue
+        m, typ = dict(f.metadata), str(f.type).replace(" | None", "")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kw = {"help": docs.get(f.name, f.name)}
+        choices = m.get("choices")
+        if choices is not None: kw["choices"] = choices() if callable(choices) else choices
+        for k in ("metavar", "nargs", "action"):
+            if m.get(k) is not None: kw[k] = m[k]
+        if typ == "bool": kw["action"] = "store_true"
+        elif kw.get("action") != "append" and typ in ("int", "float"): kw["type"] = {"int": int, "float": float}[typ]
+        if m.get("positional"):
+            parser.add_argument(f.name, **kw, **({"default": default} if m.get("nargs") == "?" else {}))
+            continue
+        if m.get("required"): kw["required"] = True
+        else:
+            kw["default"] = default
+            if default not in (None, False, []) and typ != "bool": kw["help"] += f" (default: {default})"
+        parser.add_argument(f"--{f.name.replace('_', '-')}", *m.get("flags", ()), dest=f.name, **kw)
+
+# %% ../nbs/09_cli.ipynb #f69c68a5
+@dataclass
+class RunOptions:
+    """run the stage notebooks with papermill and render HTML reports
+
+    Execute the numbered stage notebooks in order; keep executed notebooks, artifacts and run.json in runs/<run_id>/;
+    write HTML reports to reports/<run_id>/ and reports/latest."""
+    profile: str | None = None                                        # parameter profile: smoke | demo | full (default: settings.ini, demo)
+    config: str | None = None                                         # YAML file of parameters overlaid on the profile
+    set: list = arg(action="append", metavar="KEY=VALUE")             # override one parameter (repeatable), value as YAML
+    stages: str | None = None                                         # comma-separated stage numbers, e.g. 01,02 (default: all)
+    data_dir: str | None = arg(flags=("--data",))                     # the run's data dir (default runs/<run_id>/data)
+    run_id: str | None = None                                         # name of the run (default: UTC timestamp and profile)
+    postgres_uri: str | None = None                                   # PostgreSQL server for the load stage (default: POSTGRES_URI or the embedded one)
+    no_progress: bool = False                                         # no progress bar
+    force: bool = False                                               # recompute every stage instead of reusing cached ones
+    from_stage: str | None = arg(flags=("--from",), metavar="NN")     # recompute this stage and the ones after it, e.g. 03
+    no_cache: bool = False                                            # neither reuse nor store stage results
+
 def _cmd_run(a) -> int:
     "`volregime run`: the pipeline."
     from volregime.pipeline import StageFailed, run_pipeline
@@ -95,6 +158,21 @@ def _cmd_run(a) -> int:
           f"report {res.report_dir / 'index.html'}")
     return 0
 
+# %% ../nbs/09_cli.ipynb #18ae6461
+@dataclass
+class SweepOptions:
+    """run the pipeline over a grid of parameter values and compare the runs
+
+    Every combination of the --set values (KEY=V1,V2,...) is one run; stages the swept parameters do not reach come
+    from the cache. One report: reports/sweeps/<id>/index.html."""
+    set: list = arg(action="append", metavar="KEY=V1,V2")  # a parameter and its values (repeatable); one value: fixed
+    profile: str | None = None                              # parameter profile of every run (default: settings.ini, demo)
+    config: str | None = None                               # YAML file of parameters overlaid on the profile
+    stages: str | None = None                               # comma-separated stage numbers of every run (default: all)
+    sweep_id: str | None = None                             # name of the sweep (default: sweep-<UTC timestamp>)
+    jobs: int = 0                                           # runs at once (0: one per two cores)
+    no_progress: bool = False                               # no progress bar
+
 def _cmd_sweep(a) -> int:
     "`volregime sweep`: the pipeline over a grid of parameter values, one comparison report."
     from volregime.pipeline import run_sweep
@@ -104,25 +182,40 @@ def _cmd_sweep(a) -> int:
     print(f"sweep {sw['sweep_id']}: {ok} of {len(sw['runs'])} runs ok in {sw['seconds']:.0f}s; report {sw['report']}")
     return 0 if ok == len(sw["runs"]) else 1
 
+# %% ../nbs/09_cli.ipynb #a50c3bb6
+@dataclass
+class CacheOptions:
+    """the stage cache: list or prune entries
+
+    Stage results `volregime run` reuses (settings cache_dir, default runs/.cache), and stage 01's pulled pieces."""
+    action: str = arg(positional=True, choices=("list", "prune"))  # what to do
+    keep: int = 3                                 # prune: entries kept per stage, most recently used first
+    older_than: float | None = arg(metavar="DAYS")  # prune: also drop entries unused for this many days
+    stage: str | None = None                      # prune: only this stage, e.g. 03
+    pulls: bool = False                           # prune: the pulled pieces of stage 01 instead (all, or those older than --older-than)
+
+def _cache_list(c, pc) -> None:
+    "Print the stage cache's entries and the pull cache's pieces."
+    import polars as pl
+    df = c.entries()
+    with pl.Config(tbl_rows=200, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
+        print(df if df.height else f"no cached stages in {c.root}")
+        if df.height: print(f"{df.height} entries, {df['mb'].sum():.1f} MB in {c.root}")
+        pieces = pc.entries()
+        if pieces:
+            print(pl.DataFrame([{"source": e["ident"].get("source"), "table": e["ident"].get("table"), "year": e["ident"].get("year"),
+                                 "secids": str(e["ident"].get("secids")), "spans": " ".join(f"{s}..{t}" for s, t in e["spans"]),
+                                 "rows": e["rows"], "mb": round(e["bytes"] / 2**20, 2)} for e in pieces]))
+            print(f"{len(pieces)} pulled pieces in {pc.root}")
+
 def _cmd_cache(a) -> int:
     "`volregime cache list|prune`: the stage cache and the pull cache's pieces."
-    import polars as pl
     from volregime.cache import StageCache
     from volregime.pulls import PullCache
     c = StageCache(get_settings().path("cache_dir"))
     pc = PullCache(c.root / "pulls")
     if a.action == "list":
-        df = c.entries()
-        with pl.Config(tbl_rows=200, tbl_width_chars=160, tbl_hide_dataframe_shape=True):
-            print(df if df.height else f"no cached stages in {c.root}")
-            if df.height: print(f"{df.height} entries, {df['mb'].sum():.1f} MB in {c.root}")
-            pieces = pc.entries()
-            if pieces:
-                print(pl.DataFrame([{"source": e["ident"].get("source"), "table": e["ident"].get("table"), "year": e["ident"].get("year"),
-                                     "secids": str(e["ident"].get("secids")), "spans": " ".join(f"{s}..{t}" for s, t in e["spans"]),
-                                     "rows": e["rows"], "mb": round(e["bytes"] / 2**20, 2)} for e in pieces]))
-                print(f"{len(pieces)} pulled pieces in {pc.root}")
-        return 0
+        _cache_list(c, pc); return 0
     if a.pulls:
         gone = pc.prune(a.older_than)
         print(f"removed {len(gone)} pulled pieces from {pc.root}")
@@ -130,6 +223,38 @@ def _cmd_cache(a) -> int:
     gone = c.prune(a.keep, a.older_than, a.stage)
     print(f"removed {len(gone)} cache entries from {c.root}")
     return 0
+
+# %% ../nbs/09_cli.ipynb #bbc25b74
+def _train_models() -> tuple:
+    from volregime.train import TRAIN_MODELS   # read when the parser is built: train imports scikit-learn
+    return TRAIN_MODELS
+
+@dataclass
+class TrainOptions:
+    """train one model on a train/validation/test split you bring
+
+    Fit an LSTM, GRU, Seq2Seq or scikit-learn model on three parquet files (scalers fitted on --train only; splits
+    sharing a date refused) and write lstm_model.h5 (or <model>_model.*), feature_scaler.pkl, target_scaler.pkl,
+    training_history.csv, metrics.csv, predictions.csv."""
+    train: str = arg(required=True)       # training rows (parquet)
+    val: str = arg(required=True)         # validation rows: early stopping (parquet)
+    test: str = arg(required=True)        # test rows: reported only (parquet)
+    target: str = arg(required=True)      # target column
+    features: str = arg(required=True)    # comma-separated feature columns
+    model: str = arg("lstm", choices=_train_models)  # model
+    out: str = "train_out"                # folder for the artifacts
+    window: int = 1                       # rows per sequence; 1: each row is a one-step sequence
+    epochs: int = 50                      # most epochs (Keras)
+    patience: int = 5                     # early-stopping patience on --val (Keras)
+    units: int = 32                       # recurrent units (Keras)
+    depth: int = 1                        # recurrent layers (Keras)
+    dropout: float = 0.0                  # dropout between layers (Keras)
+    lr: float = 1e-3                      # Adam learning rate (Keras)
+    batch_size: int = 64                  # minibatch size (Keras)
+    random_state: int = arg(0, flags=("--seed",))  # seed
+    gpu_devices: str = ""                 # visible GPUs: empty all, 'none' CPU only, '0,1' those
+    no_memory_growth: bool = False        # let TensorFlow take all GPU memory at start
+    date_col: str = "date"                # the date column of every file
 
 def _cmd_train(a) -> int:
     "`volregime train`: one model on the user's train/validation/test files (the original's train_lstm_presplit.py)."
@@ -142,9 +267,22 @@ def _cmd_train(a) -> int:
           f"artifacts in {res.out_dir}")
     return 0
 
+# %% ../nbs/09_cli.ipynb #587ed7c4
+@dataclass
+class LabOptions:
+    """open the project's notebooks in JupyterLab
+
+    Start JupyterLab at the project root with this environment's kernel, opening nbs/."""
+    notebook: str | None = arg(positional=True, nargs="?")  # a notebook of nbs/ to open, e.g. 02_features.ipynb
+    port: int = 8888                  # port to listen on
+    host: str = "127.0.0.1"           # address to bind
+    no_browser: bool = False          # do not open a browser
+    token: str | None = None          # access token (default: JupyterLab makes one and prints the URL)
+
 def _cmd_lab(a) -> int:
     "`volregime lab`: JupyterLab on the project's notebooks with the project's kernel."
     import os
+    import signal
     import subprocess
     root = get_settings().root
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", f"--port={a.port}", f"--ServerApp.ip={a.host}"]
@@ -153,7 +291,6 @@ def _cmd_lab(a) -> int:
     if a.token is not None: cmd.append(f"--IdentityProvider.token={a.token}")
     cmd += [f"--LabApp.default_url=/lab/tree/nbs/{a.notebook}" if a.notebook else "--LabApp.default_url=/lab/tree/nbs"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    import signal
     child = subprocess.Popen(cmd, env=env)
     def forward(sig, frame): child.send_signal(sig)   # SIGTERM to `volregime lab` stops JupyterLab and its kernels too
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -164,6 +301,22 @@ def _cmd_lab(a) -> int:
         for s, h in old.items(): signal.signal(s, h)
         try: child.wait(timeout=20)
         except subprocess.TimeoutExpired: child.kill()
+
+# %% ../nbs/09_cli.ipynb #1b67281d
+@dataclass
+class SynthOptions:
+    """write a synthetic market as WRDS export files
+
+    Simulate the regime-switching market and write WRDS export files (opprcdYYYY, vsurfdYYYY, secprd, dsf, securd,
+    secnmd, opcrsphist) plus truth.parquet and vix.parquet."""
+    out: str = arg(required=True)                                  # folder to write the files to
+    format: str = arg("parquet", choices=("parquet", "csv.gz"))    # file format (csv.gz writes -99.99 sentinels)
+    start: str = "2019-01-02"                                      # first trading date
+    end: str = "2019-12-31"                                        # last trading date
+    tickers: str = "SPY"                                           # comma-separated underlyings
+    n_contracts: int = 120                                         # option contracts per day and underlying
+    seed: int = 0                                                  # simulator seed
+    to_postgres: str | None = arg(metavar="URI")                   # also mirror the files into optionm/crsp/wrdsapps on this server ('embedded' for the embedded one)
 
 def _cmd_synth(a) -> int:
     "`volregime synth`: the synthetic market as WRDS export files (and optionally a WRDS-like database)."
@@ -178,6 +331,16 @@ def _cmd_synth(a) -> int:
         n = mirror_to_postgres(out, uri)
         print(f"mirrored {sum(n.values()):,} rows into {len(n)} tables at {mask_secrets(uri)}")
     return 0
+
+# %% ../nbs/09_cli.ipynb #cee62fb4
+@dataclass
+class IngestOptions:
+    """run the ingest stage alone
+
+    Ingest option and underlying prices into <data-dir>/raw as canonical parquet. For --source local every date and
+    underlying of the files is kept unless --start/--end/--tickers say otherwise."""
+    data_dir: str | None = arg(flags=("--data",))     # data dir (default: settings data_dir)
+    consolidate: str | None = arg(metavar="FILE")     # also merge the per-year option files into this one parquet history
 
 def _cmd_ingest(a) -> int:
     "`volregime ingest`: the ingest stage alone (for local exports every date of the files unless --start/--end)."
@@ -196,12 +359,33 @@ def _cmd_ingest(a) -> int:
         print(f"consolidated {n:,} option rows into {user_path(a.consolidate)}")
     return 0
 
+# %% ../nbs/09_cli.ipynb #bd554d02
+@dataclass
+class CombineOptions:
+    """concatenate (and optionally sample) parquet files
+
+    Concatenate parquet files or globs into one file, optionally sampling a share of rows."""
+    inputs: list = arg(positional=True, nargs="+")   # parquet files or globs
+    out: str = arg(required=True)                    # output parquet file
+    sample_frac: float | None = None                 # keep this share of rows (0 < f <= 1)
+    seed: int = 0                                    # sampling seed
+
 def _cmd_combine(a) -> int:
     "`volregime combine`: concatenate (and sample) parquet files."
     from volregime.ingest import combine_parquet
     n = combine_parquet([user_path(i) for i in a.inputs], user_path(a.out), a.sample_frac, a.seed)
     print(f"wrote {n:,} rows to {user_path(a.out)}")
     return 0
+
+# %% ../nbs/09_cli.ipynb #3a337ad6
+@dataclass
+class DbOptions:
+    """the embedded PostgreSQL: start, stop, status, uri
+
+    Manage the embedded PostgreSQL (data under <data_dir>/pg), or show the configured server."""
+    action: str = arg(positional=True, choices=("start", "stop", "status", "uri"))  # what to do
+    postgres_uri: str | None = None     # a server to use instead of the embedded one
+    show_password: bool = False         # uri: print the password unmasked
 
 def _cmd_db(a) -> int:
     "`volregime db start|stop|status|uri`: the embedded PostgreSQL."
@@ -219,6 +403,17 @@ def _cmd_db(a) -> int:
     uri = resolve_postgres_uri(None, settings)
     print(uri if a.show_password else mask_secrets(uri)); return 0
 
+# %% ../nbs/09_cli.ipynb #8d3536ba
+@dataclass
+class LoadOptions:
+    """load regime results into PostgreSQL (the original uploader's flags)
+
+    Stream the whitelisted columns of a parquet file into PostgreSQL: COPY above the threshold, chunked to_sql below;
+    replace is atomic, append idempotent on (date, secid, optionid). --postgres-uri, --table and --schema default to
+    POSTGRES_URI, TABLE_NAME and SCHEMA."""
+    data_dir: str | None = arg(flags=("--data",))   # data dir holding the stage outputs (default: settings data_dir)
+    no_progress: bool = False                       # no progress bar
+
 def _cmd_load(a) -> int:
     "`volregime load`: the load stage with the original uploader's flags."
     from volregime.db import LoadParams, run_load
@@ -234,151 +429,52 @@ def _cmd_load(a) -> int:
     if res.daily: print(f"{res.daily.table}: {res.daily.rows:,} rows")
     return 0
 
+# %% ../nbs/09_cli.ipynb #b566ab92
+@dataclass
+class DashboardOptions:
+    """serve the Voila dashboard
+
+    Serve nbs/app/dashboard.ipynb with Voila (sources stripped, a preheated kernel, idle kernels culled). Reads
+    POSTGRES_URI, SCHEMA, TABLE_NAME, LABEL_COL, API_ROWS_CAP (environment, .env or settings.ini). Rows as JSON at
+    /api/data (limit, offset, columns, clusters, date_from, date_to)."""
+    port: int = 8866          # port to listen on
+    host: str = "127.0.0.1"   # address to bind (0.0.0.0 on a shared server: a token is then required, from $VOLREGIME_DASHBOARD_TOKEN or printed once at start)
+
 def _cmd_dashboard(a) -> int:
     "`volregime dashboard`: Voilà serving the app notebook, supervised (see `volregime.serve`)."
     from volregime.serve import ServeLimits, supervise
-    limits = ServeLimits(max_kernels=a.max_kernels, kernel_memory_mb=a.kernel_memory_mb, cull_idle_s=a.cull_idle_s,
-                         ws_grace_s=a.ws_grace_s, max_kernels_per_client=a.max_kernels_per_client)
+    limits = ServeLimits(**{f.name: getattr(a, f.name) for f in dataclasses.fields(ServeLimits)})
     return supervise(a.port, a.host, limits)
 
 # %% ../nbs/09_cli.ipynb #ecbf5fe9
+def _stage_flags(name: str) -> list:
+    "(dataclass, aliases, keep defaults) of the parameter flags a subcommand takes besides its options."
+    if name == "ingest":
+        from volregime.ingest import IngestParams
+        return [(IngestParams, {"local_path": ("--path",)}, False)]
+    if name == "load":
+        from volregime.db import LoadParams
+        return [(LoadParams, {"random_state": ("--seed",)}, False)]
+    if name == "dashboard":
+        from volregime.serve import ServeLimits
+        return [(ServeLimits, {}, True)]
+    return []
+
+COMMANDS = {"run": (RunOptions, _cmd_run), "sweep": (SweepOptions, _cmd_sweep), "cache": (CacheOptions, _cmd_cache),
+            "train": (TrainOptions, _cmd_train), "lab": (LabOptions, _cmd_lab), "synth": (SynthOptions, _cmd_synth),
+            "ingest": (IngestOptions, _cmd_ingest), "combine": (CombineOptions, _cmd_combine), "load": (LoadOptions, _cmd_load),
+            "dashboard": (DashboardOptions, _cmd_dashboard), "db": (DbOptions, _cmd_db)}
+
 def build_parser() -> argparse.ArgumentParser:
-    "The `volregime` argument parser with all subcommands."
-    from volregime.db import LoadParams
-    from volregime.ingest import IngestParams
+    "The `volregime` argument parser: one subcommand per entry of `COMMANDS`, its flags from the dataclasses."
     p = argparse.ArgumentParser(prog="volregime", description="Volatility regimes in equity options data.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    r = sub.add_parser("run", help="run the stage notebooks with papermill and render HTML reports",
-                       description="Execute the numbered stage notebooks in order; keep executed notebooks, artifacts and "
-                                   "run.json in runs/<run_id>/; write HTML reports to reports/<run_id>/ and reports/latest.")
-    r.add_argument("--profile", help="parameter profile: smoke | demo | full (default: settings.ini, demo)")
-    r.add_argument("--config", help="YAML file of parameters overlaid on the profile")
-    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (repeatable), value as YAML")
-    r.add_argument("--stages", help="comma-separated stage numbers, e.g. 01,02 (default: all)")
-    r.add_argument("--data-dir", "--data", dest="data_dir", help="the run's data dir (default runs/<run_id>/data)")
-    r.add_argument("--run-id", help="name of the run (default: UTC timestamp and profile)")
-    r.add_argument("--postgres-uri", help="PostgreSQL server for the load stage (default: POSTGRES_URI or the embedded one)")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r.add_argument("--force", action="store_true", help="recompute every stage instead of reusing cached ones")
-    r.add_argument("--from", dest="from_stage", metavar="NN", help="recompute this stage and the ones after it, e.g. 03")
-    r.add_argument("--no-cache", action="store_true", help="neither reuse nor store stage results")
-    r.set_defaults(func=_cmd_run)
-
-    sw = sub.add_parser("sweep", help="run the pipeline over a grid of parameter values and compare the runs",
-                        description="Every combination of the --set values (KEY=V1,V2,...) is one run; stages the swept "
-                                    "parameters do not reach come from the cache. One report: reports/sweeps/<id>/index.html.")
-    sw.add_argument("--set", action="append", metavar="KEY=V1,V2", help="a parameter and its values (repeatable); one value: fixed")
-    sw.add_argument("--profile", help="parameter profile of every run (default: settings.ini, demo)")
-    sw.add_argument("--config", help="YAML file of parameters overlaid on the profile")
-    sw.add_argument("--stages", help="comma-separated stage numbers of every run (default: all)")
-    sw.add_argument("--sweep-id", help="name of the sweep (default: sweep-<UTC timestamp>)")
-    sw.add_argument("--jobs", type=int, default=0, help="runs at once (default: one per two cores)")
-    sw.add_argument("--no-progress", action="store_true", help="no progress bar")
-    sw.set_defaults(func=_cmd_sweep)
-
-    ca = sub.add_parser("cache", help="the stage cache: list or prune entries",
-                        description="Stage results `volregime run` reuses (settings cache_dir, default runs/.cache).")
-    ca.add_argument("action", choices=["list", "prune"], help="what to do")
-    ca.add_argument("--keep", type=int, default=3, help="prune: entries kept per stage, most recently used first")
-    ca.add_argument("--older-than", type=float, metavar="DAYS", help="prune: also drop entries unused for this many days")
-    ca.add_argument("--stage", help="prune: only this stage, e.g. 03")
-    ca.add_argument("--pulls", action="store_true", help="prune: the pulled pieces of stage 01 instead (all, or those older than --older-than)")
-    ca.set_defaults(func=_cmd_cache)
-
-    from volregime.train import TRAIN_MODELS
-    tr = sub.add_parser("train", help="train one model on a train/validation/test split you bring",
-                        description="Fit an LSTM, GRU, Seq2Seq or scikit-learn model on three parquet files (scalers fitted on "
-                                    "--train only; splits sharing a date refused) and write lstm_model.h5 (or <model>_model.*), "
-                                    "feature_scaler.pkl, target_scaler.pkl, training_history.csv, metrics.csv, predictions.csv.")
-    tr.add_argument("--train", required=True, help="training rows (parquet)")
-    tr.add_argument("--val", required=True, help="validation rows: early stopping (parquet)")
-    tr.add_argument("--test", required=True, help="test rows: reported only (parquet)")
-    tr.add_argument("--target", required=True, help="target column")
-    tr.add_argument("--features", required=True, help="comma-separated feature columns")
-    tr.add_argument("--model", default="lstm", choices=TRAIN_MODELS, help="model (default: lstm)")
-    tr.add_argument("--out", default="train_out", help="folder for the artifacts (default: train_out)")
-    tr.add_argument("--window", type=int, default=1, help="rows per sequence; 1: each row is a one-step sequence")
-    tr.add_argument("--epochs", type=int, default=50, help="most epochs (Keras)")
-    tr.add_argument("--patience", type=int, default=5, help="early-stopping patience on --val (Keras)")
-    tr.add_argument("--units", type=int, default=32, help="recurrent units (Keras)")
-    tr.add_argument("--depth", type=int, default=1, help="recurrent layers (Keras)")
-    tr.add_argument("--dropout", type=float, default=0.0, help="dropout between layers (Keras)")
-    tr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (Keras)")
-    tr.add_argument("--batch-size", type=int, default=64, help="minibatch size (Keras)")
-    tr.add_argument("--random-state", "--seed", dest="random_state", type=int, default=0, help="seed")
-    tr.add_argument("--gpu-devices", default="", help="visible GPUs: empty all, 'none' CPU only, '0,1' those")
-    tr.add_argument("--no-memory-growth", action="store_true", help="let TensorFlow take all GPU memory at start")
-    tr.add_argument("--date-col", default="date", help="the date column of every file")
-    tr.set_defaults(func=_cmd_train)
-
-    lb = sub.add_parser("lab", help="open the project's notebooks in JupyterLab",
-                        description="Start JupyterLab at the project root with this environment's kernel, opening nbs/.")
-    lb.add_argument("notebook", nargs="?", help="a notebook of nbs/ to open, e.g. 02_features.ipynb")
-    lb.add_argument("--port", type=int, default=8888, help="port to listen on")
-    lb.add_argument("--host", default="127.0.0.1", help="address to bind")
-    lb.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    lb.add_argument("--token", help="access token (default: JupyterLab makes one and prints the URL)")
-    lb.set_defaults(func=_cmd_lab)
-
-    s = sub.add_parser("synth", help="write a synthetic market as WRDS export files",
-                       description="Simulate the regime-switching market and write WRDS export files "
-                                   "(opprcdYYYY, vsurfdYYYY, secprd, dsf, securd, secnmd, opcrsphist) plus truth.parquet and vix.parquet.")
-    s.add_argument("--out", required=True, help="folder to write the files to")
-    s.add_argument("--format", default="parquet", choices=["parquet", "csv.gz"], help="file format (csv.gz writes -99.99 sentinels)")
-    s.add_argument("--start", default="2019-01-02", help="first trading date")
-    s.add_argument("--end", default="2019-12-31", help="last trading date")
-    s.add_argument("--tickers", default="SPY", help="comma-separated underlyings")
-    s.add_argument("--n-contracts", type=int, default=IngestParams().n_contracts, help="option contracts per day and underlying")
-    s.add_argument("--seed", type=int, default=0, help="simulator seed")
-    s.add_argument("--to-postgres", metavar="URI", help="also mirror the files into optionm/crsp/wrdsapps schemas on this server ('embedded' for the embedded one)")
-    s.set_defaults(func=_cmd_synth)
-
-    i = sub.add_parser("ingest", help="run the ingest stage alone",
-                       description="Ingest option and underlying prices into <data-dir>/raw as canonical parquet. "
-                                   "For --source local every date and underlying of the files is kept unless --start/--end/--tickers say otherwise.")
-    param_flags(i, IngestParams, aliases={"local_path": ("--path",)})
-    i.add_argument("--data-dir", "--data", dest="data_dir", help="data dir (default: settings data_dir)")
-    i.add_argument("--consolidate", metavar="FILE", help="also merge the per-year option files into this one parquet history")
-    i.set_defaults(func=_cmd_ingest)
-
-    c = sub.add_parser("combine", help="concatenate (and optionally sample) parquet files",
-                       description="Concatenate parquet files or globs into one file, optionally sampling a share of rows.")
-    c.add_argument("inputs", nargs="+", help="parquet files or globs")
-    c.add_argument("--out", required=True, help="output parquet file")
-    c.add_argument("--sample-frac", type=float, help="keep this share of rows (0 < f <= 1)")
-    c.add_argument("--seed", type=int, default=0, help="sampling seed")
-    c.set_defaults(func=_cmd_combine)
-
-    ld = sub.add_parser("load", help="load regime results into PostgreSQL (the original uploader's flags)",
-                        description="Stream the whitelisted columns of a parquet file into PostgreSQL: COPY above the threshold, "
-                                    "chunked to_sql below; replace is atomic, append idempotent on (date, secid, optionid). "
-                                    "--postgres-uri, --table and --schema default to POSTGRES_URI, TABLE_NAME and SCHEMA.")
-    param_flags(ld, LoadParams, aliases={"random_state": ("--seed",)})
-    ld.add_argument("--data-dir", "--data", dest="data_dir", help="data dir holding the stage outputs (default: settings data_dir)")
-    ld.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ld.set_defaults(func=_cmd_load)
-
-    ds = sub.add_parser("dashboard", help="serve the Voila dashboard",
-                        description="Serve nbs/app/dashboard.ipynb with Voila (sources stripped, a preheated kernel, idle kernels culled). "
-                                    "Reads POSTGRES_URI, SCHEMA, TABLE_NAME, LABEL_COL, API_ROWS_CAP (environment, .env or settings.ini). "
-                                    "Rows as JSON at /api/data (limit, offset, columns, clusters, date_from, date_to).")
-    ds.add_argument("--port", type=int, default=8866, help="port to listen on")
-    ds.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 on a shared server: a token is then required, "
-                    "from $VOLREGIME_DASHBOARD_TOKEN or printed once at start)")
-    ds.add_argument("--max-kernels", type=int, default=8, help="pages open at once (each holds a kernel); the next visitor gets 503")
-    ds.add_argument("--kernel-memory-mb", type=int, default=4096, help="address-space cap of each kernel, MiB (0: none)")
-    ds.add_argument("--cull-idle-s", type=int, default=600, help="seconds before an idle page's kernel is shut down")
-    ds.add_argument("--ws-grace-s", type=int, default=45, help="seconds a page's kernel waits for its websocket before it is shut down")
-    ds.add_argument("--max-kernels-per-client", type=int, default=0, help="pages one client address may hold (0: half of --max-kernels)")
-    ds.set_defaults(func=_cmd_dashboard)
-
-    d = sub.add_parser("db", help="the embedded PostgreSQL: start, stop, status, uri",
-                       description="Manage the embedded PostgreSQL (data under <data_dir>/pg), or show the configured server.")
-    d.add_argument("action", choices=["start", "stop", "status", "uri"], help="what to do")
-    d.add_argument("--postgres-uri", help="a server to use instead of the embedded one")
-    d.add_argument("--show-password", action="store_true", help="uri: print the password unmasked")
-    d.set_defaults(func=_cmd_db)
+    for name, (opts, func) in COMMANDS.items():
+        help_, _, desc = inspect.cleandoc(opts.__doc__).partition("\n\n")
+        sp = sub.add_parser(name, help=help_, description=" ".join(desc.split()) or help_)
+        for cls, aliases, keep in _stage_flags(name): param_flags(sp, cls, aliases=aliases, keep_defaults=keep)
+        command_flags(sp, opts)
+        sp.set_defaults(func=func)
     return p
 
 # %% ../nbs/09_cli.ipynb #58e892ed

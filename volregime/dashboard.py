@@ -14,6 +14,8 @@ from pathlib import Path
 
 import polars as pl
 
+from fastcore.basics import patch
+
 from .core import DEFAULTS, Artifacts, InputError, copy_once, get_logger, get_settings, mask_secrets, quote_ident
 
 # %% auto #0
@@ -74,6 +76,7 @@ def _error_text(e: Exception) -> str:
 NUMERIC_TYPES = ("double precision", "real", "numeric", "bigint", "integer", "smallint")
 DATETIME_TYPES = ("date", "timestamp without time zone", "timestamp with time zone")
 
+# %% ../nbs/07_dashboard.ipynb #0b0b70c8
 class DataSource:
     "PostgreSQL table access with a parquet fallback."
     def __init__(self, cfg: DashboardConfig | None = None):
@@ -83,149 +86,165 @@ class DataSource:
         self._schema = None
         self.fallback = None
 
-    def _connect(self):
-        if self._engine is None and self.fallback is None:
-            from sqlalchemy import create_engine, text
-            try:
-                from volregime.core import resolve_postgres_uri
-                uri = resolve_postgres_uri(self.cfg.postgres_uri or None)
-                eng = create_engine(uri, pool_pre_ping=True, connect_args={"connect_timeout": 5})
-                with eng.connect() as c: c.execute(text("select 1"))
-                self._engine, self.note = eng, f"PostgreSQL, table {self.cfg.schema}.{self.cfg.table}"
-            except Exception as e:   # the details (server, user, database) go to the server's log, not the page
-                log.warning(f"dashboard: database unreachable: {mask_secrets(str(e).splitlines()[0]) if str(e) else type(e).__name__}")
-                self._use_parquet("database unreachable")
-        return self._engine
-
-    def _use_parquet(self, why: str):
-        p = Artifacts(self.cfg.data_dir).labeled_options
-        rel = f"{p.parent.name}/{p.name}"   # the page names the file within the run, not the server's folders
-        if not p.exists():
-            log.warning(f"dashboard: no parquet fallback at {p}")
-            raise DashboardError(f"{why}; and no parquet fallback ({rel} in the run's data dir)")
-        self.fallback = p
-        self.note = f"the run's {rel} — {why}"
-        log.warning(f"dashboard: reading {p} — {why}")
-
-    def columns(self) -> dict:
-        "{'numeric': [...], 'datetime': [...]} of the table."
-        if self._schema is None:
-            eng = self._connect()
-            if eng is not None:
-                from sqlalchemy import text
-                with eng.connect() as c:
-                    rows = c.execute(text("select column_name, data_type from information_schema.columns where table_schema = :s "
-                                          "and table_name = :t order by ordinal_position"), {"s": self.cfg.schema, "t": self.cfg.table}).fetchall()
-                if not rows: raise DashboardError(f"table {self.cfg.schema}.{self.cfg.table} does not exist (load it with `volregime load`)")
-                self._schema = {"numeric": [r[0] for r in rows if r[1] in NUMERIC_TYPES],
-                                "datetime": [r[0] for r in rows if r[1] in DATETIME_TYPES]}
-            else:
-                sch = pl.read_parquet_schema(self.fallback)
-                self._schema = {"numeric": [c for c, d in sch.items() if d.is_numeric()],
-                                "datetime": [c for c, d in sch.items() if d in (pl.Date, pl.Datetime)]}
-        return self._schema
-
-    def fetch(self,
-              columns: list,  # columns to read
-              limit: int | None = None,  # rows at most (capped by API_ROWS_CAP)
-              offset: int = 0,  # rows skipped
-              clusters: list | None = None,  # regimes kept; None all
-              date_from=None,  # first date
-              date_to=None,  # last date
-             ) -> pl.DataFrame:
-        "Rows of the requested columns (plus date and the label column), filtered, capped."
-        sch = self.columns()
-        known = set(sch["numeric"]) | set(sch["datetime"])
-        bad = [c for c in columns if c not in known]
-        if bad: raise DashboardError(f"unknown column {bad[0]!r}; numeric columns: {', '.join(sch['numeric'])}")
-        label = self.cfg.label_col
-        if label not in sch["numeric"]: raise DashboardError(f"label column {label!r} not in {self.cfg.table}")
-        if clusters is not None and len(clusters) == 0: raise DashboardError("no cluster selected: pick at least one")
-        cols = list(dict.fromkeys(["date", label, *columns]))
-        n = min(int(limit or self.cfg.rows_cap), int(self.cfg.rows_cap))
-        eng = self._connect()
-        if eng is not None:
-            where, params = self._where(clusters, date_from, date_to)
-            sql = (f"select {', '.join(_ident(c, 'column') for c in cols)} from {self._table()}{where} "
-                   f"order by date limit {n} offset {int(offset)}")
-            return self._read(sql, params, cols)
-        return self._scan(clusters, date_from, date_to).select(cols).sort("date").slice(int(offset), n).collect()
-
-    def _scan(self, clusters, date_from, date_to) -> pl.LazyFrame:
-        "The parquet fallback with the filters applied (what `_where` is for the database)."
-        q = pl.scan_parquet(self.fallback)
-        if clusters is not None: q = q.filter(pl.col(self.cfg.label_col).is_in([int(c) for c in clusters]))
-        if date_from: q = q.filter(pl.col("date") >= pl.lit(_iso(date_from)).str.to_date())
-        if date_to: q = q.filter(pl.col("date") <= pl.lit(_iso(date_to)).str.to_date())
-        return q
-
-    def _table(self) -> str:
-        return f"{_ident(self.cfg.schema, 'schema')}.{_ident(self.cfg.table, 'table')}"
-
-    def _where(self, clusters, date_from, date_to) -> tuple[str, dict]:
-        "The WHERE clause of the filters, with bound parameters."
-        where, params = [], {}
-        if clusters is not None: where.append(f"{_ident(self.cfg.label_col, 'column')} = ANY(:cl)"); params["cl"] = [int(c) for c in clusters]
-        if date_from: where.append("date >= :d0"); params["d0"] = _iso(date_from)
-        if date_to: where.append("date <= :d1"); params["d1"] = _iso(date_to)
-        return (f" where {' and '.join(where)}" if where else ""), params
-
-    def _read(self, sql: str, params: dict, cols: list) -> pl.DataFrame:
-        "Run a select: Arrow through ADBC when it is installed (fast), else rows through SQLAlchemy."
+@patch
+def _connect(self: DataSource):
+    if self._engine is None and self.fallback is None:
+        from sqlalchemy import create_engine, text
         try:
-            import adbc_driver_postgresql.dbapi as adbc
-            from volregime.core import libpq_uri
-            lit = sql
-            for k, v in params.items():   # values are ints and validated ISO dates: safe to inline
-                lit = lit.replace(f":{k}", "ARRAY[" + ",".join(str(int(x)) for x in v) + "]::bigint[]" if isinstance(v, list) else f"'{_iso(v)}'::date")
-            with adbc.connect(libpq_uri(str(self._engine.url.render_as_string(hide_password=False)))) as conn, conn.cursor() as cur:
-                cur.execute(lit)
-                return pl.from_arrow(cur.fetch_arrow_table())
-        except ImportError:
-            from sqlalchemy import text
-            with self._engine.connect() as c:
-                res = c.execute(text(sql), params)
-                return pl.DataFrame(res.fetchall(), schema=cols, orient="row", infer_schema_length=None)
+            from volregime.core import resolve_postgres_uri
+            uri = resolve_postgres_uri(self.cfg.postgres_uri or None)
+            eng = create_engine(uri, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+            with eng.connect() as c: c.execute(text("select 1"))
+            self._engine, self.note = eng, f"PostgreSQL, table {self.cfg.schema}.{self.cfg.table}"
+        except Exception as e:   # the details (server, user, database) go to the server's log, not the page
+            log.warning(f"dashboard: database unreachable: {mask_secrets(str(e).splitlines()[0]) if str(e) else type(e).__name__}")
+            self._use_parquet("database unreachable")
+    return self._engine
 
-    def count(self,
-              clusters=None,  # regimes kept; None all
-              date_from=None,  # first date
-              date_to=None,  # last date
-             ) -> int:
-        "Rows matching the filters (before the cap)."
-        eng = self._connect()
-        if eng is not None:
-            from sqlalchemy import text
-            where, params = self._where(clusters, date_from, date_to)
-            with eng.connect() as c:
-                return int(c.execute(text(f"select count(*) from {self._table()}{where}"), params).scalar())
-        return int(self._scan(clusters, date_from, date_to).select(pl.len()).collect().item())
+@patch
+def _use_parquet(self: DataSource, why: str):
+    p = Artifacts(self.cfg.data_dir).labeled_options
+    rel = f"{p.parent.name}/{p.name}"   # the page names the file within the run, not the server's folders
+    if not p.exists():
+        log.warning(f"dashboard: no parquet fallback at {p}")
+        raise DashboardError(f"{why}; and no parquet fallback ({rel} in the run's data dir)")
+    self.fallback = p
+    self.note = f"the run's {rel} — {why}"
+    log.warning(f"dashboard: reading {p} — {why}")
 
-    def clusters(self) -> list:
-        "The distinct labels."
+# %% ../nbs/07_dashboard.ipynb #3c41c041
+@patch
+def columns(self: DataSource) -> dict:
+    "{'numeric': [...], 'datetime': [...]} of the table."
+    if self._schema is None:
         eng = self._connect()
         if eng is not None:
             from sqlalchemy import text
             with eng.connect() as c:
-                return [int(r[0]) for r in c.execute(text(f"select distinct {_ident(self.cfg.label_col, 'column')} from {self._table()} order by 1")).fetchall()]
-        return sorted(pl.scan_parquet(self.fallback).select(pl.col(self.cfg.label_col).unique()).collect().to_series().to_list())
+                rows = c.execute(text("select column_name, data_type from information_schema.columns where table_schema = :s "
+                                      "and table_name = :t order by ordinal_position"), {"s": self.cfg.schema, "t": self.cfg.table}).fetchall()
+            if not rows: raise DashboardError(f"table {self.cfg.schema}.{self.cfg.table} does not exist (load it with `volregime load`)")
+            self._schema = {"numeric": [r[0] for r in rows if r[1] in NUMERIC_TYPES],
+                            "datetime": [r[0] for r in rows if r[1] in DATETIME_TYPES]}
+        else:
+            sch = pl.read_parquet_schema(self.fallback)
+            self._schema = {"numeric": [c for c, d in sch.items() if d.is_numeric()],
+                            "datetime": [c for c, d in sch.items() if d in (pl.Date, pl.Datetime)]}
+    return self._schema
 
-    def timeline(self) -> pl.DataFrame | None:
-        "Daily regimes and option-cluster shares (regime_daily), with the underlying's close when the run's features are at hand."
-        d = None
-        eng = self._connect()
-        if eng is not None:
-            from sqlalchemy import text
-            try:
-                with eng.connect() as c:
-                    res = c.execute(text(f"select * from {_ident(self.cfg.schema, 'schema')}.{_ident(self.cfg.daily_table, 'table')} order by date"))
-                    d = pl.DataFrame(res.fetchall(), schema=list(res.keys()), orient="row", infer_schema_length=None)
-            except Exception: d = None
-        base = Artifacts(self.cfg.data_dir)
-        if d is None and base.regimes_daily.exists(): d = pl.read_parquet(base.regimes_daily)
-        if d is None or d.is_empty(): return None
-        from volregime.db import with_underlying
-        return with_underlying(d, base)   # a table loaded without the close: from the run's features
+# %% ../nbs/07_dashboard.ipynb #64880426
+@patch
+def _scan(self: DataSource, clusters, date_from, date_to) -> pl.LazyFrame:
+    "The parquet fallback with the filters applied (what `_where` is for the database)."
+    q = pl.scan_parquet(self.fallback)
+    if clusters is not None: q = q.filter(pl.col(self.cfg.label_col).is_in([int(c) for c in clusters]))
+    if date_from: q = q.filter(pl.col("date") >= pl.lit(_iso(date_from)).str.to_date())
+    if date_to: q = q.filter(pl.col("date") <= pl.lit(_iso(date_to)).str.to_date())
+    return q
+
+@patch
+def _table(self: DataSource) -> str:
+    return f"{_ident(self.cfg.schema, 'schema')}.{_ident(self.cfg.table, 'table')}"
+
+@patch
+def _where(self: DataSource, clusters, date_from, date_to) -> tuple[str, dict]:
+    "The WHERE clause of the filters, with bound parameters."
+    where, params = [], {}
+    if clusters is not None: where.append(f"{_ident(self.cfg.label_col, 'column')} = ANY(:cl)"); params["cl"] = [int(c) for c in clusters]
+    if date_from: where.append("date >= :d0"); params["d0"] = _iso(date_from)
+    if date_to: where.append("date <= :d1"); params["d1"] = _iso(date_to)
+    return (f" where {' and '.join(where)}" if where else ""), params
+
+# %% ../nbs/07_dashboard.ipynb #846dc7ae
+@patch
+def fetch(self: DataSource,
+          columns: list,  # columns to read
+          limit: int | None = None,  # rows at most (capped by API_ROWS_CAP)
+          offset: int = 0,  # rows skipped
+          clusters: list | None = None,  # regimes kept; None all
+          date_from=None,  # first date
+          date_to=None,  # last date
+         ) -> pl.DataFrame:
+    "Rows of the requested columns (plus date and the label column), filtered, capped."
+    sch = self.columns()
+    known = set(sch["numeric"]) | set(sch["datetime"])
+    bad = [c for c in columns if c not in known]
+    if bad: raise DashboardError(f"unknown column {bad[0]!r}; numeric columns: {', '.join(sch['numeric'])}")
+    label = self.cfg.label_col
+    if label not in sch["numeric"]: raise DashboardError(f"label column {label!r} not in {self.cfg.table}")
+    if clusters is not None and len(clusters) == 0: raise DashboardError("no cluster selected: pick at least one")
+    cols = list(dict.fromkeys(["date", label, *columns]))
+    n = min(int(limit or self.cfg.rows_cap), int(self.cfg.rows_cap))
+    eng = self._connect()
+    if eng is not None:
+        where, params = self._where(clusters, date_from, date_to)
+        sql = (f"select {', '.join(_ident(c, 'column') for c in cols)} from {self._table()}{where} "
+               f"order by date limit {n} offset {int(offset)}")
+        return self._read(sql, params, cols)
+    return self._scan(clusters, date_from, date_to).select(cols).sort("date").slice(int(offset), n).collect()
+
+# %% ../nbs/07_dashboard.ipynb #ad5ef8fc
+@patch
+def _read(self: DataSource, sql: str, params: dict, cols: list) -> pl.DataFrame:
+    "Run a select: Arrow through ADBC when it is installed (fast), else rows through SQLAlchemy."
+    try:
+        import adbc_driver_postgresql.dbapi as adbc
+        from volregime.core import libpq_uri
+        lit = sql
+        for k, v in params.items():   # values are ints and validated ISO dates: safe to inline
+            lit = lit.replace(f":{k}", "ARRAY[" + ",".join(str(int(x)) for x in v) + "]::bigint[]" if isinstance(v, list) else f"'{_iso(v)}'::date")
+        with adbc.connect(libpq_uri(str(self._engine.url.render_as_string(hide_password=False)))) as conn, conn.cursor() as cur:
+            cur.execute(lit)
+            return pl.from_arrow(cur.fetch_arrow_table())
+    except ImportError:
+        from sqlalchemy import text
+        with self._engine.connect() as c:
+            res = c.execute(text(sql), params)
+            return pl.DataFrame(res.fetchall(), schema=cols, orient="row", infer_schema_length=None)
+
+# %% ../nbs/07_dashboard.ipynb #f7486673
+@patch
+def count(self: DataSource,
+          clusters=None,  # regimes kept; None all
+          date_from=None,  # first date
+          date_to=None,  # last date
+         ) -> int:
+    "Rows matching the filters (before the cap)."
+    eng = self._connect()
+    if eng is not None:
+        from sqlalchemy import text
+        where, params = self._where(clusters, date_from, date_to)
+        with eng.connect() as c:
+            return int(c.execute(text(f"select count(*) from {self._table()}{where}"), params).scalar())
+    return int(self._scan(clusters, date_from, date_to).select(pl.len()).collect().item())
+
+@patch
+def clusters(self: DataSource) -> list:
+    "The distinct labels."
+    eng = self._connect()
+    if eng is not None:
+        from sqlalchemy import text
+        with eng.connect() as c:
+            return [int(r[0]) for r in c.execute(text(f"select distinct {_ident(self.cfg.label_col, 'column')} from {self._table()} order by 1")).fetchall()]
+    return sorted(pl.scan_parquet(self.fallback).select(pl.col(self.cfg.label_col).unique()).collect().to_series().to_list())
+
+@patch
+def timeline(self: DataSource) -> pl.DataFrame | None:
+    "Daily regimes and option-cluster shares (regime_daily), with the underlying's close when the run's features are at hand."
+    d = None
+    eng = self._connect()
+    if eng is not None:
+        from sqlalchemy import text
+        try:
+            with eng.connect() as c:
+                res = c.execute(text(f"select * from {_ident(self.cfg.schema, 'schema')}.{_ident(self.cfg.daily_table, 'table')} order by date"))
+                d = pl.DataFrame(res.fetchall(), schema=list(res.keys()), orient="row", infer_schema_length=None)
+        except Exception: d = None
+    base = Artifacts(self.cfg.data_dir)
+    if d is None and base.regimes_daily.exists(): d = pl.read_parquet(base.regimes_daily)
+    if d is None or d.is_empty(): return None
+    from volregime.db import with_underlying
+    return with_underlying(d, base)   # a table loaded without the close: from the run's features
 
 # %% ../nbs/07_dashboard.ipynb #01f85619
 LEGEND_ABOVE = dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0)   # a row above the plot, any width
@@ -347,6 +366,7 @@ def _window_figure(traces=(), **layout):
     "A grid window's figure: the shared window layout plus `layout`."
     return figure_widget_class()(data=list(traces), layout={**WINDOW_LAYOUT, **layout})
 
+# %% ../nbs/07_dashboard.ipynb #a793a388
 class App:
     "The dashboard: widgets, state and callbacks."
     def __init__(self, source: DataSource | None = None, n_windows: int = 4):
@@ -378,138 +398,153 @@ class App:
         self.root = None
         self.live = False
 
-    def _guard(self, fn, *a, **kw):
-        try:
-            self.msg.value = ""
-            return fn(*a, **kw)
-        except Exception as e:
-            text = _error_text(e)
-            self.msg.value = f"<span class='vr-error'>⚠ {html.escape(text)}</span>"
-            log.warning(f"dashboard: {text}")
-            return None
+@patch
+def _guard(self: App, fn, *a, **kw):
+    try:
+        self.msg.value = ""
+        return fn(*a, **kw)
+    except Exception as e:
+        text = _error_text(e)
+        self.msg.value = f"<span class='vr-error'>⚠ {html.escape(text)}</span>"
+        log.warning(f"dashboard: {text}")
+        return None
 
-    def load(self):
-        "Fetch the rows for the current filters."
-        cl = list(self.clusters.value) if self.clusters.options else None
-        cols = [c for c in self.src.columns()["numeric"] if c != self.src.cfg.label_col]   # all of them: a new X or Y needs no query
-        total = self.src.count(cl, self.date_from.value, self.date_to.value)
-        self.data = self.src.fetch(cols, None, 0, cl, self.date_from.value, self.date_to.value)
-        cap = self.src.cfg.rows_cap
-        self.count.value = f"<b>{self.data.height:,}</b> rows shown of {total:,} matching (cap {cap:,})"
+# %% ../nbs/07_dashboard.ipynb #b6973b2a
+@patch
+def load(self: App):
+    "Fetch the rows for the current filters."
+    cl = list(self.clusters.value) if self.clusters.options else None
+    cols = [c for c in self.src.columns()["numeric"] if c != self.src.cfg.label_col]   # all of them: a new X or Y needs no query
+    total = self.src.count(cl, self.date_from.value, self.date_to.value)
+    self.data = self.src.fetch(cols, None, 0, cl, self.date_from.value, self.date_to.value)
+    cap = self.src.cfg.rows_cap
+    self.count.value = f"<b>{self.data.height:,}</b> rows shown of {total:,} matching (cap {cap:,})"
 
-    def _default_y(self, i: int, numeric: list) -> str:
-        pcs = [c for c in numeric if c.startswith("pca_component_")]
-        if len(pcs) > i: return pcs[i]
-        rest = [c for c in numeric if c not in ("impl_volatility", self.src.cfg.label_col)]
-        return rest[i % len(rest)] if rest else numeric[0]
+@patch
+def _default_y(self: App, i: int, numeric: list) -> str:
+    pcs = [c for c in numeric if c.startswith("pca_component_")]
+    if len(pcs) > i: return pcs[i]
+    rest = [c for c in numeric if c not in ("impl_volatility", self.src.cfg.label_col)]
+    return rest[i % len(rest)] if rest else numeric[0]
 
-    def make_windows(self) -> list:
-        """Size the grid to `n_windows`: the windows that stay keep their selectors and figures, new ones
-        start empty. Returns the new windows (they still need drawing)."""
-        W = self.W
-        numeric = [c for c in self.src.columns()["numeric"] if c != self.src.cfg.label_col]
-        self.windows = self.windows[:self.n_windows.value]
-        added = []
-        for i in range(len(self.windows), self.n_windows.value):
-            x0, y0 = "impl_volatility" if "impl_volatility" in numeric else numeric[0], self._default_y(i, numeric)
-            x = W.Combobox(value=x0, options=numeric, description=f"{i + 1}: X", ensure_option=False, layout=W.Layout(width="260px"))
-            y = W.Combobox(value=y0, options=numeric, description="Y", ensure_option=False, layout=W.Layout(width="280px"))
-            x.add_class(f"vr-x-{i}"); y.add_class(f"vr-y-{i}")
-            win = {"x": x, "y": y, "fig": _window_figure(), "i": i, "row": W.HBox([x, y])}
-            for box in (x, y): box.observe(lambda ch, w=win: self._guard(self.update_window, w, refetch=True), names="value")
-            self.windows.append(win); added.append(win)
-        self.selectors.children = [w["row"] for w in self.windows]
-        return added
+# %% ../nbs/07_dashboard.ipynb #91176dd6
+@patch
+def make_windows(self: App) -> list:
+    """Size the grid to `n_windows`: the windows that stay keep their selectors and figures, new ones
+    start empty. Returns the new windows (they still need drawing)."""
+    W = self.W
+    numeric = [c for c in self.src.columns()["numeric"] if c != self.src.cfg.label_col]
+    self.windows = self.windows[:self.n_windows.value]
+    added = []
+    for i in range(len(self.windows), self.n_windows.value):
+        x0, y0 = "impl_volatility" if "impl_volatility" in numeric else numeric[0], self._default_y(i, numeric)
+        x = W.Combobox(value=x0, options=numeric, description=f"{i + 1}: X", ensure_option=False, layout=W.Layout(width="260px"))
+        y = W.Combobox(value=y0, options=numeric, description="Y", ensure_option=False, layout=W.Layout(width="280px"))
+        x.add_class(f"vr-x-{i}"); y.add_class(f"vr-y-{i}")
+        win = {"x": x, "y": y, "fig": _window_figure(), "i": i, "row": W.HBox([x, y])}
+        for box in (x, y): box.observe(lambda ch, w=win: self._guard(self.update_window, w, refetch=True), names="value")
+        self.windows.append(win); added.append(win)
+    self.selectors.children = [w["row"] for w in self.windows]
+    return added
 
-    def reveal(self):
-        """Put the first window on the page alone, and the other windows and the timeline once it reports
-        that it is drawn (plotly's front end sends its trace deltas back after the first draw). Every
-        Scattergl figure sets up its own WebGL context: drawing them all at once delays the first plot."""
-        gen = self._reveal_gen = self._reveal_gen + 1
-        first = self.windows[0]["fig"]
-        self.grid.children = [first]
-        def rest():
-            if gen != self._reveal_gen: return   # the windows were rebuilt meanwhile
-            self.grid.children = [w["fig"] for w in self.windows]
-            self.timeline_box.children = [f for f in (self.timeline, self.breadth) if f is not None]
-        if len(self.windows) == 1 and self.timeline is None and self.breadth is None: return
-        def drawn(ch):
-            if ch["new"] is None: return   # plotly resets the trait after handling it
-            first.unobserve(drawn, names="_js2py_traceDeltas")
-            rest()
-        first.observe(drawn, names="_js2py_traceDeltas")
-
-    def update_window(self, w: dict, refetch: bool = False):
-        "Redraw one window from the fetched data (fetch again first when a new column is asked for)."
-        x, y = w["x"].value, w["y"].value
-        numeric = self.src.columns()["numeric"]
-        for c in (x, y):
-            if c not in numeric: raise DashboardError(f"unknown column {c!r}; numeric columns: {', '.join(numeric)}")
-        if refetch and (x not in self.data.columns or y not in self.data.columns): self.load()
-        traces = scatter_traces(self.data, x, y, self.src.cfg.label_col, self.k)
-        fig = w["fig"]
-        if self.live and [t.name for t in fig.data] == [t.name for t in traces]:
-            with fig.batch_update():   # the view is connected: update in place (fast)
-                for old, new in zip(fig.data, traces): old.x, old.y = new.x, new.y
-                fig.layout.title = f"window {w['i'] + 1}: {y} against {x}"
-                fig.layout.xaxis.title = x
-                fig.layout.yaxis.title = y
-            return
-        # a new FigureWidget carries its traces in its initial state; traces added to a widget whose
-        # view is not connected yet never reach the page (plotly 7's anywidget commands are not queued)
-        w["fig"] = _window_figure(traces, title=f"window {w['i'] + 1}: {y} against {x}", xaxis_title=x, yaxis_title=y)
-        kids = list(self.grid.children)
-        if w["i"] < len(kids):
-            kids[w["i"]] = w["fig"]; self.grid.children = kids
-            if self.live and w["i"] == 0 and len(kids) < len(self.windows): self.reveal()   # it was waiting on the old figure
-
-    def refresh(self, *_):
-        "Fetch with the current filters and redraw everything (a window with a bad column does not stop the others)."
-        self.load()
-        errors = []
-        for w in self.windows:
-            try: self.update_window(w)
-            except DashboardError as e: errors.append(str(e))
-        self.summary.value = cluster_summary_html(self.data, self.src.cfg.label_col, self.k) if self.data.height else ""
-        if errors: raise DashboardError(errors[0])
-
-    def rebuild(self, *_):
-        """A new number of windows. The windows that stay keep their figures -- each Scattergl figure is a WebGL
-        context the browser sets up again when it is redrawn -- so only added windows are drawn, from the rows
-        already fetched."""
-        errors = []
-        for w in self.make_windows():
-            try: self.update_window(w)
-            except DashboardError as e: errors.append(str(e))
+# %% ../nbs/07_dashboard.ipynb #4b2a85ef
+@patch
+def reveal(self: App):
+    """Put the first window on the page alone, and the other windows and the timeline once it reports
+    that it is drawn (plotly's front end sends its trace deltas back after the first draw). Every
+    Scattergl figure sets up its own WebGL context: drawing them all at once delays the first plot."""
+    gen = self._reveal_gen = self._reveal_gen + 1
+    first = self.windows[0]["fig"]
+    self.grid.children = [first]
+    def rest():
+        if gen != self._reveal_gen: return   # the windows were rebuilt meanwhile
         self.grid.children = [w["fig"] for w in self.windows]
-        if errors: raise DashboardError(errors[0])
+        self.timeline_box.children = [f for f in (self.timeline, self.breadth) if f is not None]
+    if len(self.windows) == 1 and self.timeline is None and self.breadth is None: return
+    def drawn(ch):
+        if ch["new"] is None: return   # plotly resets the trait after handling it
+        first.unobserve(drawn, names="_js2py_traceDeltas")
+        rest()
+    first.observe(drawn, names="_js2py_traceDeltas")
 
-    def build(self):
-        "Assemble the page."
-        W = self.W
-        self.src.columns()
-        self.status.value = f"<small>source: {html.escape(self.src.note)}</small>"
-        cl = self.src.clusters()
-        self.k = max(cl) + 1 if cl else 1
-        self.clusters.options = [(cluster_name(c, self.k), c) for c in cl]
-        self.clusters.value = tuple(cl)
-        self.make_windows()
-        self.n_windows.observe(lambda ch: self._guard(self.rebuild), names="value")
-        self.apply.on_click(lambda b: self._guard(self.refresh))
-        self.refresh()
-        tl = self.src.timeline()
-        self.timeline = figure_widget_class()(fig_timeline(tl, self.k)) if tl is not None else W.HTML("<i>no daily regimes loaded</i>")
-        br = breadth_of(tl)
-        if br is not None:
-            from volregime.scan import fig_breadth
-            self.breadth = figure_widget_class()(fig_breadth(br))
-        panel = W.VBox([W.HBox([self.n_windows, self.clusters, W.VBox([self.date_from, self.date_to]), self.apply]), self.selectors, self.count, self.msg])
-        panel.add_class("vr-sticky")
-        self.live = True
-        self.root = W.VBox([W.HTML(CSS), W.HTML("<h2>Volatility regimes</h2>"), self.status, panel, self.grid,
-                            W.HTML("<h3>Regime timeline</h3>"), self.timeline_box, W.HTML("<h3>Clusters</h3>"), self.summary])
-        self.reveal()
-        return self.root
+# %% ../nbs/07_dashboard.ipynb #a1801a05
+@patch
+def update_window(self: App, w: dict, refetch: bool = False):
+    "Redraw one window from the fetched data (fetch again first when a new column is asked for)."
+    x, y = w["x"].value, w["y"].value
+    numeric = self.src.columns()["numeric"]
+    for c in (x, y):
+        if c not in numeric: raise DashboardError(f"unknown column {c!r}; numeric columns: {', '.join(numeric)}")
+    if refetch and (x not in self.data.columns or y not in self.data.columns): self.load()
+    traces = scatter_traces(self.data, x, y, self.src.cfg.label_col, self.k)
+    fig = w["fig"]
+    if self.live and [t.name for t in fig.data] == [t.name for t in traces]:
+        with fig.batch_update():   # the view is connected: update in place (fast)
+            for old, new in zip(fig.data, traces): old.x, old.y = new.x, new.y
+            fig.layout.title = f"window {w['i'] + 1}: {y} against {x}"
+            fig.layout.xaxis.title = x
+            fig.layout.yaxis.title = y
+        return
+    # a new FigureWidget carries its traces in its initial state; traces added to a widget whose
+    # view is not connected yet never reach the page (plotly 7's anywidget commands are not queued)
+    w["fig"] = _window_figure(traces, title=f"window {w['i'] + 1}: {y} against {x}", xaxis_title=x, yaxis_title=y)
+    kids = list(self.grid.children)
+    if w["i"] < len(kids):
+        kids[w["i"]] = w["fig"]; self.grid.children = kids
+        if self.live and w["i"] == 0 and len(kids) < len(self.windows): self.reveal()   # it was waiting on the old figure
+
+# %% ../nbs/07_dashboard.ipynb #53714abc
+@patch
+def refresh(self: App, *_):
+    "Fetch with the current filters and redraw everything (a window with a bad column does not stop the others)."
+    self.load()
+    errors = []
+    for w in self.windows:
+        try: self.update_window(w)
+        except DashboardError as e: errors.append(str(e))
+    self.summary.value = cluster_summary_html(self.data, self.src.cfg.label_col, self.k) if self.data.height else ""
+    if errors: raise DashboardError(errors[0])
+
+@patch
+def rebuild(self: App, *_):
+    """A new number of windows. The windows that stay keep their figures -- each Scattergl figure is a WebGL
+    context the browser sets up again when it is redrawn -- so only added windows are drawn, from the rows
+    already fetched."""
+    errors = []
+    for w in self.make_windows():
+        try: self.update_window(w)
+        except DashboardError as e: errors.append(str(e))
+    self.grid.children = [w["fig"] for w in self.windows]
+    if errors: raise DashboardError(errors[0])
+
+# %% ../nbs/07_dashboard.ipynb #dcee121f
+@patch
+def build(self: App):
+    "Assemble the page."
+    W = self.W
+    self.src.columns()
+    self.status.value = f"<small>source: {html.escape(self.src.note)}</small>"
+    cl = self.src.clusters()
+    self.k = max(cl) + 1 if cl else 1
+    self.clusters.options = [(cluster_name(c, self.k), c) for c in cl]
+    self.clusters.value = tuple(cl)
+    self.make_windows()
+    self.n_windows.observe(lambda ch: self._guard(self.rebuild), names="value")
+    self.apply.on_click(lambda b: self._guard(self.refresh))
+    self.refresh()
+    tl = self.src.timeline()
+    self.timeline = figure_widget_class()(fig_timeline(tl, self.k)) if tl is not None else W.HTML("<i>no daily regimes loaded</i>")
+    br = breadth_of(tl)
+    if br is not None:
+        from volregime.scan import fig_breadth
+        self.breadth = figure_widget_class()(fig_breadth(br))
+    panel = W.VBox([W.HBox([self.n_windows, self.clusters, W.VBox([self.date_from, self.date_to]), self.apply]), self.selectors, self.count, self.msg])
+    panel.add_class("vr-sticky")
+    self.live = True
+    self.root = W.VBox([W.HTML(CSS), W.HTML("<h2>Volatility regimes</h2>"), self.status, panel, self.grid,
+                        W.HTML("<h3>Regime timeline</h3>"), self.timeline_box, W.HTML("<h3>Clusters</h3>"), self.summary])
+    self.reveal()
+    return self.root
 
 # %% ../nbs/07_dashboard.ipynb #24f7f5f1
 def build_app(n_windows: int = 4, **config) -> object:

@@ -326,6 +326,130 @@ def _db_holds(params: dict, headline: dict) -> bool:
     except Exception:
         return False
 
+# %% ../nbs/08_pipeline.ipynb #523da291
+@dataclass
+class _RunPlan:
+    "What a run is about to do: its id, folders, parameters (as injected into notebooks) and its stage notebooks."
+    run_id: str
+    run_dir: Path
+    report_dir: Path
+    data: Path
+    params: dict
+    injected: dict
+    nbs: list
+    declared: dict
+    from_stage: str | None
+
+def _plan_run(profile, config, sets, stages, data_dir, run_id, settings: Settings, from_stage) -> _RunPlan:
+    "The run's parameters, stages and folders, every one checked before a stage runs; the folders created."
+    params = merge_params(profile, config, sets, settings.root)
+    every = stage_notebooks(settings.root / "nbs")
+    nbs = select_stages(stages, every)
+    declared = {p.name: declared_parameters(p) for p in every}
+    check_unknown(params, list(stage_params().values()), extra=("data_dir",))
+    check_cluster(params.get("cluster"))
+    if from_stage:
+        from_stage = str(from_stage).zfill(2)
+        known = sorted(STAGE_RE.match(p.name)[1] for p in every)
+        if from_stage not in known: raise InputError(f"--from {from_stage}: unknown stage (known: {', '.join(known)})")
+    run_id = run_id or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{Path(str(profile)).stem}"
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", run_id): raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' or '-'")
+    run_dir, report_dir = settings.path("runs_dir") / run_id, settings.path("reports_dir") / run_id
+    data = resolve_path(data_dir, settings.root) if data_dir else run_dir / "data"
+    run_dir.mkdir(parents=True, exist_ok=True); data.mkdir(parents=True, exist_ok=True)
+    params["data_dir"] = str(data)
+    return _RunPlan(run_id, run_dir, report_dir, data, params, _protect_secrets(params), nbs, declared, from_stage)
+
+# %% ../nbs/08_pipeline.ipynb #28eda606
+@contextlib.contextmanager
+def _stage_env():
+    "The environment the stage kernels inherit, set for the run and restored after it."
+    fmt = {k: v for k, v in (("POLARS_FMT_MAX_ROWS", "60"), ("POLARS_FMT_MAX_COLS", "40")) if k not in os.environ}
+    # TensorFlow's C++ notices (tf.data graph notes at E level, absl's preamble) went to the terminal from stage 05
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in ("", "2"): fmt["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    saved = {k: os.environ.get(k) for k in fmt}
+    os.environ.update(fmt)
+    try: yield
+    finally:
+        for k, v in saved.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
+# %% ../nbs/08_pipeline.ipynb #2a6c8524
+def _restore_stage(store: StageCache, hit: dict, plan: _RunPlan, st: dict, out_nb: Path, out_html: Path, t0: float) -> None:
+    "A cached stage's files, notebook and report copied into this run; `st` says where they came from."
+    stage = st["stage"]
+    store.restore(hit, plan.data, out_nb, out_html)
+    if 'src="plotly.min.js"' in out_html.read_text(encoding="utf-8", errors="replace"): _plotly_beside(plan.report_dir)
+    _write_record(plan.data, stage, st["key"], hit["outputs"], hit.get("run_id"))
+    st.update(status="cached", cached_from=hit.get("run_id"), computed_seconds=hit.get("seconds"),
+              seconds=round(time.perf_counter() - t0, 2), headline=read_headlines(plan.data).get(stage, {}))
+    get_logger("pipeline").info(f"{stage}: cached (key {st['key'][:12]}, computed by run {hit.get('run_id')}) in {st['seconds']:.1f}s")
+
+# %% ../nbs/08_pipeline.ipynb #3cbf1992
+def _execute_stage(nb: Path, plan: _RunPlan, st: dict, mine: dict, out_nb: Path, out_html: Path, kernel: str, kernels,
+                   settings: Settings, store: StageCache | None, t0: float) -> None:
+    "Run one stage notebook with papermill, render its report and, when it succeeded, store it; `st` says how it went."
+    import papermill as pm
+    stage = st["stage"]
+    _stage_record(plan.data, stage).unlink(missing_ok=True)   # this stage's files are about to change
+    before = snapshot(plan.data)
+    try:
+        pm.execute_notebook(str(nb), str(out_nb), parameters=mine, kernel_name=kernel, progress_bar=False,
+                            cwd=str(settings.root), log_output=False, config=kernels)
+        st["status"] = "ok"
+    except Exception as e:  # papermill keeps the executed notebook with the error in it
+        ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
+        st["status"], st["error"] = "failed", mask_secrets(f"{ename}: {evalue}".splitlines()[0])[:500]
+    except KeyboardInterrupt:   # Ctrl-C: recorded like a failure (run.json, index, report), then re-raised by the run
+        st["status"], st["error"] = "interrupted", "interrupted (Ctrl-C)"
+    st["seconds"] = round(time.perf_counter() - t0, 2)
+    st["headline"] = read_headlines(plan.data).get(stage, {})
+    if out_nb.exists():
+        try: render_html(out_nb, out_html, f"{stage} · volregime run {plan.run_id}")
+        except Exception as e: get_logger("pipeline").warning(f"{stage}: HTML rendering failed: {e}"); st["html"] = None
+    if st["status"] == "ok" and store is not None:
+        files = written(before, snapshot(plan.data))
+        info = {"run_id": plan.run_id, "seconds": st["seconds"], "data_dir": str(plan.data), "headline": st["headline"]}
+        outputs = (store.put(stage, st["key"], plan.data, files, out_nb, out_html if st["html"] else None, info)["outputs"]
+                   if st["key"] is not None else outputs_digest(digests_of(plan.data, files)))
+        _write_record(plan.data, stage, st["key"], outputs, plan.run_id)
+        st["cache"] = "stored" if st["key"] is not None else "not stored: an upstream stage left no record in this data dir"
+
+# %% ../nbs/08_pipeline.ipynb #9f724756
+def _run_stage(nb: Path, plan: _RunPlan, store: StageCache | None, code: str | None, force: bool, kernel: str, kernels,
+               settings: Settings) -> dict:
+    "One stage of a run, restored from the cache or executed; its entry of run.json."
+    stage, t0 = nb.stem, time.perf_counter()
+    out_nb, out_html = plan.run_dir / nb.name, plan.report_dir / f"{stage}.html"
+    mine = {k: v for k, v in plan.injected.items() if k in plan.declared[nb.name]}
+    st = {"stage": stage, "status": "running", "notebook": str(out_nb), "html": out_html.name, "parameters": sorted(mine)}
+    num = stage_number(stage)
+    up = _upstream(plan.data, num) if store else None
+    # where a stage runs (cluster) does not change what it computes: not part of the key
+    st["key"] = (stage_key(stage, {k: plan.params[k] for k in mine if k != "cluster"}, up, notebook_digest(nb), code,
+                           _stage_extra(num, plan.params)) if up is not None else None)
+    hit = None if (st["key"] is None or force or (plan.from_stage and num >= plan.from_stage)) else store.get(stage, st["key"])
+    if hit is not None and num == "06" and not _db_holds(plan.params, hit.get("headline") or {}):
+        get_logger("pipeline").info(f"{stage}: the database no longer holds what the cached load wrote: loading again"); hit = None
+    if hit is not None: _restore_stage(store, hit, plan, st, out_nb, out_html, t0)
+    else: _execute_stage(nb, plan, st, mine, out_nb, out_html, kernel, kernels, settings, store, t0)
+    return st
+
+# %% ../nbs/08_pipeline.ipynb #e9b433e3
+def _finish_run(plan: _RunPlan, record: dict, settings: Settings, t_run: float) -> RunResult:
+    "run.json, the run's index page and the `latest` links written; the run's result."
+    record["status"] = "interrupted" if record["stages"] and record["stages"][-1]["status"] == "interrupted" else \
+        "failed" if any(s["status"] == "failed" for s in record["stages"]) else "ok"
+    record["seconds"] = round(time.perf_counter() - t_run, 2)
+    record["headlines"] = read_headlines(plan.data)
+    (plan.run_dir / "run.json").write_text(json.dumps(record, indent=1, default=str))
+    write_index(record, plan.report_dir / "index.html")
+    _link_latest(plan.report_dir, settings.path("reports_dir") / "latest")
+    _link_latest(plan.run_dir, settings.path("runs_dir") / "latest")
+    write_reports_index(settings)
+    return RunResult(plan.run_id, plan.run_dir, plan.report_dir, plan.data, record)
+
 # %% ../nbs/08_pipeline.ipynb #b368659f
 def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML path; default from settings
                  config: str | None = None,  # YAML overlaid on the profile
@@ -341,119 +465,38 @@ def run_pipeline(profile: str | None = None,  # smoke | demo | full, or a YAML p
                  cache: bool = True,  # reuse and store stage results (see volregime.cache)
                 ) -> RunResult:
     "Execute the stage notebooks with papermill, keep everything under runs/<run_id>, render reports/<run_id>."
-    import papermill as pm
     from tqdm.auto import tqdm
     log = get_logger("pipeline")
     settings = settings or get_settings()
     profile = profile or settings.profile
-    params = merge_params(profile, config, sets, settings.root)
-    nbs = select_stages(stages, stage_notebooks(settings.root / "nbs"))
-    declared = {p.name: declared_parameters(p) for p in stage_notebooks(settings.root / "nbs")}
-    check_unknown(params, list(stage_params().values()), extra=("data_dir",))
-    check_cluster(params.get("cluster"))
-    if from_stage:
-        from_stage = str(from_stage).zfill(2)
-        known = sorted(STAGE_RE.match(p.name)[1] for p in stage_notebooks(settings.root / "nbs"))
-        if from_stage not in known: raise InputError(f"--from {from_stage}: unknown stage (known: {', '.join(known)})")
-    run_id = run_id or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{Path(str(profile)).stem}"
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", run_id): raise InputError(f"--run-id {run_id!r}: use letters, digits, '.', '_' or '-'")
-    run_dir = settings.path("runs_dir") / run_id
-    report_dir = settings.path("reports_dir") / run_id
-    data = resolve_path(data_dir, settings.root) if data_dir else run_dir / "data"
-    run_dir.mkdir(parents=True, exist_ok=True); data.mkdir(parents=True, exist_ok=True)
-    params["data_dir"] = str(data)
-    injected = _protect_secrets(params)
-    record = {"run_id": run_id, "profile": str(profile), "status": "running", "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "seconds": 0.0, "git_sha": git_sha(settings.root), "versions": package_versions(),
-              "parameters": {k: mask_secrets(v) if isinstance(v, str) else v for k, v in params.items()},
-              "data_dir": str(data), "cache_dir": str(settings.path("cache_dir")) if cache else None, "stages": []}
+    plan = _plan_run(profile, config, sets, stages, data_dir, run_id, settings, from_stage)
+    record = {"run_id": plan.run_id, "profile": str(profile), "status": "running",
+              "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "seconds": 0.0,
+              "git_sha": git_sha(settings.root), "versions": package_versions(),
+              "parameters": {k: mask_secrets(v) if isinstance(v, str) else v for k, v in plan.params.items()},
+              "data_dir": str(plan.data), "cache_dir": str(settings.path("cache_dir")) if cache else None, "stages": []}
     store = StageCache(settings.path("cache_dir")) if cache else None
     code = code_digest() if cache else None
     t_run = time.perf_counter()
-    failure = interrupted = None
-    bar = tqdm(nbs, desc="volregime run", unit="stage", disable=not progress)
+    bar = tqdm(plan.nbs, desc="volregime run", unit="stage", disable=not progress)
     sockets = tempfile.TemporaryDirectory(prefix="volregime-kernels-")
     kernels = _kernel_config(Path(sockets.name))
-    # the stage kernels inherit these: a report shows whole tables (every model, every k), not Polars' 10-row cut
-    fmt = {k: v for k, v in (("POLARS_FMT_MAX_ROWS", "60"), ("POLARS_FMT_MAX_COLS", "40")) if k not in os.environ}
-    # TensorFlow's C++ notices (tf.data graph notes at E level, absl's preamble) went to the terminal from stage 05
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in ("", "2"): fmt["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    saved_env = {k: os.environ.get(k) for k in fmt}
-    os.environ.update(fmt)
-    shared = contextlib.ExitStack()
-    try:
-        if check_cluster(params.get("cluster")) == "local":   # one LocalCluster for the whole run; stages reach it by address
+    with contextlib.ExitStack() as shared:
+        shared.callback(sockets.cleanup); shared.callback(bar.close)
+        shared.enter_context(_stage_env())
+        if check_cluster(plan.params.get("cluster")) == "local":   # one LocalCluster for the whole run; stages reach it by address
             eng = shared.enter_context(engine("local"))
-            injected = {**injected, "cluster": eng.client.scheduler.address}
+            plan.injected = {**plan.injected, "cluster": eng.client.scheduler.address}
         for nb in bar:
-            stage = nb.stem
-            bar.set_postfix_str(stage)
-            out_nb, out_html = run_dir / nb.name, report_dir / f"{stage}.html"
-            mine = {k: v for k, v in injected.items() if k in declared[nb.name]}
-            st = {"stage": stage, "status": "running", "notebook": str(out_nb), "html": out_html.name, "parameters": sorted(mine)}
-            t0 = time.perf_counter()
-            num = stage_number(stage)
-            up = _upstream(data, num) if store else None
-            # where a stage runs (cluster) does not change what it computes: not part of the key
-            key = (stage_key(stage, {k: params[k] for k in mine if k != "cluster"}, up, notebook_digest(nb), code, _stage_extra(num, params))
-                   if up is not None else None)
-            st["key"] = key
-            hit = None if (key is None or force or (from_stage and num >= from_stage)) else store.get(stage, key)
-            if hit is not None and num == "06" and not _db_holds(params, hit.get("headline") or {}):
-                log.info(f"{stage}: the database no longer holds what the cached load wrote: loading again"); hit = None
-            if hit is not None:
-                store.restore(hit, data, out_nb, out_html)
-                if 'src="plotly.min.js"' in out_html.read_text(encoding="utf-8", errors="replace"): _plotly_beside(report_dir)
-                _write_record(data, stage, key, hit["outputs"], hit.get("run_id"))
-                st.update(status="cached", cached_from=hit.get("run_id"), computed_seconds=hit.get("seconds"),
-                          seconds=round(time.perf_counter() - t0, 2), headline=read_headlines(data).get(stage, {}))
-                record["stages"].append(st)
-                log.info(f"{stage}: cached (key {key[:12]}, computed by run {hit.get('run_id')}) in {st['seconds']:.1f}s")
-                continue
-            _stage_record(data, stage).unlink(missing_ok=True)   # this stage's files are about to change
-            before = snapshot(data)
-            try:
-                pm.execute_notebook(str(nb), str(out_nb), parameters=mine, kernel_name=kernel, progress_bar=False,
-                                    cwd=str(settings.root), log_output=False, config=kernels)
-                st["status"] = "ok"
-            except Exception as e:  # papermill keeps the executed notebook with the error in it
-                ename, evalue = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", str(e))
-                st["status"], st["error"] = "failed", mask_secrets(f"{ename}: {evalue}".splitlines()[0])[:500]
-                failure = f"stage {stage} failed: {st['error']}"
-            except KeyboardInterrupt:   # Ctrl-C: recorded like a failure (run.json, index, report), then re-raised
-                st["status"], st["error"] = "interrupted", "interrupted (Ctrl-C)"
-                failure = interrupted = f"stage {stage} interrupted"
-            st["seconds"] = round(time.perf_counter() - t0, 2)
-            st["headline"] = read_headlines(data).get(stage, {})
-            if out_nb.exists():
-                try: render_html(out_nb, out_html, f"{stage} · volregime run {run_id}")
-                except Exception as e: log.warning(f"{stage}: HTML rendering failed: {e}"); st["html"] = None
-            if st["status"] == "ok" and store is not None:
-                files = written(before, snapshot(data))
-                info = {"run_id": run_id, "seconds": st["seconds"], "data_dir": str(data), "headline": st["headline"]}
-                outputs = (store.put(stage, key, data, files, out_nb, out_html if st["html"] else None, info)["outputs"]
-                           if key is not None else outputs_digest(digests_of(data, files)))
-                _write_record(data, stage, key, outputs, run_id)
-                st["cache"] = "stored" if key is not None else "not stored: an upstream stage left no record in this data dir"
+            bar.set_postfix_str(nb.stem)
+            st = _run_stage(nb, plan, store, code, force, kernel, kernels, settings)
             record["stages"].append(st)
-            log.info(f"{stage}: {st['status']} in {st['seconds']:.1f}s")
-            if failure: break
-    finally:
-        bar.close(); sockets.cleanup(); shared.close()
-        for k, v in saved_env.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
-    record["status"] = "interrupted" if interrupted else "failed" if failure else "ok"
-    record["seconds"] = round(time.perf_counter() - t_run, 2)
-    record["headlines"] = read_headlines(data)
-    (run_dir / "run.json").write_text(json.dumps(record, indent=1, default=str))
-    write_index(record, report_dir / "index.html")
-    _link_latest(report_dir, settings.path("reports_dir") / "latest")
-    _link_latest(run_dir, settings.path("runs_dir") / "latest")
-    write_reports_index(settings)
-    res = RunResult(run_id, run_dir, report_dir, data, record)
-    if interrupted: raise KeyboardInterrupt(interrupted)
-    if failure: raise StageFailed(failure)
+            if st["status"] != "cached": log.info(f"{nb.stem}: {st['status']} in {st['seconds']:.1f}s")
+            if st["status"] in ("failed", "interrupted"): break
+    res = _finish_run(plan, record, settings, t_run)
+    last = record["stages"][-1] if record["stages"] else {}
+    if last.get("status") == "interrupted": raise KeyboardInterrupt(f"stage {last['stage']} interrupted")
+    if last.get("status") == "failed": raise StageFailed(f"stage {last['stage']} failed: {last['error']}")
     return res
 
 # %% ../nbs/08_pipeline.ipynb #8c68271b

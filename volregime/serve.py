@@ -62,7 +62,7 @@ class ServeLimits:
     max_kernels: int = 8           # pages open at once (each holds a kernel); the next visitor gets 503
     kernel_memory_mb: int = 4096   # address-space cap of each kernel (RLIMIT_AS); 0 = none
     ws_burst: int = 400            # websocket messages a client may send at once (the page's load)
-    ws_rate: float = 40.0          # ... and per second after that
+    ws_rate: float = 40.0          # websocket messages a client may send per second after the burst
     ws_pending_mb: int = 64        # bytes waiting for a client that does not read, before it is disconnected
     state_every_s: float = 10.0    # one widget-state request per widget per this many seconds (the page asks once)
     cull_idle_s: int = 600         # seconds before an idle kernel is shut down
@@ -207,17 +207,12 @@ class LimitedKernelManager(ServerKernelManager):
         mb = int(os.environ.get("VOLREGIME_SERVE_KERNEL_MEMORY_MB", "0") or 0)
         return [sys.executable, "-c", _SET_LIMIT, str(mb << 20), *cmd] if mb > 0 else cmd
 
-def _handlers(limits: ServeLimits):
-    "The websocket, page and data handlers (Tornado classes, built when the server starts)."
-    from jupyter_server.base.handlers import APIHandler
-    from jupyter_core.utils import ensure_async
+# %% ../nbs/07b_serve.ipynb #3acf8162
+def _websocket_handler(limits: ServeLimits, ledger: PageLedger):
+    "The kernel websocket handler class: subprotocol, rate, repeated state requests and backlog checked."
     from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
     from tornado import web
-    from voila.tornado.handler import TornadoVoilaHandler
     from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
-
-    ledger = PageLedger()
-    client_of = contextvars.ContextVar("volregime_page_client", default=None)
 
     class GuardedKernelWebsocket(VoilaKernelWebsocketHandler):
         async def pre_get(self):
@@ -269,6 +264,13 @@ def _handlers(limits: ServeLimits):
                 if pending > limits.ws_pending_mb << 20:
                     self._drop(f"client not reading ({pending >> 20} MiB waiting)")
             return super().write_message(message, binary)
+    return GuardedKernelWebsocket
+
+# %% ../nbs/07b_serve.ipynb #060d2f9b
+def _page_handler(limits: ServeLimits, ledger: PageLedger, client_of: contextvars.ContextVar):
+    "The page handler class: kernels counted per server and per client, socketless pages swept."
+    from jupyter_core.utils import ensure_async
+    from voila.tornado.handler import TornadoVoilaHandler
 
     class CappedVoilaHandler(TornadoVoilaHandler):
         async def get(self, path=None):
@@ -322,6 +324,14 @@ def _handlers(limits: ServeLimits):
             try: await km.shutdown_kernel(kid)
             except Exception as e: log.warning(f"could not shut down kernel {kid[:8]}: {e}")
 
+    return CappedVoilaHandler
+
+# %% ../nbs/07b_serve.ipynb #a3af122d
+def _data_handler():
+    "The /api/data handler class: rows as JSON, one-line errors as 400."
+    from jupyter_server.base.handlers import APIHandler
+    from tornado import web
+
     src_holder: dict = {}
 
     class DataHandler(APIHandler):
@@ -338,8 +348,15 @@ def _handlers(limits: ServeLimits):
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps(body, default=str))
 
-    return GuardedKernelWebsocket, CappedVoilaHandler, DataHandler
+    return DataHandler
 
+def _handlers(limits: ServeLimits):
+    "The websocket, page and data handlers (Tornado classes, built when the server starts), sharing one page ledger."
+    ledger = PageLedger()
+    client_of = contextvars.ContextVar("volregime_page_client", default=None)
+    return _websocket_handler(limits, ledger), _page_handler(limits, ledger, client_of), _data_handler()
+
+# %% ../nbs/07b_serve.ipynb #22aa7e58
 def volregime_voila(limits: ServeLimits):
     "Voilà's application class with the dashboard's handlers and limits."
     from voila.app import Voila
