@@ -5,7 +5,9 @@ psycopg2 CSV COPY), by pandas to_sql (on a 100,000-row slice: at its rate 2 mill
 and by the embedded server's own `psql \\copy` from a CSV of the same rows, all in one run against
 the embedded PostgreSQL. volregime's COPY runs on two connections at once (`--copy-connections 2`);
 for reference the run also times two `psql \\copy` processes at once on the two halves of the CSV. Peak RSS of volregime at 0.5, 1 and 2 million rows shows it flat.
-Targets: >= 1.5x the psql \\copy rate and >= 20x to_sql's.
+Targets: >= 1.5x the psql \\copy rate and >= 20x to_sql's. The last section times what a user waits for: the whole
+`volregime load` command from the shell (interpreter start, imports, the load, its index and read-back) against the
+whole `psql \\copy` command, on the same rows (`--cli-rows`, default 1 million), in the same run.
 
     python bench/load.py [--rows 2000000]
 """
@@ -15,6 +17,7 @@ import argparse
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +26,7 @@ from _common import measure
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--rows", type=int, default=2_000_000)
+ap.add_argument("--cli-rows", type=int, default=1_000_000, help="rows of the whole-command comparison (at most --rows)")
 a = ap.parse_args()
 
 import numpy as np  # noqa: E402
@@ -72,8 +76,8 @@ ddl = "DROP TABLE IF EXISTS bench_psql; CREATE TABLE bench_psql (date date, clus
       ", ".join(f"{c} double precision" for c in df.columns[2:]) + ");"
 conn = libpq_uri(uri)
 cmd_prefix = ["su", "pgserver", "-s", "/bin/sh", "-c"] if os.geteuid() == 0 else None
-def run_psql(sql):
-    args = [str(psql), conn, "-v", "ON_ERROR_STOP=1", "-c", sql]
+def run_psql(*sqls):
+    args = [str(psql), conn, "-v", "ON_ERROR_STOP=1", *[x for q in sqls for x in ("-c", q)]]
     return subprocess.run(cmd_prefix + [" ".join(f"'{x}'" for x in args)] if cmd_prefix else args, check=True, capture_output=True, text=True)
 run_psql(ddl)
 t0 = time.perf_counter()
@@ -106,4 +110,20 @@ for k in (n // 4, n // 2):
     r = run_load(k, "adbc")
     print(f"  {k:>10,} rows: peak RSS {r['peak_rss_mib']:6.0f} MiB ({r['rows_per_s']:,.0f} rows/s)")
 print(f"  {n:>10,} rows: peak RSS {res['adbc']['peak_rss_mib']:6.0f} MiB")
+
+# the whole command from the shell, as a user runs it, against psql \copy of the same rows (best of three each)
+k = min(a.cli_rows, n)
+df.head(k).write_parquet(tmp / "cli.parquet")
+(tmp / "cli.csv").write_text(""); df.head(k).write_csv(tmp / "cli.csv", include_header=False); os.chmod(tmp / "cli.csv", 0o644)
+vl = [str(Path(sys.executable).parent / "volregime"), "load", "--parquet", str(tmp / "cli.parquet"), "--table", "bench_cli", "--no-progress"]
+def timed(fn):
+    t = time.perf_counter(); fn(); return time.perf_counter() - t
+cli_s = min(timed(lambda: subprocess.run(vl, check=True, capture_output=True)) for _ in range(3))
+def psql_copy():
+    run_psql(ddl.replace("bench_psql", "bench_psql_cli"), f"\\copy bench_psql_cli FROM '{tmp / 'cli.csv'}' WITH (FORMAT csv)")
+psql_cli_s = min(timed(psql_copy) for _ in range(3))
+print(f"\nthe whole command from the shell, {k:,} rows (best of three; start-up, imports, index and read-back included):")
+print(f"  volregime load:  {cli_s:6.2f} s")
+print(f"  psql \\copy:     {psql_cli_s:6.2f} s   (one psql process: create the table, then \\copy)")
+print(f"  ratio psql / volregime: {psql_cli_s / cli_s:.2f}x (target >= 1.5x)")
 shutil.rmtree(tmp)

@@ -465,15 +465,20 @@ COMMANDS = {"run": (RunOptions, _cmd_run), "sweep": (SweepOptions, _cmd_sweep), 
             "ingest": (IngestOptions, _cmd_ingest), "combine": (CombineOptions, _cmd_combine), "load": (LoadOptions, _cmd_load),
             "dashboard": (DashboardOptions, _cmd_dashboard), "db": (DbOptions, _cmd_db)}
 
-def build_parser() -> argparse.ArgumentParser:
-    "The `volregime` argument parser: one subcommand per entry of `COMMANDS`, its flags from the dataclasses."
+def build_parser(argv: list | None = None,  # the arguments about to be parsed: only their subcommand's flags are built
+                 ) -> argparse.ArgumentParser:
+    """The `volregime` argument parser: one subcommand per entry of `COMMANDS`, its flags from the dataclasses. Given
+    `argv`, only the subcommand it names gets its flags: building `dashboard`'s imports Jupyter's server (3 s) and
+    `train`'s imports scikit-learn (2 s), which a `volregime load` should not wait for."""
     p = argparse.ArgumentParser(prog="volregime", description="Volatility regimes in equity options data.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    named = next((a for a in argv if a in COMMANDS), None) if argv is not None else None
     for name, (opts, func) in COMMANDS.items():
         help_, _, desc = inspect.cleandoc(opts.__doc__).partition("\n\n")
         sp = sub.add_parser(name, help=help_, description=" ".join(desc.split()) or help_)
-        for cls, aliases, keep in _stage_flags(name): param_flags(sp, cls, aliases=aliases, keep_defaults=keep)
-        command_flags(sp, opts)
+        if argv is None or name == named:
+            for cls, aliases, keep in _stage_flags(name): param_flags(sp, cls, aliases=aliases, keep_defaults=keep)
+            command_flags(sp, opts)
         sp.set_defaults(func=func)
     return p
 
@@ -484,7 +489,8 @@ def main(argv: list | None = None  # arguments; default sys.argv[1:]
     import os
     # TensorFlow's C++ start-up notices (absl's preamble, oneDNN, CPU features) are not ours to show; 0 or 1 set by the user wins
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in ("", "2"): os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (InputError, FileNotFoundError) as e:   # bad input of ours: a one-line message, exit 2
