@@ -14,16 +14,18 @@ import numpy as np
 import polars as pl
 
 from .cluster import Engine, check_cluster, engine, underlying_groups
+from .rawstore import raw_files
 from .core import Artifacts, InputError, StageParams, atomic_path, build_once, get_logger, open_parquet_writer, record_headline
 
 # %% auto #0
 __all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SMILE_MIN_QUOTES', 'Z25', 'FIT_COLUMNS', 'SURFACE_SE', 'SURFACE_COLS',
-           'SURFACE_KIND', 'DAILY_COLUMNS', 'in_part', 'part_scan', 'underlying_frame', 'volume_ma5', 'option_features',
-           'write_option_features', 'SurfaceFilters', 'filter_counts', 'apply_filters', 'per_expiry', 'smile_quotes',
-           'fit_smiles', 'constant_maturity', 'constant_maturity_se', 'expiry_smiles', 'surface_from_opprcd',
-           'option_activity', 'surface_from_vsurfd', 'daily_features', 'log_surface', 'FeatureSummary',
-           'build_features', 'FeatureParams', 'truth_tracking', 'surface_accuracy', 'noise_shares', 'run_features',
-           'features_ready', 'ensure_features', 'fig_surface_timeline', 'fig_feature_distributions', 'fig_correlation']
+           'SURFACE_KIND', 'DAILY_COLUMNS', 'in_part', 'part_files', 'part_scan', 'underlying_frame', 'volume_ma5',
+           'option_features', 'write_option_features', 'SurfaceFilters', 'filter_counts', 'apply_filters', 'per_expiry',
+           'smile_quotes', 'fit_smiles', 'constant_maturity', 'constant_maturity_se', 'expiry_smiles',
+           'surface_from_opprcd', 'option_activity', 'surface_from_vsurfd', 'daily_features', 'log_surface',
+           'FeatureSummary', 'build_features', 'FeatureParams', 'truth_tracking', 'surface_accuracy', 'noise_shares',
+           'run_features', 'features_ready', 'ensure_features', 'fig_surface_timeline', 'fig_feature_distributions',
+           'fig_correlation']
 
 # %% ../nbs/02_features.ipynb #516e06fe
 log = get_logger("features")
@@ -37,14 +39,22 @@ def in_part(part: tuple | None  # (secids, year) of a partition, or None for eve
     if part is not None and part[1] is not None: e = e & (pl.col("date").dt.year() == part[1])
     return e
 
+def part_files(raw_dir: str | Path,  # data_dir/raw
+               table: str,           # opprcd or vsurfd
+               part: tuple | None = None,  # (secids, year) of a partition, or None for everything
+               ) -> list:
+    "The files that can hold a partition's rows; when none does, one file of the table (filtered, it gives the empty frame)."
+    secids, y = (part[0], part[1]) if part is not None else (None, None)
+    files = raw_files(Path(raw_dir), table, y, secids)
+    return files or sorted((Path(raw_dir) / table).glob("year=*/*.parquet"))[:1]
+
 def part_scan(raw_dir: str | Path,  # data_dir/raw
               table: str,           # opprcd or vsurfd (yearly folders year=YYYY)
               part: tuple | None = None,  # (secids, year) of a partition, or None for everything
               ) -> pl.LazyFrame:
-    "A yearly raw table's rows of a partition; only its year's folder is listed, so a task never opens the other years' files."
-    y = part[1] if part is not None and part[1] is not None else None
-    files = sorted((Path(raw_dir) / table).glob(f"year={y}/*.parquet")) if y is not None else []
-    return pl.scan_parquet(files or Path(raw_dir) / table / "**" / "*.parquet", hive_partitioning=False).filter(in_part(part))
+    """A yearly raw table's rows of a partition. Only the files that hold its underlyings in its year are opened (the
+    raw store's index, `raw_files`), so a task never reads the footers of the other years' or the other names' files."""
+    return pl.scan_parquet(part_files(raw_dir, table, part), hive_partitioning=False).filter(in_part(part))
 
 def underlying_frame(raw_dir: str | Path,  # data_dir/raw
                      rv_window: int = 21,   # trading days in rv_21d
@@ -126,7 +136,7 @@ def write_option_features(raw_dir: str | Path,  # data_dir/raw
     "Stream option features chunk by chunk (a month at a time by default) into one parquet file; rows written."
     import datetime as dt
     raw = Path(raw_dir)
-    files = sorted((raw / "opprcd").glob("year=*/*.parquet"))
+    files = raw_files(raw, "opprcd", None, part[0] if part else None)   # every year of the partition's underlyings (context rows)
     if not files: return 0
     lf_all = pl.scan_parquet(files, hive_partitioning=False).filter(in_part((part[0], None)) if part else pl.lit(True))
     lo, hi = lf_all.filter(in_part(part)).select(pl.col("date").min().alias("lo"), pl.col("date").max().alias("hi")).collect().row(0)
@@ -379,7 +389,7 @@ def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
     # per-expiry summaries one year partition at a time (they are small): the filtered quotes of one year
     # at most are in memory, however many years there are
     spot = under.lazy().select("secid", "date", "close_raw")
-    parts = sorted((Path(raw_dir) / "opprcd").glob(f"year={part[1] if part and part[1] is not None else '*'}/*.parquet"))
+    parts = part_files(raw_dir, "opprcd", part)
     exp = pl.concat([expiry_smiles(apply_filters(pl.scan_parquet(p).filter(in_part(part)), f), spot) for p in parts])
     n_all, n_wx, n_fit = exp.select(pl.len(), (pl.col("wing_extrapolated") > 0).sum(), (pl.col("smile") == "fit").sum()).row(0)
     if n_all: log.info(f"smiles fitted to every usable quote on {n_fit} of {n_all} expiries (the others: two-point values, no standard error)")

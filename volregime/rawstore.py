@@ -20,7 +20,7 @@ from .cluster import core_budget
 from .schemas import KEYS, SCHEMAS, YEARLY_TABLES
 
 # %% auto #0
-__all__ = ['log', 'IngestSummary', 'raw_lock', 'RawWriter']
+__all__ = ['log', 'INDEX_NAME', 'IngestSummary', 'raw_lock', 'RawWriter', 'write_raw_index', 'raw_files']
 
 # %% ../nbs/01f_raw_store.ipynb #cf596282
 log = get_logger("ingest")
@@ -253,6 +253,48 @@ def _merge_runs(self: RawWriter, runs: list, keys: list, out: Path) -> None:
     if pend: write(pl.concat(pend).to_arrow())
     if writer is not None: writer.close()
 
+# %% ../nbs/01f_raw_store.ipynb #1afd41bd
+INDEX_NAME = "_index.json"   # beside the year=YYYY folders: not a *.parquet, so no reader of the data globs it
+
+def write_raw_index(root: Path,   # a raw folder (or the staging folder that becomes it)
+                    table: str,   # a yearly table (opprcd, vsurfd)
+                    ) -> dict:
+    """Record which secids each `year=*/*.parquet` file of `table` holds and the dates it spans; the index. Read from the
+    files' row-group statistics where they settle it (a file of one underlying, the export order's); otherwise the
+    secid column alone is read. Reading the secid and date columns back to get every secid's own span cost 12 % of a
+    cross-section's ingest; a reader needs only which files to open."""
+    import json
+    files = []
+    for f in sorted((Path(root) / table).glob("year=*/*.parquet")):
+        md = pq.ParquetFile(f).metadata
+        names = [md.schema.column(i).name for i in range(md.num_columns)]
+        stats = lambda c: [md.row_group(g).column(names.index(c)).statistics for g in range(md.num_row_groups)]
+        sid, dts = stats("secid"), stats("date")
+        if all(s is not None and s.has_min_max and s.min == s.max == sid[0].min for s in sid): ids = [int(sid[0].min)]
+        else: ids = sorted(pl.scan_parquet(f).select(pl.col("secid").unique()).collect().to_series().to_list())
+        first = min(str(s.min) for s in dts if s is not None and s.has_min_max) if md.num_row_groups else ""
+        last = max(str(s.max) for s in dts if s is not None and s.has_min_max) if md.num_row_groups else ""
+        files.append({"file": f.relative_to(Path(root) / table).as_posix(), "year": int(f.parent.name.removeprefix("year=")),
+                      "rows": md.num_rows, "first": first, "last": last, "secids": ids})
+    index = {"table": table, "files": files}
+    if files: (Path(root) / table / INDEX_NAME).write_text(json.dumps(index, separators=(",", ":")))
+    return index
+
+def raw_files(root: Path,               # the raw folder
+              table: str,               # opprcd or vsurfd
+              year: int | None = None,  # only this year's files (None: every year)
+              secids=None,              # only files holding one of these secids (None: any)
+              ) -> list:
+    "The table's parquet files of `year` that hold any of `secids`, from the index when there is one (else every file of the year)."
+    import json
+    base = Path(root) / table
+    ix = base / INDEX_NAME
+    if not ix.exists():
+        return sorted(base.glob(f"year={year if year is not None else '*'}/*.parquet"))
+    want = None if secids is None else {int(s) for s in secids}
+    return [base / e["file"] for e in json.loads(ix.read_text())["files"]
+            if (year is None or e["year"] == year) and (want is None or not want.isdisjoint(e["secids"]))]
+
 # %% ../nbs/01f_raw_store.ipynb #2c0f9bce
 @patch
 def finalize(self: RawWriter) -> IngestSummary:
@@ -292,4 +334,6 @@ def finalize(self: RawWriter) -> IngestSummary:
             log.warning(f"{table}{year or ''}: dropped {dropped} duplicate rows (key {', '.join(KEYS[table])})")
     self.pool.shutdown()
     shutil.rmtree(self.stage / "_parts", ignore_errors=True)
+    for table in YEARLY_TABLES:   # every file of the stage, those moved in from cluster tasks included
+        if (self.stage / table).is_dir(): write_raw_index(self.stage, table)
     return s
