@@ -178,6 +178,125 @@ class _Fail:
     "Failure injection for tests: raise after this many rows were written."
     after_rows: int | None = None
 
+# %% ../nbs/06_postgres_load.ipynb #2694c0cc
+def _drop_orphans(conn, schema: str, table: str, staging: str) -> None:
+    "The schema created if needed; the staging tables an interrupted load of `table` left (this name and the older one) dropped."
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
+        for orphan in dict.fromkeys([staging, f"{table}__staging"[:63]]):   # this name, and the one loads used before
+            if orphan == table: continue
+            cur.execute("SELECT to_regclass(%s)", (f"{q(schema)}.{q(orphan)}",))
+            if cur.fetchone()[0] is not None:
+                log.warning(f"dropping {schema}.{orphan}: the staging table of an interrupted load of {schema}.{table}")
+                cur.execute(f"DROP TABLE {q(schema)}.{q(orphan)}")
+    conn.commit()
+
+# %% ../nbs/06_postgres_load.ipynb #8e84537c
+class _Streams:
+    "Chunks of rows into the staging table: COPY on `workers` connections at once, or to_sql; rows written so far."
+    def __init__(self, uri: str, dsn: str, schema: str, staging: str, path: str, workers: int, to_sql_chunksize: int, bar, t0: float):
+        import collections
+        import queue
+        from concurrent.futures import ThreadPoolExecutor
+        self.uri, self.schema, self.staging, self.path, self.workers = uri, schema, staging, path, workers
+        self.to_sql_chunksize, self.bar, self.t0 = to_sql_chunksize, bar, t0
+        self.copying = path != "to_sql"
+        self.pool, self.opened, self.inflight = queue.Queue(), [], collections.deque()
+        self.ex = ThreadPoolExecutor(workers, thread_name_prefix="volregime-copy") if self.copying else None
+        self.eng, self.written = None, 0   # the SQLAlchemy engine of the to_sql path, made once
+        import psycopg2
+        if path == "adbc": import adbc_driver_postgresql.dbapi as adbc_dbapi
+        try:
+            for _ in range(workers if self.copying else 0):
+                cn = adbc_dbapi.connect(dsn) if path == "adbc" else psycopg2.connect(dsn)
+                self.opened.append(cn); self.pool.put(cn)
+        except BaseException:   # a connection refused: the ones already open are closed, not left to the server
+            self.close(); raise
+
+    def _ingest(self, tab) -> int:
+        "One chunk, in a worker thread, on a connection of its own (ADBC and psycopg2 release the GIL)."
+        cn = self.pool.get()
+        try:
+            if self.path == "adbc":
+                with cn.cursor() as c: c.adbc_ingest(self.staging, tab, mode="append", db_schema_name=self.schema)
+            else:
+                for b in tab.to_batches(): _copy_psycopg2(cn, self.schema, self.staging, b)
+            cn.commit()
+        finally: self.pool.put(cn)
+        return tab.num_rows
+
+    def _done(self, n: int) -> None:
+        self.written += n
+        self.bar.update(n)
+        self.bar.set_postfix_str(f"{self.written / max(time.perf_counter() - self.t0, 1e-9):,.0f} rows/s")
+        if _Fail.after_rows is not None and self.written >= _Fail.after_rows:
+            raise RuntimeError(f"injected failure after {self.written} rows")
+
+    def flush(self, tab) -> None:
+        "Write one chunk (a pyarrow Table): queued for a COPY stream, or inserted at once."
+        if self.copying:   # at most `workers` chunks in flight: memory stays bounded
+            while len(self.inflight) >= self.workers: self._done(self.inflight.popleft().result())
+            self.inflight.append(self.ex.submit(self._ingest, tab))
+            return
+        if self.eng is None:
+            from sqlalchemy import create_engine
+            self.eng = create_engine(self.uri)
+        tab.to_pandas().to_sql(self.staging, self.eng, schema=self.schema, if_exists="append", index=False,
+                               chunksize=self.to_sql_chunksize, method=_insert_values)
+        self._done(tab.num_rows)
+
+    def drain(self) -> None:
+        "Wait for the chunks in flight."
+        while self.inflight: self._done(self.inflight.popleft().result())
+
+    def cancel(self) -> None:
+        "Cancel what is queued and wait for what runs: no COPY still writing into a staging table about to be dropped."
+        for f in self.inflight: f.cancel()
+        if self.ex is not None: self.ex.shutdown(wait=True)
+
+    def close(self) -> None:
+        "Every connection closed."
+        if self.ex is not None: self.ex.shutdown(wait=True)
+        if self.eng is not None: self.eng.dispose()
+        for cn in self.opened:
+            try: cn.close()
+            except Exception: pass
+
+# %% ../nbs/06_postgres_load.ipynb #db7919cb
+def _swap_in(conn, schema: str, table: str, staging: str, cols: list, written: int, if_exists: str,
+             index_cols: list | None, key_cols: list | None) -> int:
+    "The staging table indexed and made the target (renamed over it, or appended on the key), committed; the rows now new."
+    stg, tgt = f"{q(schema)}.{q(staging)}", f"{q(schema)}.{q(table)}"
+    with conn.cursor() as cur:
+        key = [c for c in (key_cols or []) if c in cols]
+        ic = [c for c in (index_cols or []) if c in cols]
+        if ic: cur.execute(f"CREATE INDEX {q(index_name(staging, ic))} ON {stg} ({', '.join(q(c) for c in ic)})")
+        cur.execute("SELECT to_regclass(%s)", (tgt,))
+        exists = cur.fetchone()[0] is not None
+        if if_exists == "append" and exists:
+            if key:
+                cur.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {q(index_name(table, key, 'ux'))} ON {tgt} ({', '.join(q(c) for c in key)})")
+                conflict = f"ON CONFLICT ({', '.join(q(c) for c in key)}) DO NOTHING"
+            else: conflict = ""
+            collist = ", ".join(q(c) for c in cols)
+            cur.execute(f"INSERT INTO {tgt} ({collist}) SELECT {collist} FROM {stg} {conflict}")
+            added = cur.rowcount
+            cur.execute(f"DROP TABLE {stg}")
+            log.info(f"append: {added:,} new rows of {written:,} ({written - added:,} already present on key {key})")
+            written = added
+        else:   # replace, or append to a table that does not exist yet: the staging table becomes it
+            if key:
+                cur.execute(f"CREATE UNIQUE INDEX {q(index_name(staging, key, 'ux'))} ON {stg} ({', '.join(q(c) for c in key)})")
+            if staging == table: raise LoadError(f"--table {table}: refusing to drop it (staging name clash)")
+            cur.execute(f"DROP TABLE IF EXISTS {tgt}")
+            cur.execute(f"ALTER TABLE {stg} RENAME TO {q(table)}")
+            renames = {index_name(staging, ic): index_name(table, ic), index_name(staging, key, "ux"): index_name(table, key, "ux")}
+            cur.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s", (schema, table))
+            for (ix,) in cur.fetchall():
+                if ix in renames: cur.execute(f"ALTER INDEX {q(schema)}.{q(ix)} RENAME TO {q(renames[ix])}")
+    conn.commit()
+    return written
+
 # %% ../nbs/06_postgres_load.ipynb #a5fc0ac0
 def write_table(uri: str,  # SQLAlchemy URI
                 schema: str,  # target schema
@@ -197,9 +316,6 @@ def write_table(uri: str,  # SQLAlchemy URI
     """Stream batches into schema.table through a staging table; atomic replace or idempotent append.
     COPY chunks go through `copy_connections` connections at once: one COPY stream keeps one server backend
     and the client taking turns; two overlap them (about 2x on 2 cores)."""
-    import collections
-    import queue
-    from concurrent.futures import ThreadPoolExecutor
     import psycopg2
     from tqdm.auto import tqdm
     if if_exists not in ("replace", "append"): raise LoadError(f"--if-exists {if_exists!r}: expected replace or append")
@@ -209,64 +325,17 @@ def write_table(uri: str,  # SQLAlchemy URI
     t0 = time.perf_counter()
     staging = staging_name(table)
     if staging == table: raise LoadError(f"--table {table}: its staging table would be the table itself")   # never drop the target
-    stg, tgt = f"{q(schema)}.{q(staging)}", f"{q(schema)}.{q(table)}"
     path = ("adbc" if method == "adbc" else "copy") if total_rows >= copy_threshold else "to_sql"
-    copying = path != "to_sql"
-    chunk = copy_chunksize if copying else to_sql_chunksize
+    chunk = copy_chunksize if path != "to_sql" else to_sql_chunksize
     dsn = libpq_uri(uri)
     conn = psycopg2.connect(dsn)
     conn.autocommit = False
-    written, first = 0, True
-    workers = int(copy_connections) if copying else 1
-    pool, opened, inflight = queue.Queue(), [], collections.deque()
-    ex = ThreadPoolExecutor(workers, thread_name_prefix="volregime-copy") if copying else None
-    eng = None   # SQLAlchemy engine of the to_sql path, made once
+    streams, first = None, True
     bar = tqdm(total=total_rows, unit="rows", unit_scale=True, desc=f"load {schema}.{table} ({path})", disable=not progress)
     try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
-            for orphan in dict.fromkeys([staging, f"{table}__staging"[:63]]):   # this name, and the one loads used before
-                if orphan == table: continue
-                cur.execute("SELECT to_regclass(%s)", (f"{q(schema)}.{q(orphan)}",))
-                if cur.fetchone()[0] is not None:
-                    log.warning(f"dropping {schema}.{orphan}: the staging table of an interrupted load of {schema}.{table}")
-                    cur.execute(f"DROP TABLE {q(schema)}.{q(orphan)}")
-        conn.commit()
-        if path == "adbc": import adbc_driver_postgresql.dbapi as adbc_dbapi
-        for _ in range(workers if copying else 0):
-            cn = adbc_dbapi.connect(dsn) if path == "adbc" else psycopg2.connect(dsn)
-            opened.append(cn); pool.put(cn)
-        pending = []
-        def ingest(tab):   # in a worker thread, on a connection of its own (ADBC and psycopg2 release the GIL)
-            cn = pool.get()
-            try:
-                if path == "adbc":
-                    with cn.cursor() as c: c.adbc_ingest(staging, tab, mode="append", db_schema_name=schema)
-                else:
-                    for b in tab.to_batches(): _copy_psycopg2(cn, schema, staging, b)
-                cn.commit()
-            finally: pool.put(cn)
-            return tab.num_rows
-        def done(n):
-            nonlocal written
-            written += n
-            bar.update(n)
-            bar.set_postfix_str(f"{written / max(time.perf_counter() - t0, 1e-9):,.0f} rows/s")
-            if _Fail.after_rows is not None and written >= _Fail.after_rows:
-                raise RuntimeError(f"injected failure after {written} rows")
-        def flush(tab):
-            nonlocal eng
-            if copying:   # at most `workers` chunks in flight: memory stays bounded
-                while len(inflight) >= workers: done(inflight.popleft().result())
-                inflight.append(ex.submit(ingest, tab))
-            else:
-                if eng is None:
-                    from sqlalchemy import create_engine
-                    eng = create_engine(uri)
-                tab.to_pandas().to_sql(staging, eng, schema=schema, if_exists="append", index=False, chunksize=to_sql_chunksize,
-                                       method=_insert_values)
-                done(tab.num_rows)
-        n_pending = 0
+        _drop_orphans(conn, schema, table, staging)
+        streams = _Streams(uri, dsn, schema, staging, path, int(copy_connections) if path != "to_sql" else 1, to_sql_chunksize, bar, t0)
+        pending, n_pending = [], 0
         for b in batches:
             if first:
                 with conn.cursor() as cur: cur.execute(ddl(schema, staging, b.schema))
@@ -274,54 +343,22 @@ def write_table(uri: str,  # SQLAlchemy URI
                 cols = b.schema.names
             pending.append(b); n_pending += b.num_rows
             if n_pending >= chunk:
-                flush(pa.Table.from_batches(pending)); pending, n_pending = [], 0
-        if pending: flush(pa.Table.from_batches(pending))
-        while inflight: done(inflight.popleft().result())
+                streams.flush(pa.Table.from_batches(pending)); pending, n_pending = [], 0
+        if pending: streams.flush(pa.Table.from_batches(pending))
+        streams.drain()
         if first: raise LoadError("no rows to load after the filters")
-        with conn.cursor() as cur:
-            key = [c for c in (key_cols or []) if c in cols]
-            ic = [c for c in (index_cols or []) if c in cols]
-            if ic: cur.execute(f"CREATE INDEX {q(index_name(staging, ic))} ON {stg} ({', '.join(q(c) for c in ic)})")
-            cur.execute("SELECT to_regclass(%s)", (tgt,))
-            exists = cur.fetchone()[0] is not None
-            if if_exists == "append" and exists:
-                if key:
-                    cur.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {q(index_name(table, key, 'ux'))} ON {tgt} ({', '.join(q(c) for c in key)})")
-                    conflict = f"ON CONFLICT ({', '.join(q(c) for c in key)}) DO NOTHING"
-                else: conflict = ""
-                collist = ", ".join(q(c) for c in cols)
-                cur.execute(f"INSERT INTO {tgt} ({collist}) SELECT {collist} FROM {stg} {conflict}")
-                added = cur.rowcount
-                cur.execute(f"DROP TABLE {stg}")
-                log.info(f"append: {added:,} new rows of {written:,} ({written - added:,} already present on key {key})")
-                written = added
-            else:   # replace, or append to a table that does not exist yet: the staging table becomes it
-                if key:
-                    cur.execute(f"CREATE UNIQUE INDEX {q(index_name(staging, key, 'ux'))} ON {stg} ({', '.join(q(c) for c in key)})")
-                if staging == table: raise LoadError(f"--table {table}: refusing to drop it (staging name clash)")
-                cur.execute(f"DROP TABLE IF EXISTS {tgt}")
-                cur.execute(f"ALTER TABLE {stg} RENAME TO {q(table)}")
-                renames = {index_name(staging, ic): index_name(table, ic), index_name(staging, key, "ux"): index_name(table, key, "ux")}
-                cur.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s", (schema, table))
-                for (ix,) in cur.fetchall():
-                    if ix in renames: cur.execute(f"ALTER INDEX {q(schema)}.{q(ix)} RENAME TO {q(renames[ix])}")
-        conn.commit()
+        written = _swap_in(conn, schema, table, staging, cols, streams.written, if_exists, index_cols, key_cols)
     except BaseException:
-        for f in inflight: f.cancel()
-        if ex is not None: ex.shutdown(wait=True)   # no COPY still running into the staging table we drop
+        if streams is not None: streams.cancel()
         conn.rollback()
         try:
-            with conn.cursor() as cur: cur.execute(f"DROP TABLE IF EXISTS {stg}")
+            with conn.cursor() as cur: cur.execute(f"DROP TABLE IF EXISTS {q(schema)}.{q(staging)}")
             conn.commit()
         except Exception: pass
         raise
     finally:
         bar.close()
-        if ex is not None: ex.shutdown(wait=True)
-        if eng is not None: eng.dispose()
-        for cn in opened:
-            try: cn.close()
-            except Exception: pass
+        if streams is not None: streams.close()
         conn.close()
     return LoadSummary(f"{schema}.{table}", written, time.perf_counter() - t0, path)
 
