@@ -20,7 +20,7 @@ from .cluster import core_budget
 from .schemas import KEYS, SCHEMAS, YEARLY_TABLES
 
 # %% auto #0
-__all__ = ['log', 'INDEX_NAME', 'IngestSummary', 'raw_lock', 'RawWriter', 'write_raw_index', 'raw_files']
+__all__ = ['log', 'INDEX_DIR', 'IngestSummary', 'raw_lock', 'RawWriter', 'write_raw_index', 'raw_files']
 
 # %% ../nbs/01f_raw_store.ipynb #cf596282
 log = get_logger("ingest")
@@ -254,7 +254,9 @@ def _merge_runs(self: RawWriter, runs: list, keys: list, out: Path) -> None:
     if writer is not None: writer.close()
 
 # %% ../nbs/01f_raw_store.ipynb #1afd41bd
-INDEX_NAME = "_index.json"   # beside the year=YYYY folders: not a *.parquet, so no reader of the data globs it
+INDEX_DIR = "_index"   # raw/_index/<table>.json: outside raw/<table>/, which readers open as a parquet folder
+# (Polars refuses a folder that holds anything but parquet files, so an index beside the year=YYYY folders broke
+# `pl.read_parquet("raw/vsurfd")`)
 
 def write_raw_index(root: Path,   # a raw folder (or the staging folder that becomes it)
                     table: str,   # a yearly table (opprcd, vsurfd)
@@ -277,7 +279,9 @@ def write_raw_index(root: Path,   # a raw folder (or the staging folder that bec
         files.append({"file": f.relative_to(Path(root) / table).as_posix(), "year": int(f.parent.name.removeprefix("year=")),
                       "rows": md.num_rows, "first": first, "last": last, "secids": ids})
     index = {"table": table, "files": files}
-    if files: (Path(root) / table / INDEX_NAME).write_text(json.dumps(index, separators=(",", ":")))
+    if files:
+        (Path(root) / INDEX_DIR).mkdir(exist_ok=True)
+        (Path(root) / INDEX_DIR / f"{table}.json").write_text(json.dumps(index, separators=(",", ":")))
     return index
 
 def raw_files(root: Path,               # the raw folder
@@ -288,7 +292,7 @@ def raw_files(root: Path,               # the raw folder
     "The table's parquet files of `year` that hold any of `secids`, from the index when there is one (else every file of the year)."
     import json
     base = Path(root) / table
-    ix = base / INDEX_NAME
+    ix = Path(root) / INDEX_DIR / f"{table}.json"
     if not ix.exists():
         return sorted(base.glob(f"year={year if year is not None else '*'}/*.parquet"))
     want = None if secids is None else {int(s) for s in secids}
