@@ -147,7 +147,7 @@ def test_a_bug_keeps_its_traceback():
     import sys
     code = ("import sys, volregime.cli as c\n"
             "def _cmd_db(a): return {}['missing key']   # a programming bug in a subcommand\n"
-            "c._cmd_db = _cmd_db\n"
+            "c.COMMANDS['db'] = (c.COMMANDS['db'][0], _cmd_db)   # subcommands are registered in COMMANDS\n"
             "sys.exit(c.main(['db', 'status']))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 1 and "Traceback" in r.stderr and "KeyError: 'missing key'" in r.stderr
