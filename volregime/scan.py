@@ -27,14 +27,15 @@ from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, 
                             record_headline, regime_label, seed_of, transition_matrix)
 
 # %% auto #0
-__all__ = ['log', 'LOG1P_COLUMNS', 'PERSISTENCE_PENALTY', 'ScanInputError', 'feature_matrix', 'ZPCA', 'autocorr_reliability',
-           'feature_reliability', 'RegimeKMeans', 'sliced_wasserstein', 'sliced_dispersion', 'wasserstein_scores',
-           'moving_block_indices', 'grouped_block_indices', 'day_block_indices', 'fast_ari', 'ScanResult',
-           'scale_free_terms', 'select_k', 'scan_k', 'ScanParams', 'GroupScaler', 'RegimeModel', 'GranularityFit',
-           'fit_granularity', 'per_underlying_models', 'persistent_labels', 'filtered_persistent_labels',
-           'publish_labels', 'daily_regimes', 'write_scan', 'breadth_table', 'ScanStageResult', 'ari_per_underlying',
-           'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan', 'fig_pca_scatter', 'fig_breadth',
-           'cluster_profile', 'fig_timeline']
+__all__ = ['log', 'LOG1P_COLUMNS', 'PERSISTENCE_PENALTY', 'PERSISTENT_MIN_SHARE', 'PERSISTENT_MIN_SPELL', 'ScanInputError',
+           'feature_matrix', 'ZPCA', 'autocorr_reliability', 'feature_reliability', 'RegimeKMeans',
+           'sliced_wasserstein', 'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices',
+           'grouped_block_indices', 'day_block_indices', 'fast_ari', 'ScanResult', 'scale_free_terms', 'select_k',
+           'k_star_shares', 'scan_k', 'ScanParams', 'GroupScaler', 'RegimeModel', 'GranularityFit', 'fit_granularity',
+           'per_underlying_models', 'persistent_labels', 'filtered_persistent_labels', 'publish_labels',
+           'persistence_table', 'select_persistent_k', 'daily_regimes', 'write_scan', 'breadth_table',
+           'ScanStageResult', 'ari_per_underlying', 'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan',
+           'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
 
 # %% ../nbs/03_unsupervised_scan.ipynb #6786e3f1
 log = get_logger("scan")
@@ -321,6 +322,7 @@ class ScanResult:
     k_star: int
     runner_up: int | None
     seconds: float = 0.0
+    boot_aris: dict | None = None   # k -> each bootstrap replicate's ARI against the full fit (k_star_share's input)
 
 def scale_free_terms(table: pl.DataFrame,  # the scan's metrics per k
                      col: str = "wasserstein_nn_separation",  # the separation column
@@ -342,8 +344,9 @@ def select_k(table: pl.DataFrame,  # the scan's metrics per k
              beta: float = 0.25,  # weight of separation
              stability_floor: float = 0.6,  # least mean ARI for a selectable k
              separation_metric: str = "nearest",  # nearest or pairwise
+             admissible: np.ndarray | None = None,  # per row of `table`: False rules that k out whatever its score
             ) -> tuple[pl.DataFrame, int, int | None]:
-    "Add the score column; return (table, k*, runner-up)."
+    "Add the score and eligible columns; return (table, k*, runner-up)."
     col = {"nearest": "wasserstein_nn_separation", "pairwise": "wasserstein_separation"}.get(separation_metric)
     if col is None: raise ScanInputError(f"separation_metric={separation_metric!r}: expected 'nearest' or 'pairwise'")
     if col not in table.columns: col = "wasserstein_separation"
@@ -352,13 +355,30 @@ def select_k(table: pl.DataFrame,  # the scan's metrics per k
     stab = np.clip(table["ari_mean"].fill_null(0).to_numpy(), 0, 1)
     sep_n, comp_n = scale_free_terms(table, col)
     score = alpha * stab + beta * sep_n - (1 - alpha - beta) * comp_n
-    table = table.with_columns(score=pl.Series(score), eligible=pl.Series(stab >= stability_floor))
+    adm = np.ones(len(table), bool) if admissible is None else np.asarray(admissible, bool)
+    table = table.with_columns(score=pl.Series(score), admissible=pl.Series(adm), eligible=pl.Series((stab >= stability_floor) & adm))
     pool = table.filter(pl.col("eligible"))
     if pool.is_empty():
-        log.warning(f"no k reaches the stability floor {stability_floor}; taking the most stable k")
-        pool = table.sort("ari_mean", descending=True).head(1)
+        fall = table.filter(pl.Series(adm)) if adm.any() else table
+        log.warning(f"no {'admissible ' if adm.any() and not adm.all() else ''}k reaches the stability floor {stability_floor}; taking the most stable one")
+        pool = fall.sort("ari_mean", descending=True).head(1)
     ranked = pool.sort("score", descending=True)["k"].to_list()
     return table, int(ranked[0]), (int(ranked[1]) if len(ranked) > 1 else None)
+def k_star_shares(table: pl.DataFrame,  # select_k's table (k, ari_mean, score, admissible)
+                  boot_aris: dict,      # k -> each replicate's ARI against the full fit
+                  alpha: float = 0.5,   # weight of stability in the score
+                  stability_floor: float = 0.6,  # a replicate's own ARI below this rules the k out for that replicate
+                  ) -> pl.DataFrame:
+    "The table with `k_star_share`: the share of bootstrap replicates whose own score (their ARI for the mean) picks each k."
+    ks = np.array(table["k"].to_list())
+    per = np.array([boot_aris[k] for k in ks])                         # (k, replicate)
+    stab = np.clip(table["ari_mean"].fill_null(0).to_numpy(), 0, 1)
+    sc = (table["score"].to_numpy() - alpha * stab)[:, None] + alpha * np.clip(per, 0, 1)
+    adm = table["admissible"].to_numpy() if "admissible" in table.columns else np.ones(len(ks), bool)
+    sc[(per < stability_floor) | ~adm[:, None]] = -np.inf               # a k ruled out is out in every replicate
+    pick = ks[np.argmax(sc, axis=0)]
+    return table.with_columns(k_star_share=pl.Series([float((pick == k).mean()) for k in ks]))
+
 
 # %% ../nbs/03_unsupervised_scan.ipynb #3e5be7f7
 def scan_k(X: np.ndarray,  # PCA matrix
@@ -416,17 +436,13 @@ def scan_k(X: np.ndarray,  # PCA matrix
                      "ari_se": float(a.std() / np.sqrt(len(a))) if len(a) > 1 else None,
                      "min_cluster_share": float(np.bincount(lab, minlength=k).min() / n)})
     table, k_star, runner = select_k(pl.DataFrame(rows), alpha, beta, stability_floor, separation_metric)
-    if n_boot:   # k* of each bootstrap replicate: its own ARI in the score, the same floor
-        per = np.array([by_k[k] for k in ks])                       # (k, replicate)
-        fixed = table["score"].to_numpy() - alpha * np.clip(table["ari_mean"].fill_null(0).to_numpy(), 0, 1)
-        sc = fixed[:, None] + alpha * np.clip(per, 0, 1)
-        sc[per < stability_floor] = -np.inf
-        pick = np.array(ks)[np.argmax(sc, axis=0)]
-        table = table.with_columns(k_star_share=pl.Series([float((pick == k).mean()) for k in ks]))
-    return ScanResult(table, fits, k_star, runner, time.perf_counter() - t0)
+    if n_boot: table = k_star_shares(table, by_k, alpha, stability_floor)   # k* of each bootstrap replicate
+    return ScanResult(table, fits, k_star, runner, time.perf_counter() - t0, by_k if n_boot else None)
 
 # %% ../nbs/03_unsupervised_scan.ipynb #7175b0a9
 PERSISTENCE_PENALTY = 4.0   # persistent labels: chosen on the development family (noisy_scenario seeds 0-5: 2 to 8 tie, 16 and more lose ARI)
+PERSISTENT_MIN_SHARE = 0.05  # a day k is a regime count only if its persistent regimes each hold this share of days (dev seeds 0-5: 0.03 gives k* = true k in 2 of 6, 0.05 in 3)
+PERSISTENT_MIN_SPELL = 10.0  # ... and last this many days on average (dev seeds 0-5: 10, 15 and 20 tie; the loosest kept)
 
 @dataclass(repr=False)
 class ScanParams(StageParams):
@@ -453,6 +469,8 @@ class ScanParams(StageParams):
     day_weights: str = "reliability"    # day features weighted by their signal share (reliability) or equal
     regime_method: str = "persistent"   # the published day regime: persistent (K-means centres, a cost per switch) or kmeans
     regime_penalty: float = PERSISTENCE_PENALTY  # persistent: a switch costs this many days' mean squared distance to the nearest centre
+    min_regime_share: float = PERSISTENT_MIN_SHARE  # day k*: only a k whose persistent regimes each hold this share of the days (0: no rule)
+    min_mean_spell: float = PERSISTENT_MIN_SPELL    # day k*: only a k whose persistent regimes last this many days on average (0: no rule)
     day_models: str = "pooled"          # pooled: one day model of every underlying; per_underlying: each its own PCA and K-means at k*
     cluster: str = "none"               # none | local | tcp://host:8786: the scan's joblib jobs through joblib's Dask backend
 
@@ -543,6 +561,7 @@ class GranularityFit:
     members: dict | None = None  # per-underlying models: secid -> fitted Pipeline (labels then come from them)
     reliability: pl.DataFrame | None = None  # day features: feature_reliability's table (weights = its `reliability`)
     kmeans_labels: np.ndarray | None = None  # day features: plain K-means labels where `labels` are the persistent ones
+    k_star_score: int | None = None  # day features: the k the score alone picked, where the persistence rule chose another k*
 
     def model(self) -> RegimeModel:
         "The typed bundle of the chosen model."
@@ -681,6 +700,50 @@ def publish_labels(fit: GranularityFit,  # the day-level fit (k* chosen; per-und
         out[rows] = persistent_labels(Z, m.kmeans.cluster_centers_, penalty)
     return out
 
+# %% ../nbs/03_unsupervised_scan.ipynb #941e6b63
+def persistence_table(Z: np.ndarray,        # the scan's matrix (rows of each underlying in date order)
+                      groups: np.ndarray | None,  # underlying of each row (None: one series)
+                      res: ScanResult,      # the scan: its models by k
+                      penalty: float,       # persistent_labels' penalty
+                      max_groups: int = 64,  # underlyings labelled at most (a seeded sample beyond)
+                      random_state=0,       # the sample's seed
+                      ) -> pl.DataFrame:
+    "k, persistent_min_share, persistent_mean_spell: each k's centres' persistent labels over the underlyings' days."
+    groups = np.zeros(len(Z), np.int64) if groups is None else np.asarray(groups)
+    names = np.unique(groups)
+    if len(names) > max_groups: names = np.sort(np.random.RandomState(seed_of(random_state)).choice(names, max_groups, replace=False))
+    rows = []
+    for k in sorted(res.models):
+        C, counts, spells = res.models[k].cluster_centers_, np.zeros(k), []
+        for g in names:
+            lab = persistent_labels(Z[groups == g], C, penalty)
+            counts += np.bincount(lab, minlength=k)
+            spells.extend(np.diff(np.flatnonzero(np.r_[True, np.diff(lab) != 0, True])).tolist())
+        rows.append({"k": k, "persistent_min_share": float(counts.min() / max(counts.sum(), 1)),
+                     "persistent_mean_spell": float(np.mean(spells)) if spells else None})
+    return pl.DataFrame(rows, schema={"k": pl.Int64, "persistent_min_share": pl.Float64, "persistent_mean_spell": pl.Float64})
+
+def select_persistent_k(res: ScanResult,      # a day-level k-scan
+                        Z: np.ndarray,         # its matrix
+                        groups: np.ndarray | None,  # underlying of each row
+                        penalty: float = PERSISTENCE_PENALTY,     # persistent_labels' penalty
+                        min_share: float = PERSISTENT_MIN_SHARE,  # least share of days of every regime
+                        min_spell: float = PERSISTENT_MIN_SPELL,  # least mean spell, days
+                        alpha: float = 0.5, beta: float = 0.25, stability_floor: float = 0.6,  # as in select_k
+                        separation_metric: str = "nearest",  # as in select_k
+                        max_groups: int = 64, random_state=0,  # as in persistence_table
+                        ) -> ScanResult:
+    "The scan with k* re-chosen among the k whose persistent regimes each hold `min_share` of days and last `min_spell` days."
+    for name, v in (("min_regime_share", min_share), ("min_mean_spell", min_spell)):
+        if not (np.isfinite(v) and v >= 0): raise ScanInputError(f"{name}={v}: expected a number >= 0")
+    drop = [c for c in ("persistent_min_share", "persistent_mean_spell", "score", "admissible", "eligible", "k_star_share") if c in res.table.columns]
+    t = res.table.drop(drop).join(persistence_table(Z, groups, res, penalty, max_groups, random_state), on="k", how="left")
+    adm = ((t["persistent_min_share"].fill_null(0) >= min_share) & (t["persistent_mean_spell"].fill_null(0) >= min_spell)).to_numpy()
+    table, k_star, runner = select_k(t, alpha, beta, stability_floor, separation_metric, admissible=adm)
+    if res.boot_aris: table = k_star_shares(table, res.boot_aris, alpha, stability_floor)
+    return replace(res, table=table, k_star=k_star, runner_up=runner)
+
+
 # %% ../nbs/03_unsupervised_scan.ipynb #03a23a1c
 def daily_regimes(day: GranularityFit | None,  # the day-level fit
                   opt: GranularityFit | None,  # the option-level fit
@@ -780,6 +843,15 @@ def _scan_fits(art: Artifacts, p: ScanParams, common: dict) -> dict:
         fits["day"] = fit_granularity(fd, p.day_columns, "atm_iv_30d", "day", ["date", "secid"],
                                       block_length=p.block_length, standardize=p.standardize, weights=w, **common)
         fits["day"].reliability = rel
+        if p.min_regime_share > 0 or p.min_mean_spell > 0:   # k* among the k whose persistent regimes last
+            f = fits["day"]
+            res = select_persistent_k(f.scan, f.Z, f.rows["secid"].to_numpy() if "secid" in f.rows.columns else None, p.regime_penalty,
+                                      p.min_regime_share, p.min_mean_spell, p.alpha, p.beta, p.stability_floor, p.separation_metric,
+                                      random_state=p.random_state)
+            if res.k_star != f.scan.k_star:
+                log.info(f"day: k*={res.k_star} among the k whose persistent regimes hold {p.min_regime_share:.0%} of the days and last "
+                         f"{p.min_mean_spell:g} days on average (the score alone: k={f.scan.k_star})")
+            fits["day"] = replace(f, scan=res, labels=res.models[res.k_star].labels_, k_star_score=f.scan.k_star)
         if p.day_models == "per_underlying":
             fits["day"] = per_underlying_models(fits["day"], p.pca_variance, p.random_state, reliability=rel)
         if p.regime_method not in ("persistent", "kmeans"): raise ScanInputError(f"regime_method={p.regime_method!r}: expected 'persistent' or 'kmeans'")
@@ -822,7 +894,9 @@ def run_scan(art: Artifacts,       # the run's artifact paths
                  underlyings_own_model=len(f.members) if f.members is not None else 0,
                  k_star_share_day=float(f.scan.table.filter(pl.col("k") == kd)["k_star_share"][0]) if "k_star_share" in f.scan.table.columns else None,
                  ari_stability_day=float(f.scan.table.filter(pl.col("k") == kd)["ari_mean"][0]),
-                 mean_duration_day=float(res.durations["length"].mean()),
+                 mean_duration_day=float(res.durations["length"].mean()), k_star_day_score_only=f.k_star_score,
+                 **{f"{c}_day": float(f.scan.table.filter(pl.col("k") == kd)[c][0]) for c in ("persistent_min_share", "persistent_mean_spell")
+                    if c in f.scan.table.columns and f.scan.table.filter(pl.col("k") == kd)[c][0] is not None},
                  regime_method=p.regime_method, regime_penalty=p.regime_penalty if p.regime_method == "persistent" else None,
                  mean_duration_day_kmeans=float(durations(f.kmeans_labels)["length"].mean()) if f.kmeans_labels is not None else None,
                  day_weights=p.day_weights, day_feature_weights=dict(zip(f.columns, f.zpca.weights)) if f.zpca.weights is not None else None,
