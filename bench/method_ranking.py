@@ -20,7 +20,6 @@ import argparse
 import itertools
 import tempfile
 
-import numpy as np
 import polars as pl
 from _common import scenario_markets
 
