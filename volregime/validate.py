@@ -14,7 +14,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, spearmanr
 from sklearn.metrics import adjusted_rand_score
 
-from .core import (Artifacts, InputError, durations, get_logger, order_labels, seed_of,
+from .core import (Artifacts, InputError, durations, get_logger, order_labels, read_headlines, seed_of,
                             transition_matrix)
 from dataclasses import dataclass
 
@@ -400,7 +400,7 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
 
 # %% ../nbs/04a_validate.ipynb #c79e6947
 def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_penalty, ward_sample, random_state, hmm_sticky,
-                causal_k, causal_refit, causal_min_days, pca_variance) -> tuple:
+                causal_k, causal_refit, causal_min_days, pca_variance, persistent_published=False) -> tuple:
     "One underlying's labels of every method (a task on a cluster): frames, causal refits, settings chosen, days unlabelled."
     from volregime.scan import feature_matrix
     from volregime.wardtree import WardRegimes
@@ -413,7 +413,7 @@ def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_p
     iv = rows["atm_iv_30d"].to_numpy()
     pub = rows.join(km, on=["date", "secid"], how="left", maintain_order="left")
     out = {("kmeans", "filtered_insample"): pub["regime_kmeans"].to_numpy().astype(np.int64)}
-    if not pub["regime"].equals(pub["regime_kmeans"]):   # stage 03 published persistent labels (K-means with a cost per switch)
+    if persistent_published or not pub["regime"].equals(pub["regime_kmeans"]):   # stage 03 published persistent labels (K-means with a cost per switch)
         out[("persistent", "smoothed")] = pub["regime"].to_numpy().astype(np.int64)
     out[("ward", "smoothed")] = WardRegimes(k, ward_sample, random_state=random_state).fit(Z, order_values=iv).labels_
     st = hmm_sticky if hmm_sticky >= 0 else select_sticky(Z, k, covariance=hmm_covariance, random_state=random_state)[0]
@@ -472,7 +472,10 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
                  f"evenly spaced by secid): secids {ids}")
         feats = feats.filter(pl.col("secid").is_in(ids))
     parts = [f for _, f in feats.sort("date").group_by("secid", maintain_order=True)]
-    args = (model, km, hmm_covariance, jump_penalty, ward_sample, random_state, hmm_sticky, causal_k, causal_refit, causal_min_days, pca_variance)
+    # persistent labels may equal plain K-means' where nothing flickers: stage 03's headline says which it published
+    persistent = read_headlines(art).get("03_unsupervised_scan", {}).get("regime_method") == "persistent"
+    args = (model, km, hmm_covariance, jump_penalty, ward_sample, random_state, hmm_sticky, causal_k, causal_refit, causal_min_days, pca_variance,
+            persistent)
     done = eng.map(lambda f: _methods_of(f, *args), parts) if eng is not None and eng.distributed else [_methods_of(f, *args) for f in parts]
     frames = [x for fr, _, _, _ in done for x in fr]
     refits = [r for _, r, _, _ in done if r is not None]
