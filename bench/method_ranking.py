@@ -24,7 +24,7 @@ import polars as pl
 from _common import scenario_markets
 
 from volregime.robustness import scenario_params, stage_runners
-from volregime.validate import RANK_REFERENCES, with_label_kind
+from volregime.validate import reference_score, with_label_kind
 
 CANDIDATES = [("persistent", "smoothed"), ("hmm", "smoothed"), ("jump", "smoothed"), ("ward", "smoothed"), ("kmeans", "filtered_insample")]
 
@@ -40,8 +40,7 @@ def ranked(art) -> pl.DataFrame:
     "method, label_kind, ari_truth, reference_score of the candidate methods of one run."
     val = with_label_kind(pl.read_parquet(art.validation))
     wide = val.filter(pl.col("value").is_not_null()).pivot(on="metric", index=["method", "label_kind"], values="value")
-    refs = [f"spearman_{r}" for r in RANK_REFERENCES if f"spearman_{r}" in wide.columns]
-    wide = wide.with_columns(reference_score=pl.mean_horizontal(refs))
+    wide = wide.with_columns(reference_score(wide))   # stage 04's key without a truth
     keep = pl.concat_list("method", "label_kind").list.join("/").is_in(["/".join(c) for c in CANDIDATES])
     return wide.filter(keep).select("method", "label_kind", "ari_truth", "reference_score").drop_nulls()
 

@@ -374,8 +374,7 @@ def k_star_shares(table: pl.DataFrame,  # select_k's table (k, ari_mean, score, 
     per = np.array([boot_aris[k] for k in ks])                         # (k, replicate)
     stab = np.clip(table["ari_mean"].fill_null(0).to_numpy(), 0, 1)
     sc = (table["score"].to_numpy() - alpha * stab)[:, None] + alpha * np.clip(per, 0, 1)
-    adm = table["admissible"].to_numpy() if "admissible" in table.columns else np.ones(len(ks), bool)
-    sc[(per < stability_floor) | ~adm[:, None]] = -np.inf               # a k ruled out is out in every replicate
+    sc[(per < stability_floor) | ~table["admissible"].to_numpy()[:, None]] = -np.inf               # a k ruled out is out in every replicate
     pick = ks[np.argmax(sc, axis=0)]
     return table.with_columns(k_star_share=pl.Series([float((pick == k).mean()) for k in ks]))
 
@@ -561,7 +560,7 @@ class GranularityFit:
     members: dict | None = None  # per-underlying models: secid -> fitted Pipeline (labels then come from them)
     reliability: pl.DataFrame | None = None  # day features: feature_reliability's table (weights = its `reliability`)
     kmeans_labels: np.ndarray | None = None  # day features: plain K-means labels where `labels` are the persistent ones
-    k_star_score: int | None = None  # day features: the k the score alone picked, where the persistence rule chose another k*
+    k_star_score: int | None = None  # day features: the k the score alone picked (set when the persistence rule chose k*)
 
     def model(self) -> RegimeModel:
         "The typed bundle of the chosen model."
@@ -889,14 +888,13 @@ def run_scan(art: Artifacts,       # the run's artifact paths
     h = res.headline
     if "day" in fits:
         f = fits["day"]; kd = f.scan.k_star
+        at = f.scan.table.filter(pl.col("k") == kd).row(0, named=True)   # the scan's figures at k*
         res.transitions, res.durations = transition_matrix(f.labels, kd), durations(f.labels)
         h.update(k_star_day=kd, runner_up_day=f.scan.runner_up, day_models=p.day_models,
                  underlyings_own_model=len(f.members) if f.members is not None else 0,
-                 k_star_share_day=float(f.scan.table.filter(pl.col("k") == kd)["k_star_share"][0]) if "k_star_share" in f.scan.table.columns else None,
-                 ari_stability_day=float(f.scan.table.filter(pl.col("k") == kd)["ari_mean"][0]),
+                 k_star_share_day=at.get("k_star_share"), ari_stability_day=float(at["ari_mean"]),
                  mean_duration_day=float(res.durations["length"].mean()), k_star_day_score_only=f.k_star_score,
-                 **{f"{c}_day": float(f.scan.table.filter(pl.col("k") == kd)[c][0]) for c in ("persistent_min_share", "persistent_mean_spell")
-                    if c in f.scan.table.columns and f.scan.table.filter(pl.col("k") == kd)[c][0] is not None},
+                 **{f"{c}_day": at[c] for c in ("persistent_min_share", "persistent_mean_spell") if at.get(c) is not None},
                  regime_method=p.regime_method, regime_penalty=p.regime_penalty if p.regime_method == "persistent" else None,
                  mean_duration_day_kmeans=float(durations(f.kmeans_labels)["length"].mean()) if f.kmeans_labels is not None else None,
                  day_weights=p.day_weights, day_feature_weights=dict(zip(f.columns, f.zpca.weights)) if f.zpca.weights is not None else None,

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 __all__ = ['log', 'RANK_REFERENCES', 'hmm_filter', 'fit_hmm', 'hmm_regimes', 'jump_scale', 'jump_regimes', 'select_sticky',
            'select_jump_penalty', 'persistence', 'ValidationInputError', 'read_reference', 'load_references', 'align',
            'agreement', 'truth_scores', 'load_truth', 'refit_points', 'align_states', 'CausalLabels', 'causal_labels',
-           'daily_methods', 'switch_scores', 'with_label_kind', 'validate_methods', 'ari_intervals', 'comparison_table',
-           'fig_methods_timeline']
+           'daily_methods', 'switch_scores', 'with_label_kind', 'validate_methods', 'ari_intervals', 'reference_score',
+           'comparison_table', 'fig_methods_timeline']
 
 # %% ../nbs/04a_validate.ipynb #64539fe1
 log = get_logger("validate")
@@ -578,19 +578,25 @@ def ari_intervals(methods: pl.DataFrame,  # every method's daily labels
         out.append({"method": m, "label_kind": kd, "ari_lo": float(np.quantile(aris, a)), "ari_hi": float(np.quantile(aris, 1 - a))})
     return pl.DataFrame(out, schema={"method": pl.String, "label_kind": pl.String, "ari_lo": pl.Float64, "ari_hi": pl.Float64})
 
-# %% ../nbs/04a_validate.ipynb #fac3e6ed
+# %% ../nbs/04a_validate.ipynb #ea9d350c
 RANK_REFERENCES = ("fwd_rv_21d", "drawdown")   # without a truth, methods are ranked by these (not built from the smile)
 
+def reference_score(wide: pl.DataFrame,  # validation rows pivoted: one column per metric
+                    ) -> pl.Expr:
+    "`reference_score`, the truth-free ranking key: the mean Spearman correlation with the RANK_REFERENCES present."
+    refs = [f"spearman_{r}" for r in RANK_REFERENCES if f"spearman_{r}" in wide.columns]
+    return (pl.mean_horizontal(refs) if refs else pl.lit(None, pl.Float64)).alias("reference_score")
+
+# %% ../nbs/04a_validate.ipynb #fac3e6ed
 def comparison_table(val: pl.DataFrame,  # validate_methods rows
                      intervals: pl.DataFrame | None = None,  # ari_intervals rows, when a truth exists
                     ) -> tuple[pl.DataFrame, str]:
     "One row per method and label kind, best first, and a sentence saying which leads, which tie with it, and why."
     wide = val.filter(pl.col("value").is_not_null()).pivot(on="metric", index=["method", "causal", "label_kind"], values="value")
-    refs = [f"spearman_{r}" for r in RANK_REFERENCES if f"spearman_{r}" in wide.columns]
     if "ari_truth" in wide.columns: key = "ari_truth"
     else:
         key = "reference_score"
-        wide = wide.with_columns(reference_score=pl.mean_horizontal(refs) if refs else pl.lit(None, pl.Float64))
+        wide = wide.with_columns(reference_score(wide))
     if intervals is not None and key == "ari_truth": wide = wide.join(intervals, on=["method", "label_kind"], how="left")
     wide = wide.sort(key, descending=True, nulls_last=True)
     cols = [c for c in ("method", "label_kind", "causal", "ari_truth", "ari_lo", "ari_hi", "accuracy_truth", "detection_lag_median",
