@@ -33,9 +33,9 @@ __all__ = ['log', 'LOG1P_COLUMNS', 'PERSISTENCE_PENALTY', 'PERSISTENT_MIN_SHARE'
            'grouped_block_indices', 'day_block_indices', 'fast_ari', 'ScanResult', 'scale_free_terms', 'select_k',
            'k_star_shares', 'scan_k', 'ScanParams', 'GroupScaler', 'RegimeModel', 'GranularityFit', 'fit_granularity',
            'per_underlying_models', 'persistent_labels', 'filtered_persistent_labels', 'publish_labels',
-           'persistence_table', 'select_persistent_k', 'daily_regimes', 'write_scan', 'breadth_table',
-           'ScanStageResult', 'ari_per_underlying', 'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan',
-           'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
+           'persistence_table', 'check_persistence_rule', 'select_persistent_k', 'daily_regimes', 'write_scan',
+           'breadth_table', 'ScanStageResult', 'ari_per_underlying', 'run_scan', 'regimes_ready', 'ensure_regimes',
+           'fig_scan', 'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
 
 # %% ../nbs/03_unsupervised_scan.ipynb #6786e3f1
 log = get_logger("scan")
@@ -722,6 +722,12 @@ def persistence_table(Z: np.ndarray,        # the scan's matrix (rows of each un
                      "persistent_mean_spell": float(np.mean(spells)) if spells else None})
     return pl.DataFrame(rows, schema={"k": pl.Int64, "persistent_min_share": pl.Float64, "persistent_mean_spell": pl.Float64})
 
+def check_persistence_rule(min_share, min_spell) -> None:
+    "ScanInputError unless 0 <= min_regime_share <= 0.5 (k >= 2 regimes cannot each hold more) and min_mean_spell >= 0."
+    for name, v, hi in (("min_regime_share", min_share, 0.5), ("min_mean_spell", min_spell, np.inf)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v <= hi):
+            raise ScanInputError(f"{name}={v!r}: expected a number from 0 to {hi:g}" if hi < np.inf else f"{name}={v!r}: expected a number >= 0")
+
 def select_persistent_k(res: ScanResult,      # a day-level k-scan
                         Z: np.ndarray,         # its matrix
                         groups: np.ndarray | None,  # underlying of each row
@@ -733,8 +739,7 @@ def select_persistent_k(res: ScanResult,      # a day-level k-scan
                         max_groups: int = 64, random_state=0,  # as in persistence_table
                         ) -> ScanResult:
     "The scan with k* re-chosen among the k whose persistent regimes each hold `min_share` of days and last `min_spell` days."
-    for name, v in (("min_regime_share", min_share), ("min_mean_spell", min_spell)):
-        if not (np.isfinite(v) and v >= 0): raise ScanInputError(f"{name}={v}: expected a number >= 0")
+    check_persistence_rule(min_share, min_spell)
     drop = [c for c in ("persistent_min_share", "persistent_mean_spell", "score", "admissible", "eligible", "k_star_share") if c in res.table.columns]
     t = res.table.drop(drop).join(persistence_table(Z, groups, res, penalty, max_groups, random_state), on="k", how="left")
     adm = ((t["persistent_min_share"].fill_null(0) >= min_share) & (t["persistent_mean_spell"].fill_null(0) >= min_spell)).to_numpy()
@@ -842,6 +847,7 @@ def _scan_fits(art: Artifacts, p: ScanParams, common: dict) -> dict:
         fits["day"] = fit_granularity(fd, p.day_columns, "atm_iv_30d", "day", ["date", "secid"],
                                       block_length=p.block_length, standardize=p.standardize, weights=w, **common)
         fits["day"].reliability = rel
+        check_persistence_rule(p.min_regime_share, p.min_mean_spell)
         if p.min_regime_share > 0 or p.min_mean_spell > 0:   # k* among the k whose persistent regimes last
             f = fits["day"]
             res = select_persistent_k(f.scan, f.Z, f.rows["secid"].to_numpy() if "secid" in f.rows.columns else None, p.regime_penalty,
