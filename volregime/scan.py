@@ -844,13 +844,13 @@ def _scan_fits(art: Artifacts, p: ScanParams, common: dict) -> dict:
     fits = {}
     if "day" in p.granularities:
         fd = pl.read_parquet(art.features_daily)
+        check_persistence_rule(p.min_regime_share, p.min_mean_spell)   # before the scan, not after it
         if p.day_weights not in ("reliability", "equal"): raise ScanInputError(f"day_weights={p.day_weights!r}: expected 'reliability' or 'equal'")
         rel = feature_reliability(fd, p.day_columns) if p.day_weights == "reliability" else None
         w = None if rel is None else [float(rel.filter(pl.col("feature") == c)["reliability"].median()) for c in p.day_columns]
         fits["day"] = fit_granularity(fd, p.day_columns, "atm_iv_30d", "day", ["date", "secid"],
                                       block_length=p.block_length, standardize=p.standardize, weights=w, **common)
         fits["day"].reliability = rel
-        check_persistence_rule(p.min_regime_share, p.min_mean_spell)
         if p.min_regime_share > 0 or p.min_mean_spell > 0:   # k* among the k whose persistent regimes last
             f = fits["day"]
             res = select_persistent_k(f.scan, f.Z, f.rows["secid"].to_numpy() if "secid" in f.rows.columns else None, p.regime_penalty,
