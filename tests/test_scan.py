@@ -157,3 +157,40 @@ def test_noisy_chain_gets_a_lasting_regime_and_quiet_noisy_features(tmp_path):
     ratio = durations(d["regime"].to_numpy())["length"].mean() / durations(d["true"].to_numpy())["length"].mean()
     assert 0.6 <= ratio <= 1.6, ratio
     assert durations(d["regime_kmeans"].to_numpy())["length"].mean() <= durations(d["regime"].to_numpy())["length"].mean()
+
+
+def test_index_chain_scan_fits_a_sample_of_days_and_labels_every_row(tmp_path):
+    "market=spx over a year boundary: yearly exports of an index-sized chain; the option scan fits whole days, labels all."
+    import pyarrow.parquet as pq
+    from volregime.core import Artifacts, read_headlines
+    from volregime.features import run_features, FeatureParams
+    from volregime.ingest import IngestError, IngestParams, run_ingest
+    from volregime.scan import ScanParams, run_scan
+    from volregime.ward import ward_matrix
+    art = Artifacts(tmp_path)
+    with pytest.raises(IngestError, match="market='spy': expected 'default' or 'spx'"):
+        run_ingest(art, IngestParams(market="spy"))
+    run_ingest(art, IngestParams(market="spx", tickers=["SPX"], start="2019-11-01", end="2020-02-28", n_contracts=9000, seed=0))
+    src = sorted(p.name for p in (tmp_path / "source" / "synthetic").glob("opprcd*.parquet"))
+    assert src == ["opprcd2019.parquet", "opprcd2020.parquet"]                      # written a year at a time
+    per_day = pl.scan_parquet(tmp_path / "raw" / "opprcd" / "**" / "*.parquet").group_by("date").len().collect()["len"]
+    assert per_day.min() >= 5000, per_day.min()                                     # an index chain, not the ETF's
+    run_features(art, FeatureParams())
+    n_rows = pq.ParquetFile(art.features_options).metadata.num_rows
+    with pytest.raises(ScanInputError, match="option_fit_rows=-1"):
+        run_scan(art, ScanParams(option_fit_rows=-1))
+    res = run_scan(art, ScanParams(option_fit_rows=60_000, k_max=4, n_boot=2, boot_sample=5000, random_state=0))
+    f = res.fits["option"]
+    days = f.rows["date"].n_unique()
+    assert 0 < len(f.rows) < n_rows / 3 and days < 20                               # whole days of a sample
+    assert f.rows.group_by("date").len()["len"].min() > 3000                        # every contract of a drawn day
+    lab = pl.read_parquet(art.labels)
+    usable = pl.read_parquet(art.features_options, columns=ScanParams().option_columns).drop_nans().drop_nulls().height
+    assert lab.height == usable                                                     # every usable row labelled
+    assert set(lab["cluster"].unique()) == set(range(f.scan.k_star))
+    h = read_headlines(art)["03_unsupervised_scan"]
+    assert h["option_rows_fit"] == len(f.rows) and h["option_rows_labelled"] == usable
+    assert 0.5 < h["option_sample_ari_min"] <= h["option_sample_ari"] <= 1
+    assert res.daily.select(pl.sum_horizontal(pl.selectors.starts_with("share_"))).to_series().round(9).unique().to_list() == [1.0]
+    _, Z, _ = ward_matrix(art, "option", lab.height // 10)
+    assert lab.height // 11 <= len(Z) <= lab.height // 10

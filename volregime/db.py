@@ -5,6 +5,7 @@
 # %% ../nbs/06_postgres_load.ipynb #64c0fa96
 from __future__ import annotations
 
+import datetime as dt
 import io
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .core import (DEFAULTS, Artifacts, InputError, StageParams, atomic_path, get_logger, get_settings, libpq_uri, mask_secrets,
-                            quote_ident, record_headline, resolve_postgres_uri)
+                            open_parquet_writer, quote_ident, record_headline, resolve_postgres_uri)
 
 # %% auto #0
 __all__ = ['log', 'COPY_THRESHOLD', 'COPY_CHUNKSIZE', 'TO_SQL_CHUNKSIZE', 'WHITELIST', 'ALWAYS', 'OPTIONAL', 'q', 'PG_TYPES',
@@ -370,14 +371,25 @@ def default_parquet(data_dir="data") -> Path:
     if not lab.exists(): raise LoadError(f"{lab}: no option-level labels; run stage 03 with the option granularity, or pass --parquet")
     src_mtime = max(lab.stat().st_mtime, opt.stat().st_mtime if opt.exists() else 0)
     if out.exists() and out.stat().st_mtime >= src_mtime: return out
-    q_ = pl.scan_parquet(lab)
-    if opt.exists():
-        f = pl.scan_parquet(opt).select("date", "secid", "optionid", *[c for c in WHITELIST])
-        q_ = q_.join(f, on=["date", "secid", "optionid"], how="left")
     daily = art.regimes_daily
-    if daily.exists() and "regime" in pl.read_parquet_schema(daily):
-        q_ = q_.join(pl.scan_parquet(daily).select("date", "secid", "regime"), on=["date", "secid"], how="left")
-    with atomic_path(out) as tmp: q_.sink_parquet(tmp, compression="zstd")
+    with_regime = daily.exists() and "regime" in pl.read_parquet_schema(daily)
+    years = pl.scan_parquet(lab).select(pl.col("date").dt.year().unique()).collect(engine="streaming").to_series().sort()
+    writer = None
+    with atomic_path(out) as tmp:
+        for y in years:   # a year at a time (the files are in date order): memory holds one year's join, whatever the chain's size
+            span = pl.col("date").is_between(dt.date(y, 1, 1), dt.date(y, 12, 31))
+            q_ = pl.scan_parquet(lab).filter(span)
+            if opt.exists():
+                f = pl.scan_parquet(opt).filter(span).select("date", "secid", "optionid", *[c for c in WHITELIST])
+                q_ = q_.join(f, on=["date", "secid", "optionid"], how="left", maintain_order="left")
+            if with_regime:
+                q_ = q_.join(pl.scan_parquet(daily).filter(span).select("date", "secid", "regime"), on=["date", "secid"], how="left",
+                             maintain_order="left")
+            t = q_.collect(engine="streaming").to_arrow()
+            if writer is None: writer = open_parquet_writer(tmp, t.schema)
+            writer.write_table(t, row_group_size=250_000)
+        if writer is not None: writer.close()
+        else: pl.scan_parquet(lab).sink_parquet(tmp)   # no rows: the labels' (empty) layout
     return out
 
 # %% ../nbs/06_postgres_load.ipynb #5bdf699d

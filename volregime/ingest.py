@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -23,7 +23,7 @@ from .quarantine import Quarantine, check_bad_rows, log_quarantined
 from .rawstore import IngestSummary, RawWriter, raw_lock
 from .pulls import PullCache, pulled
 from .schemas import KEYS, SCHEMAS
-from .synth import MarketSpec, simulate_market, write_exports
+from .synth import SPX_SPEC, MarketSpec, simulate_market, write_exports, write_panel_exports
 
 log = get_logger("ingest")
 
@@ -294,12 +294,16 @@ def ingest_synthetic(data_dir: str | Path = "data",  # run data dir
                      fmt: str = "parquet",           # export format written before ingesting
                      spec: MarketSpec | None = None,  # the market's parameters (default MarketSpec())
                      eng: Engine | None = None,      # a cluster for the ingest of the exports; None: in process
+                     yearly: bool = False,           # parquet written a year of chains at a time (an index chain: bounded memory)
                      ) -> IngestSummary:
     "Simulate a market, write it as WRDS exports, ingest those."
     tickers = list(tickers or ["SPY"])
     out = Artifacts.of(data_dir).synthetic_source
     if out.exists(): shutil.rmtree(out)
-    write_exports(simulate_market(start, end, tickers, n_contracts, seed, spec), out, fmt)
+    if yearly:
+        if fmt != "parquet": raise IngestError(f"format {fmt!r}: chains written a year at a time are parquet only")
+        write_panel_exports(out, start, end, tickers, n_contracts, seed, spec, yearly_chains=True)
+    else: write_exports(simulate_market(start, end, tickers, n_contracts, seed, spec), out, fmt)
     return ingest_local(out, data_dir, tickers, start, end, eng=eng)
 
 # %% ../nbs/01_ingest.ipynb #49aa50b0
@@ -596,6 +600,7 @@ class IngestParams(StageParams):
     idio_share: float = 0.0       # synthetic: share of each name's days in its own regime path (panel truth per name)
     name_vol_sd: float = 0.0      # synthetic: log-normal sd of the names' vol levels
     chains: bool = True           # synthetic: simulate option chains; false: vsurfd only (the cross-section's input)
+    market: str = "default"       # synthetic: default (an SPY-like ETF) | spx (an index chain, `SPX_SPEC`, written a year at a time)
     cluster: str = "none"         # none | local | tcp://host:8786: export files read as one Dask task per (table, year, underlyings)
     secrets = ("wrds_uri",)
 
@@ -610,10 +615,12 @@ def run_ingest(art: Artifacts,          # the run's artifact paths
     pulls = PullCache(get_settings().path("cache_dir") / "pulls") if p.reuse_pulls and p.source in ("local", "wrds") else None
     if p.source == "synthetic":
         if p.panel: tickers = [f"N{i:03d}" for i in range(p.panel)]
-        spec = MarketSpec(idio_share=p.idio_share, name_vol_sd=p.name_vol_sd, chains=p.chains)
+        if p.market not in ("default", "spx"): raise IngestError(f"market={p.market!r}: expected 'default' or 'spx'")
+        base = SPX_SPEC if p.market == "spx" else MarketSpec()
+        spec = replace(base, idio_share=p.idio_share, name_vol_sd=p.name_vol_sd, chains=p.chains)
         with engine(p.cluster) as eng:
             s = ingest_synthetic(art, p.start or IngestParams.start, p.end or IngestParams.end, tickers, p.n_contracts, p.seed,
-                                 spec=spec, eng=eng)
+                                 spec=spec, eng=eng, yearly=p.market == "spx")
     elif p.source == "local":
         if not p.local_path: raise IngestError("source=local needs local_path (a folder of WRDS export files)")
         with engine(p.cluster) as eng:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import joblib
+import pyarrow.parquet as pq
 import numpy as np
 import polars as pl
 from joblib import Parallel, delayed
@@ -23,19 +24,20 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .cluster import check_cluster, engine
-from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, durations, get_logger, order_labels,
-                            record_headline, regime_label, seed_of, transition_matrix)
+from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, durations, get_logger, open_parquet_writer,
+                            order_labels, record_headline, regime_label, seed_of, transition_matrix)
 
 # %% auto #0
-__all__ = ['log', 'LOG1P_COLUMNS', 'PERSISTENCE_PENALTY', 'PERSISTENT_MIN_SPELL', 'PERSISTENT_MIN_SHARE', 'ScanInputError',
-           'feature_matrix', 'ZPCA', 'autocorr_reliability', 'feature_reliability', 'RegimeKMeans',
+__all__ = ['log', 'LOG1P_COLUMNS', 'PERSISTENCE_PENALTY', 'PERSISTENT_MIN_SPELL', 'PERSISTENT_MIN_SHARE', 'SAMPLE_ERROR_ROWS',
+           'ScanInputError', 'feature_matrix', 'ZPCA', 'autocorr_reliability', 'feature_reliability', 'RegimeKMeans',
            'sliced_wasserstein', 'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices',
            'grouped_block_indices', 'day_block_indices', 'fast_ari', 'ScanResult', 'scale_free_terms', 'select_k',
            'k_star_shares', 'scan_k', 'ScanParams', 'GroupScaler', 'RegimeModel', 'GranularityFit', 'fit_granularity',
            'per_underlying_models', 'persistent_labels', 'filtered_persistent_labels', 'publish_labels',
            'persistence_table', 'check_persistence_rule', 'select_persistent_k', 'daily_regimes', 'write_scan',
-           'breadth_table', 'ScanStageResult', 'ari_per_underlying', 'run_scan', 'regimes_ready', 'ensure_regimes',
-           'fig_scan', 'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
+           'breadth_table', 'ScanStageResult', 'ari_per_underlying', 'sample_option_days', 'label_rows',
+           'sample_fit_error', 'run_scan', 'regimes_ready', 'ensure_regimes', 'fig_scan', 'fig_pca_scatter',
+           'fig_breadth', 'cluster_profile', 'fig_timeline']
 
 # %% ../nbs/03_unsupervised_scan.ipynb #6786e3f1
 log = get_logger("scan")
@@ -454,6 +456,7 @@ class ScanParams(StageParams):
     k_max: int = 6                      # largest number of clusters scanned
     n_boot: int = 5                     # bootstrap refits per k
     boot_sample: int = 20000            # rows per bootstrap refit (option granularity)
+    option_fit_rows: int = 0            # option granularity: fit the scan on about this many rows, drawn as whole days (0: every row); every row is then labelled a batch at a time
     silhouette_sample: int = 3000       # rows for the silhouette score
     block_length: int = 20              # moving-block length in days of the bootstrap (day rows per underlying; option rows by whole days)
     alpha: float = 0.5                  # weight of stability in the score
@@ -561,6 +564,8 @@ class GranularityFit:
     reliability: pl.DataFrame | None = None  # day features: feature_reliability's table (weights = its `reliability`)
     kmeans_labels: np.ndarray | None = None  # day features: plain K-means labels where `labels` are the persistent ones
     k_star_score: int | None = None  # day features: the k the score alone picked (set when the persistence rule chose k*)
+    rows_total: int = 0         # option rows in the file when the scan was fitted on a sample of its days (0: fitted on all)
+    sample_ari: list | None = None  # sampled fits: ARI of sample fits against all-row fits at a smaller size (sample_fit_error)
 
     def model(self) -> RegimeModel:
         "The typed bundle of the chosen model."
@@ -754,6 +759,7 @@ def select_persistent_k(res: ScanResult,      # a day-level k-scan
 # %% ../nbs/03_unsupervised_scan.ipynb #03a23a1c
 def daily_regimes(day: GranularityFit | None,  # the day-level fit
                   opt: GranularityFit | None,  # the option-level fit
+                  shares: pl.DataFrame | None = None,  # option-cluster shares per date and secid (a sampled fit: from every row's label)
                   ) -> pl.DataFrame:
     "date, secid, regime (day-level k*), share_0..share_{k-1} (daily shares of option-level clusters)."
     out = None
@@ -762,8 +768,9 @@ def daily_regimes(day: GranularityFit | None,  # the day-level fit
                                                             regime_kmeans=pl.Series((day.labels if day.kmeans_labels is None else day.kmeans_labels).astype(np.int64)))
     if opt is not None:
         k = opt.scan.k_star
-        sh = (opt.rows.select("date", "secid").with_columns(c=pl.Series(opt.labels))
-              .group_by("date", "secid").agg([(pl.col("c") == i).mean().alias(f"share_{i}") for i in range(k)]))
+        sh = shares if shares is not None else (
+            opt.rows.select("date", "secid").with_columns(c=pl.Series(opt.labels))
+            .group_by("date", "secid").agg([(pl.col("c") == i).mean().alias(f"share_{i}") for i in range(k)]))
         out = sh if out is None else out.join(sh, on=["date", "secid"], how="left")
     return out.sort("secid", "date")
 
@@ -777,14 +784,20 @@ def write_scan(art: Artifacts,  # the run's artifact paths
     scan = pl.concat([f.scan.table for f in fits.values()], how="diagonal_relaxed")
     with atomic_path(art.kmeans_scan) as tmp: scan.write_parquet(tmp)
     paths["kmeans_scan"] = art.kmeans_scan
+    shares = None
     if "option" in fits:
         f = fits["option"]
-        lab = f.rows.select("date", "secid", "optionid").with_columns(
-            [pl.Series(f"pca_component_{i + 1}", f.Z[:, i]) for i in range(f.Z.shape[1])]).with_columns(
-            cluster=pl.Series(f.labels.astype(np.int64)))
-        with atomic_path(art.labels) as tmp: lab.write_parquet(tmp, compression="zstd")
+        if f.rows_total:   # fitted on a sample of days: every row labelled a batch at a time, shares from those labels
+            label_rows(f.model(), art.features_options, art.labels, ["date", "secid", "optionid"])
+            shares = (pl.scan_parquet(art.labels).group_by("date", "secid")
+                      .agg([(pl.col("cluster") == i).mean().alias(f"share_{i}") for i in range(f.scan.k_star)]).collect(engine="streaming"))
+        else:
+            lab = f.rows.select("date", "secid", "optionid").with_columns(
+                [pl.Series(f"pca_component_{i + 1}", f.Z[:, i]) for i in range(f.Z.shape[1])]).with_columns(
+                cluster=pl.Series(f.labels.astype(np.int64)))
+            with atomic_path(art.labels) as tmp: lab.write_parquet(tmp, compression="zstd")
         paths["labels"] = art.labels
-    daily = daily_regimes(fits.get("day"), fits.get("option"))
+    daily = daily_regimes(fits.get("day"), fits.get("option"), shares)
     with atomic_path(art.regimes_daily) as tmp: daily.write_parquet(tmp)
     paths["daily"] = art.regimes_daily
     if "regime" in daily.columns:
@@ -838,9 +851,73 @@ def ari_per_underlying(tr: pl.DataFrame,  # truth joined to the estimate: secid,
                          for (s,), g in tr.group_by("secid", maintain_order=True)],
                         schema={"secid": pl.Int64, "days": pl.Int64, "ari": pl.Float64}).sort("secid")
 
+# %% ../nbs/03_unsupervised_scan.ipynb #2623b474
+def sample_option_days(path: str | Path,  # features/options.parquet
+                       columns: list,     # columns to read
+                       rows: int = 0,     # about this many rows, as whole days (0: every row)
+                       random_state=0,    # seed of the draw of days
+                       ) -> tuple[pl.DataFrame, int]:
+    "(rows of a random sample of whole days holding about `rows` rows, or every row; the file's row count)."
+    columns = list(dict.fromkeys(columns))
+    n_all = pq.ParquetFile(path).metadata.num_rows
+    if rows <= 0 or n_all <= rows: return pl.read_parquet(path, columns=columns), n_all
+    days = pl.scan_parquet(path).select(pl.col("date").unique()).collect(engine="streaming").to_series().sort()
+    pick = days.sample(max(1, round(len(days) * rows / n_all)), seed=seed_of(random_state))
+    df = pl.scan_parquet(path).select(columns).filter(pl.col("date").is_in(pick.implode())).collect(engine="streaming")
+    return df, n_all
+
+
+# %% ../nbs/03_unsupervised_scan.ipynb #43e3f50a
+def label_rows(model: RegimeModel,   # a fitted regime model (stage 03's bundle)
+               src: str | Path,      # parquet of the rows to label (the model's columns and `keys`)
+               out: str | Path,      # parquet to write: keys, PCA coordinates, cluster
+               keys: list,           # key columns kept with each row
+               batch_rows: int = 500_000,  # rows read and labelled at a time
+               ) -> int:
+    "Every row of `src` with its features labelled by `model`, a batch at a time, into `out` (atomically); rows written."
+    pf = pq.ParquetFile(src)
+    writer, n = None, 0
+    with atomic_path(Path(out)) as tmp:
+        for b in pf.iter_batches(batch_size=batch_rows, columns=list(dict.fromkeys([*keys, *model.columns]))):
+            df = pl.from_arrow(b)
+            Z, ok = model.matrix(df)
+            t = (df.filter(pl.Series(ok)).select(keys)
+                 .with_columns([pl.Series(f"pca_component_{i + 1}", Z[:, i]) for i in range(Z.shape[1])])
+                 .with_columns(cluster=pl.Series(model.kmeans.predict(Z).astype(np.int64)))).to_arrow()
+            if writer is None: writer = open_parquet_writer(tmp, t.schema)
+            writer.write_table(t, row_group_size=250_000)
+            n += t.num_rows
+        if writer is not None: writer.close()
+        else: pl.DataFrame(schema={k: pl.Int64 for k in keys}).write_parquet(tmp)
+    return n
+
+
+# %% ../nbs/03_unsupervised_scan.ipynb #2da3f49a
+SAMPLE_ERROR_ROWS = 200_000   # sample_fit_error: the smaller set on which a sample fit is compared with a fit on all rows
+
+def sample_fit_error(Z: np.ndarray,   # the sample's PCA coordinates
+                     k: int,          # clusters (k*)
+                     share: float,    # the share of all rows the scan was fitted on
+                     m: int = SAMPLE_ERROR_ROWS,  # rows of the smaller set
+                     draws: int = 3,  # independent draws
+                     random_state=0,
+                     ) -> list:
+    "ARI between K-means fitted on all of `m` rows and on `share` of them (labels of all m rows), per draw."
+    rs = np.random.RandomState(seed_of(random_state))
+    out = []
+    for _ in range(draws):
+        Zs = Z[rs.choice(len(Z), min(m, len(Z)), replace=False)]
+        part = Zs[rs.choice(len(Zs), min(len(Zs), max(50 * k, round(len(Zs) * share))), replace=False)]
+        s = int(rs.randint(np.iinfo(np.int32).max))
+        full, small = RegimeKMeans(k, random_state=s).fit(Zs), RegimeKMeans(k, random_state=s).fit(part)
+        out.append(float(fast_ari(full.labels_, small.predict(Zs))))
+    return out
+
+
 # %% ../nbs/03_unsupervised_scan.ipynb #82554996
 def _scan_fits(art: Artifacts, p: ScanParams, common: dict) -> dict:
     "The k-scans of the asked granularities."
+    if p.option_fit_rows < 0: raise ScanInputError(f"option_fit_rows={p.option_fit_rows}: expected 0 (every row) or a positive row count")
     fits = {}
     if "day" in p.granularities:
         fd = pl.read_parquet(art.features_daily)
@@ -869,9 +946,17 @@ def _scan_fits(art: Artifacts, p: ScanParams, common: dict) -> dict:
         del fd
     if "option" in p.granularities:
         if art.features_options.exists():
-            opts = pl.read_parquet(art.features_options, columns=list(dict.fromkeys(["date", "secid", "optionid", *p.option_columns])))
+            opts, n_all = sample_option_days(art.features_options, ["date", "secid", "optionid", *p.option_columns], p.option_fit_rows,
+                                             p.random_state)
             fits["option"] = fit_granularity(opts, p.option_columns, "impl_volatility", "option", ["date", "secid", "optionid"],
                                              boot_sample=p.boot_sample, block_length=p.block_length, **common)
+            if len(opts) < n_all:
+                f = fits["option"]
+                f.rows_total = n_all
+                f.sample_ari = sample_fit_error(f.Z, f.scan.k_star, len(opts) / n_all, random_state=p.random_state)
+                log.info(f"option: fitted on {len(opts):,} of {n_all:,} rows ({len(opts) / n_all:.1%}, whole days); a fit on that share "
+                         f"of {min(len(f.Z), SAMPLE_ERROR_ROWS):,} rows agrees with the fit on all of them at ARI {np.mean(f.sample_ari):.3f} "
+                         f"(min {np.min(f.sample_ari):.3f} over {len(f.sample_ari)} draws); every row is labelled")
             del opts
         else: log.warning(f"option granularity skipped: {art.features_options} does not exist (no option quotes ingested)")
     return fits
@@ -910,7 +995,12 @@ def run_scan(art: Artifacts,       # the run's artifact paths
                  day_weights=p.day_weights, day_feature_weights=dict(zip(f.columns, f.zpca.weights)) if f.zpca.weights is not None else None,
                  day_rows=f.n_in, day_rows_dropped_missing=f.n_in - len(f.rows))   # days lacking a day feature get no regime
         h.update(_ari_vs_truth(art, daily))
-    if "option" in fits: h.update(k_star_option=fits["option"].scan.k_star, runner_up_option=fits["option"].scan.runner_up)
+    if "option" in fits:
+        f = fits["option"]
+        h.update(k_star_option=f.scan.k_star, runner_up_option=f.scan.runner_up, option_rows_fit=len(f.rows),
+                 option_rows_labelled=pq.ParquetFile(art.labels).metadata.num_rows,
+                 option_sample_ari=float(np.mean(f.sample_ari)) if f.sample_ari else None,
+                 option_sample_ari_min=float(np.min(f.sample_ari)) if f.sample_ari else None)
     record_headline(art, "03_unsupervised_scan", **h)
     return res
 

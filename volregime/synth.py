@@ -21,9 +21,9 @@ from .schemas import SCHEMAS, SENTINEL
 
 # %% auto #0
 __all__ = ['REGIME_NAMES', 'SURFACE_DAYS', 'SURFACE_DELTAS', 'RATE', 'DIVIDEND', 'NICE_STEPS', 'TICKER_IDS', 'PARQUET_EXPORT',
-           'SENTINEL_EXPORT', 'MarketSpec', 'trading_days', 'simulate_regimes', 'atm_term', 'smile_iv', 'bs_quote',
-           'SyntheticMarket', 'regime_names', 'check_spec', 'simulate_market', 'write_exports', 'write_panel_exports',
-           'Scenario', 'true_k', 'random_scenario', 'noisy_scenario']
+           'SENTINEL_EXPORT', 'SPX_SPEC', 'MarketSpec', 'trading_days', 'simulate_regimes', 'atm_term', 'smile_iv',
+           'bs_quote', 'SyntheticMarket', 'regime_names', 'check_spec', 'simulate_market', 'write_exports',
+           'write_panel_exports', 'Scenario', 'true_k', 'random_scenario', 'noisy_scenario']
 
 # %% ../nbs/01b_synth.ipynb #5b57bd1f
 REGIME_NAMES = ("calm", "normal", "stressed")
@@ -382,7 +382,8 @@ def _drop_days(cat: dict, tickers: list, first_name: int, dates: np.ndarray, spe
     if spec.outage_share > 0:   # its own generator: the default market's random stream is unchanged
         out = np.random.default_rng([seed, 7]).random(n) < spec.outage_share
         gone = pl.Series(dates[out].astype("datetime64[D]")).cast(pl.Date)
-        for t in ("opprcd", "vsurfd"): cat[t] = cat[t].filter(~pl.col("date").is_in(gone.to_list()))
+        for t in ("opprcd", "vsurfd"):
+            if t in cat: cat[t] = cat[t].filter(~pl.col("date").is_in(gone.to_list()))
     if spec.calendar_gap_share > 0:   # each later underlying's own missing days: no quotes, no prices, no truth row
         for i, tk in enumerate(tickers, first_name):
             if i == 0: continue
@@ -390,8 +391,23 @@ def _drop_days(cat: dict, tickers: list, first_name: int, dates: np.ndarray, spe
             off = np.random.default_rng([seed, 8, i]).random(n) < spec.calendar_gap_share
             gone = pl.Series(dates[off].astype("datetime64[D]")).cast(pl.Date).to_list()
             for t in ("opprcd", "vsurfd", "secprd", "truth"):
-                cat[t] = cat[t].filter(~((pl.col("secid") == secid) & pl.col("date").is_in(gone)))
-            cat["dsf"] = cat["dsf"].filter(~((pl.col("permno") == permno) & pl.col("date").is_in(gone)))
+                if t in cat: cat[t] = cat[t].filter(~((pl.col("secid") == secid) & pl.col("date").is_in(gone)))
+            if "dsf" in cat: cat["dsf"] = cat["dsf"].filter(~((pl.col("permno") == permno) & pl.col("date").is_in(gone)))
+
+# %% ../nbs/01b_synth.ipynb #8112e54e
+def _yearly_chains(sink, tk, i, secid, dates, S, level, lr_name, reg, sk_i, cu_i, spec, n_contracts, n_exp, exp_all, exp_monthly,
+                   exp_fri, seed, tickers, first_name) -> None:
+    "One underlying's option chains a calendar year at a time, each from its own generator, handed to `sink(year, frame)`."
+    years = dates.astype("datetime64[Y]").astype(int) + 1970
+    for y in np.unique(years):
+        on = years == y
+        tabs = {"opprcd": []}
+        _chains(tabs, tk, secid, dates[on], S[on], level[on], lr_name[on], reg[on], sk_i[on], cu_i[on], spec, n_contracts, n_exp,
+                exp_all, exp_monthly, exp_fri, np.random.default_rng([seed, 15, i, int(y)]))
+        cat = {"opprcd": tabs["opprcd"][0]}
+        _drop_days(cat, tickers, first_name, dates, spec, seed)   # the whole market's outage days, drawn over all its days
+        sink(int(y), cat["opprcd"])
+
 
 # %% ../nbs/01b_synth.ipynb #2ed7650b
 def simulate_market(start: str = "2019-01-02",   # first trading date
@@ -401,6 +417,7 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
                     seed: int = 0,               # deterministic for a seed
                     spec: MarketSpec | None = None,
                     first_name: int = 0,         # index of tickers[0] in a wider panel simulated in pieces (`write_panel_exports`)
+                    chain_sink=None,             # callable(year, frame): chains a year at a time, handed over, not kept
                     ) -> SyntheticMarket:
     "Simulate a regime-switching options market in WRDS layouts."
     spec = spec or MarketSpec()
@@ -450,7 +467,10 @@ def simulate_market(start: str = "2019-01-02",   # first trading date
         tabs["truth"].append(pl.DataFrame({"date": dates, "secid": secid, "regime": reg,
                                            "regime_name": np.array(names)[reg], "spot_vol": sig,
                                            "atm_iv_30d": atm30}))
-        if spec.chains: _chains(tabs, tk, secid, dates, S, level, lr_i * beta ** 0.5, reg, sk_i, cu_i, spec, n_contracts, n_exp, exp_all, exp_monthly, exp_fri, rng)
+        if spec.chains and chain_sink is not None:
+            _yearly_chains(chain_sink, tk, i, secid, dates, S, level, lr_i * beta ** 0.5, reg, sk_i, cu_i, spec, n_contracts, n_exp,
+                           exp_all, exp_monthly, exp_fri, seed, tickers, first_name)
+        elif spec.chains: _chains(tabs, tk, secid, dates, S, level, lr_i * beta ** 0.5, reg, sk_i, cu_i, spec, n_contracts, n_exp, exp_all, exp_monthly, exp_fri, rng)
         _underlying_tables(tabs, tk, secid, permno, dates, S, S_adj, split, sig, reg, spec, rng)
         # ---- vsurfd: standardised surface by (days, delta) and a 30-day model-free IV
         tabs["vsurfd"].append(_vsurfd(dates, secid, S, level, lr_i * beta ** 0.5, sk_i, cu_i, spec))
@@ -504,6 +524,7 @@ def write_panel_exports(out_dir: str | Path,        # folder to write the export
                         seed: int = 0,              # deterministic for a seed (and piece)
                         spec: MarketSpec | None = None,
                         piece: int = 50,            # names simulated at a time: memory holds one piece
+                        yearly_chains: bool = False,  # chains a year at a time (`chain_sink`): memory holds one year of one name
                         ) -> list[Path]:
     "Simulate a wide panel in pieces of names and write it as parquet WRDS exports, a piece at a time."
     if piece < 1: raise InputError(f"piece={piece}: expected at least one name per piece")
@@ -511,17 +532,19 @@ def write_panel_exports(out_dir: str | Path,        # folder to write the export
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     writers, small = {}, {}
     with contextlib.ExitStack() as files:   # each yearly file complete or not there (atomic_path), whatever happens
+        def put(table, year, part):
+            t = part.to_arrow()
+            if (table, year) not in writers:
+                p = out / f"{table}{year}.parquet"
+                w = pq.ParquetWriter(files.enter_context(atomic_path(p)), t.schema, **PARQUET_EXPORT)
+                files.callback(w.close)   # closed before its file is moved into place
+                writers[(table, year)] = (p, w)
+            writers[(table, year)][1].write_table(t, row_group_size=250_000)
+        sink = (lambda year, part: put("opprcd", year, part)) if yearly_chains else None
         for lo in range(0, len(tickers), piece):
-            m = simulate_market(start, end, tickers[lo:lo + piece], n_contracts, seed, spec, first_name=lo)
+            m = simulate_market(start, end, tickers[lo:lo + piece], n_contracts, seed, spec, first_name=lo, chain_sink=sink)
             for table in ("opprcd", "vsurfd"):
-                for (year,), part in getattr(m, table).group_by(pl.col("date").dt.year(), maintain_order=True):
-                    t = part.to_arrow()
-                    if (table, year) not in writers:
-                        p = out / f"{table}{year}.parquet"
-                        w = pq.ParquetWriter(files.enter_context(atomic_path(p)), t.schema, **PARQUET_EXPORT)
-                        files.callback(w.close)   # closed before its file is moved into place
-                        writers[(table, year)] = (p, w)
-                    writers[(table, year)][1].write_table(t)
+                for (year,), part in getattr(m, table).group_by(pl.col("date").dt.year(), maintain_order=True): put(table, year, part)
             for table in ("secprd", "dsf", "securd", "secnmd", "opcrsphist", "truth", "vix"):
                 small.setdefault(table, []).append(getattr(m, table))
             del m
@@ -530,6 +553,10 @@ def write_panel_exports(out_dir: str | Path,        # folder to write the export
         p = out / f"{table}.parquet"; _write_frame(pl.concat(frames), p, "parquet", table); written.append(p)
     get_logger("synth").info(f"wrote {len(written)} export files (parquet, {len(tickers)} names in pieces of {piece}) to {out}")
     return written
+
+# %% ../nbs/01b_synth.ipynb #944ed22b
+SPX_SPEC = MarketSpec(s0=1230.0, strike_step=5.0, strike_range=(-8.0, 4.0))   # an index chain: $5 strikes, deep puts listed
+
 
 # %% ../nbs/01b_synth.ipynb #b681e5d2
 @dataclass

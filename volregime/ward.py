@@ -105,6 +105,7 @@ class WardParams(StageParams):
     ward_granularity: str = "option"    # option or day: which stage-03 PCA matrix the threshold scan uses
     ward_sample: int = 50000            # exact Ward up to this many rows, micro-cluster Ward beyond
     n_micro: int = 1000                 # K-means micro-clusters for Ward beyond ward_sample
+    ward_rows: int = 2_000_000          # option granularity: at most this many of stage 03's labelled rows read (every m-th row)
     threshold_min: float = 30.0         # smallest Ward distance threshold scanned
     threshold_max: float = 100.0        # largest Ward distance threshold scanned
     n_thresholds: int = 15              # thresholds in the scan
@@ -145,6 +146,7 @@ class WardStageResult:
 # %% ../nbs/04_ward_validation.ipynb #678a7a36
 def ward_matrix(art: Artifacts,    # the run's artifact paths
                 granularity: str,  # option or day
+                max_rows: int = 0,  # option rows: at most this many read, every m-th row of the labels file (0: all)
                 ) -> tuple[str, np.ndarray, np.ndarray]:
     "(granularity used, PCA matrix, K-means labels) that stage 03 fitted, for the Ward scan."
     from volregime.scan import RegimeModel
@@ -154,7 +156,15 @@ def ward_matrix(art: Artifacts,    # the run's artifact paths
                     "or no option quotes were ingested); the Ward scan uses the day-level matrix")
         granularity = "day"
     if granularity == "option":
-        lab = pl.read_parquet(art.labels)
+        import pyarrow.parquet as pq
+        pf = pq.ParquetFile(art.labels)
+        n = pf.metadata.num_rows
+        cols = [c for c in pf.schema_arrow.names if c.startswith("pca_component_")] + ["cluster"]
+        step = -(-n // max_rows) if max_rows and n > max_rows else 1
+        if step == 1: lab = pl.read_parquet(art.labels, columns=cols)
+        else:   # a systematic sample, a batch at a time: memory holds the sample, not the file
+            lab = pl.concat([pl.from_arrow(b).gather_every(step) for b in pf.iter_batches(batch_size=step * 50_000, columns=cols)])
+            log.info(f"ward: every {step}th of {n:,} labelled option rows read ({lab.height:,}; ward_rows={max_rows:,})")
         return granularity, lab.select(pl.selectors.starts_with("pca_component_")).to_numpy(), lab["cluster"].to_numpy()
     model = RegimeModel.load(art.model("day"))
     feats = pl.read_parquet(art.features_daily)
@@ -174,7 +184,8 @@ def run_ward(art: Artifacts,      # the run's artifact paths
     "Stage 04: Ward threshold scan and nesting, every method's daily regimes, their validation and headline."
     from volregime import validate as V
     p = params
-    gran, Xg, km_labels = ward_matrix(art, p.ward_granularity)
+    if p.ward_rows < 0: raise WardInputError(f"ward_rows={p.ward_rows}: expected 0 (every row) or a positive row count")
+    gran, Xg, km_labels = ward_matrix(art, p.ward_granularity, p.ward_rows)
     tree = WardTree(p.ward_sample, p.n_micro, p.random_state).fit(Xg)
     grid, rescaled = threshold_grid(tree, p.threshold_min, p.threshold_max, p.n_thresholds, p.rescale_thresholds)
     wscan = ward_scan(Xg, tree, km_labels, grid, p.silhouette_sample, p.random_state)
@@ -205,7 +216,7 @@ def run_ward(art: Artifacts,      # the run's artifact paths
     causal = comp.filter(pl.col("causal"))
     bc = causal.row(0, named=True) if causal.height else {}
     key = "ari_truth" if "ari_truth" in comp.columns else "reference_score"
-    headline = dict(ward_granularity_used=gran, ward_method=tree.method_, thresholds_rescaled=rescaled,
+    headline = dict(ward_granularity_used=gran, ward_method=tree.method_, thresholds_rescaled=rescaled, ward_rows_used=len(Xg),
                     ward_level=p.ward_level, nestedness=fixed["nestedness"], nestedness_null_mean=fixed["null_mean"],
                     nestedness_corrected=fixed["corrected"], nestedness_pvalue=fixed["p_value"],
                     nesting_note="Ward and K-means minimise the same within-cluster sum of squares on the same matrix: "
