@@ -23,9 +23,9 @@ from .core import (InputError, Settings, atomic_path, check_unknown, copy_once, 
                             merge_params, package_versions, pg_data_dir, read_headlines, resolve_path)
 
 # %% auto #0
-__all__ = ['STAGE_RE', 'INDEX_HEADLINES', 'stage_params', 'secret_params', 'stage_notebooks', 'select_stages',
+__all__ = ['STAGE_RE', 'INDEX_HEADLINES', 'SETUP_CALLS', 'stage_params', 'secret_params', 'stage_notebooks', 'select_stages',
            'declared_parameters', 'render_html', 'run_figures', 'write_index', 'write_reports_index', 'StageFailed',
-           'RunResult', 'run_pipeline', 'sweep_grid', 'sweep_report', 'run_sweep']
+           'RunResult', 'run_copy', 'run_pipeline', 'sweep_grid', 'sweep_report', 'run_sweep']
 
 # %% ../nbs/08_pipeline.ipynb #8fa983ee
 STAGE_RE = re.compile(r"^(0[1-6])_[a-z0-9_]+\.ipynb$")
@@ -386,6 +386,44 @@ def _restore_stage(store: StageCache, hit: dict, plan: _RunPlan, st: dict, out_n
               seconds=round(time.perf_counter() - t0, 2), headline=read_headlines(plan.data).get(stage, {}))
     get_logger("pipeline").info(f"{stage}: cached (key {st['key'][:12]}, computed by run {hit.get('run_id')}) in {st['seconds']:.1f}s")
 
+# %% ../nbs/08_pipeline.ipynb #412a5a5e
+SETUP_CALLS = ("setup_notebook", "configure_devices")   # calls an example cell makes for the whole notebook: kept in a run
+
+def _setup_lines(code: str) -> str:
+    "The imports of a code cell and its calls of SETUP_CALLS (top level), in order; the rest of the cell left out."
+    import ast
+    text = "\n".join(l for l in code.splitlines() if not l.lstrip().startswith(("%", "!")))
+    try: tree = ast.parse(text)
+    except SyntaxError: return ""
+    def setup(s):
+        if isinstance(s, (ast.Import, ast.ImportFrom)): return True
+        return (isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) and isinstance(s.value.func, ast.Name)
+                and s.value.func.id in SETUP_CALLS)
+    return "\n".join(ast.get_source_segment(text, s) for s in tree.body if setup(s))
+
+def run_copy(nb: Path,    # a stage notebook
+             dest: Path,  # where to write the copy a run executes
+             ) -> Path:
+    "The stage notebook as a run executes it: prose, definitions, imports, parameters and the Run section; no examples."
+    import nbformat
+    doc = nbformat.read(str(nb), as_version=4)
+    run_at = next((i for i, c in enumerate(doc.cells) if c.cell_type == "markdown" and c.source.strip().splitlines()[:1] == ["## Run"]), None)
+    if run_at is not None:
+        cells = []
+        for i, c in enumerate(doc.cells):
+            first = c.source.lstrip().splitlines()[:1]
+            if (i >= run_at or c.cell_type != "code" or "parameters" in c.metadata.get("tags", [])
+                    or first and first[0].replace(" ", "").startswith(("#|export", "#|exporti", "#|exports"))):
+                cells.append(c)
+            elif (setup := _setup_lines(c.source)):   # an example's imports and set-up calls: later cells may need them
+                c.source, c.outputs = setup, []
+                cells.append(c)
+        doc.cells = cells
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(doc, str(dest))
+    return dest
+
+
 # %% ../nbs/08_pipeline.ipynb #3cbf1992
 def _execute_stage(nb: Path, plan: _RunPlan, st: dict, mine: dict, out_nb: Path, out_html: Path, kernel: str, kernels,
                    settings: Settings, store: StageCache | None, t0: float) -> None:
@@ -395,7 +433,7 @@ def _execute_stage(nb: Path, plan: _RunPlan, st: dict, mine: dict, out_nb: Path,
     _stage_record(plan.data, stage).unlink(missing_ok=True)   # this stage's files are about to change
     before = snapshot(plan.data)
     try:
-        pm.execute_notebook(str(nb), str(out_nb), parameters=mine, kernel_name=kernel, progress_bar=False,
+        pm.execute_notebook(str(run_copy(nb, plan.run_dir / "_stage_src" / nb.name)), str(out_nb), parameters=mine, kernel_name=kernel, progress_bar=False,
                             cwd=str(settings.root), log_output=False, config=kernels)
         st["status"] = "ok"
     except Exception as e:  # papermill keeps the executed notebook with the error in it
