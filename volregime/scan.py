@@ -954,7 +954,7 @@ def _scan_fits(art: Artifacts, p: ScanParams, common: dict) -> dict:
                 f = fits["option"]
                 f.rows_total = n_all
                 f.sample_ari = sample_fit_error(f.Z, f.scan.k_star, len(opts) / n_all, random_state=p.random_state)
-                log.info(f"option: fitted on {len(opts):,} of {n_all:,} rows ({len(opts) / n_all:.1%}, whole days); a fit on that share "
+                log.info(f"option: {len(opts):,} of {n_all:,} rows drawn ({len(opts) / n_all:.1%}, whole days), {len(f.rows):,} of them usable and fitted; a fit on that share "
                          f"of {min(len(f.Z), SAMPLE_ERROR_ROWS):,} rows agrees with the fit on all of them at ARI {np.mean(f.sample_ari):.3f} "
                          f"(min {np.min(f.sample_ari):.3f} over {len(f.sample_ari)} draws); every row is labelled")
             del opts
