@@ -757,6 +757,15 @@ def select_persistent_k(res: ScanResult,      # a day-level k-scan
 
 
 # %% ../nbs/03_unsupervised_scan.ipynb #03a23a1c
+def _label_frame(keys: pl.DataFrame, Z: np.ndarray, labels: np.ndarray) -> pl.DataFrame:
+    "Rows' keys with their PCA coordinates (pca_component_1...) and cluster: the layout of regimes/labels.parquet."
+    return keys.with_columns([pl.Series(f"pca_component_{i + 1}", Z[:, i]) for i in range(Z.shape[1])]).with_columns(
+        cluster=pl.Series(labels.astype(np.int64)))
+
+def _cluster_shares(frame, col: str, k: int):
+    "Per date and secid, the share of rows in each of k clusters (share_0...), of a (lazy) frame with cluster column `col`."
+    return frame.group_by("date", "secid").agg([(pl.col(col) == i).mean().alias(f"share_{i}") for i in range(k)])
+
 def daily_regimes(day: GranularityFit | None,  # the day-level fit
                   opt: GranularityFit | None,  # the option-level fit
                   shares: pl.DataFrame | None = None,  # option-cluster shares per date and secid (a sampled fit: from every row's label)
@@ -768,9 +777,7 @@ def daily_regimes(day: GranularityFit | None,  # the day-level fit
                                                             regime_kmeans=pl.Series((day.labels if day.kmeans_labels is None else day.kmeans_labels).astype(np.int64)))
     if opt is not None:
         k = opt.scan.k_star
-        sh = shares if shares is not None else (
-            opt.rows.select("date", "secid").with_columns(c=pl.Series(opt.labels))
-            .group_by("date", "secid").agg([(pl.col("c") == i).mean().alias(f"share_{i}") for i in range(k)]))
+        sh = shares if shares is not None else _cluster_shares(opt.rows.select("date", "secid").with_columns(c=pl.Series(opt.labels)), "c", k)
         out = sh if out is None else out.join(sh, on=["date", "secid"], how="left")
     return out.sort("secid", "date")
 
@@ -789,12 +796,9 @@ def write_scan(art: Artifacts,  # the run's artifact paths
         f = fits["option"]
         if f.rows_total:   # fitted on a sample of days: every row labelled a batch at a time, shares from those labels
             label_rows(f.model(), art.features_options, art.labels, ["date", "secid", "optionid"])
-            shares = (pl.scan_parquet(art.labels).group_by("date", "secid")
-                      .agg([(pl.col("cluster") == i).mean().alias(f"share_{i}") for i in range(f.scan.k_star)]).collect(engine="streaming"))
+            shares = _cluster_shares(pl.scan_parquet(art.labels), "cluster", f.scan.k_star).collect(engine="streaming")
         else:
-            lab = f.rows.select("date", "secid", "optionid").with_columns(
-                [pl.Series(f"pca_component_{i + 1}", f.Z[:, i]) for i in range(f.Z.shape[1])]).with_columns(
-                cluster=pl.Series(f.labels.astype(np.int64)))
+            lab = _label_frame(f.rows.select("date", "secid", "optionid"), f.Z, f.labels)
             with atomic_path(art.labels) as tmp: lab.write_parquet(tmp, compression="zstd")
         paths["labels"] = art.labels
     daily = daily_regimes(fits.get("day"), fits.get("option"), shares)
@@ -881,9 +885,7 @@ def label_rows(model: RegimeModel,   # a fitted regime model (stage 03's bundle)
         for b in pf.iter_batches(batch_size=batch_rows, columns=list(dict.fromkeys([*keys, *model.columns]))):
             df = pl.from_arrow(b)
             Z, ok = model.matrix(df)
-            t = (df.filter(pl.Series(ok)).select(keys)
-                 .with_columns([pl.Series(f"pca_component_{i + 1}", Z[:, i]) for i in range(Z.shape[1])])
-                 .with_columns(cluster=pl.Series(model.kmeans.predict(Z).astype(np.int64)))).to_arrow()
+            t = _label_frame(df.filter(pl.Series(ok)).select(keys), Z, model.kmeans.predict(Z)).to_arrow()
             if writer is None: writer = open_parquet_writer(tmp, t.schema)
             writer.write_table(t, row_group_size=250_000)
             n += t.num_rows
