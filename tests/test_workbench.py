@@ -131,18 +131,38 @@ def test_jupyterlab_opens_a_stage_notebook_and_runs_it(tmp_path):
             pg = b.new_page(viewport={"width": 1400, "height": 1000})
             pg.goto(f"http://127.0.0.1:{port}/lab/tree/nbs/02_features.ipynb?token={token}", timeout=120_000)
             pg.wait_for_function("document.querySelectorAll('.jp-Notebook .jp-CodeCell').length > 10", timeout=120_000)
-            pg.wait_for_function("document.querySelector('.jp-Notebook-ExecutionIndicator') === null || "
-                                 "document.querySelector('.jp-Notebook-ExecutionIndicator[data-status=\"idle\"]') !== null",
-                                 timeout=120_000)
+            # the kernel must be up before Run All: a click while it is still starting runs nothing
+            for _ in range(240):
+                sessions = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/sessions?token={token}", timeout=10).read())
+                if sessions and all(s["kernel"]["execution_state"] == "idle" for s in sessions): break
+                time.sleep(0.5)
+            else:
+                raise AssertionError(f"the notebook's kernel never became idle: {sessions}")
+            pg.wait_for_function("document.querySelector('.jp-Notebook-ExecutionIndicator[data-status=\"idle\"]') !== null", timeout=120_000)
             n_code = pg.evaluate("document.querySelectorAll('.jp-Notebook .jp-CodeCell').length")
             assert n_code > 10
-            pg.click("div.lm-MenuBar-itemLabel:text-is('Run')")
-            pg.click("li.lm-Menu-item:has-text('Run All Cells')")
-            pg.wait_for_function("""() => {
-                const p = Array.from(document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')).map(e => e.innerText);
+            prompts = "Array.from(document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')).map(e => e.innerText)"
+            started = "() => " + prompts + ".some(t => /\\[(\\*|\\d+)\\]/.test(t))"
+            for attempt in range(3):   # Run All, again if nothing was queued
+                pg.click("div.lm-MenuBar-itemLabel:text-is('Run')")
+                pg.click("li.lm-Menu-item:has-text('Run All Cells')")
+                try: pg.wait_for_function(started, timeout=30_000, polling=500); break
+                except Exception:
+                    pg.keyboard.press("Escape")
+            else:
+                raise AssertionError("Run All Cells queued no cell three times")
+            done = """() => {
+                const p = """ + prompts + """;
                 const err = Array.from(document.querySelectorAll('.jp-OutputArea-output')).some(e => e.innerText.includes('Traceback'));
                 return err || (p.length > 0 && p.every(t => /\\[\\d+\\]/.test(t)));
-            }""", timeout=420_000, polling=1000)
+            }"""
+            try: pg.wait_for_function(done, timeout=300_000, polling=1000)
+            except Exception:   # say where it stopped: the prompts, the kernel's state, the last outputs
+                state = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/sessions?token={token}", timeout=10).read())
+                last = pg.evaluate("Array.from(document.querySelectorAll('.jp-OutputArea-output')).slice(-3).map(e => e.innerText.slice(0, 300))")
+                dialogs = pg.evaluate("Array.from(document.querySelectorAll('.jp-Dialog')).map(e => e.innerText.slice(0, 200))")
+                raise AssertionError(f"Run All did not finish in 300 s: prompts {pg.evaluate(prompts)}; "
+                                     f"kernel {[s['kernel']['execution_state'] for s in state]}; dialogs {dialogs}; last outputs {last}") from None
             texts = pg.evaluate("Array.from(document.querySelectorAll('.jp-OutputArea-output')).map(e => e.innerText)")
             assert not [t for t in texts if "Traceback" in t], [t[:300] for t in texts if "Traceback" in t][:2]
             pg.wait_for_function("document.querySelectorAll('.jp-Notebook .js-plotly-plot').length >= 1", timeout=60_000)
