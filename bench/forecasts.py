@@ -6,7 +6,8 @@ Each market goes through stages 01-04 in process (demo profile, day granularity)
   regime's causal probabilities; models learn the change from today's level);
 - `-har`, `-se`, `-regime`: the defaults less one input group (the ablation; run it on the development family);
 - `level`: the defaults, but the models learn the level (the design before the change target);
-- `stress`: the defaults, but the outer test windows open at the starts of stressed episodes (`anchor_kind="stress"`).
+- `stress`: the defaults, but the outer test windows open at the starts of stressed episodes (`anchor_kind="stress"`);
+- `narrow`: the penalised baselines' grids before they were widened (ridge 0.1-10, lasso 1e-4-1e-3).
 
 Per scenario, variant and horizon it prints the recommended forecaster's RMSE over persistence's and the model best in
 hindsight's (lowest pooled test RMSE), and keeps each run's inner validation records and test forecasts
@@ -36,7 +37,8 @@ from volregime.robustness import scenario_params, stage_runners
 
 VARIANTS = {"all": {}, "-har": {"har_inputs": False}, "-se": {"se_inputs": False}, "-regime": {"use_regime_shares": False},
             "level": {"target_transform": "level"}, "stress": {"anchor_kind": "stress"},
-            "surface": {"har_inputs": False, "se_inputs": False, "use_regime_shares": False}}
+            "surface": {"har_inputs": False, "se_inputs": False, "use_regime_shares": False},
+            "narrow": {"ridge_alphas": [0.1, 1.0, 10.0], "lasso_alphas": [1e-4, 1e-3]}}
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--family", default="heldout", choices=["noisy", "heldout"], help="which generator draws the markets")
@@ -80,7 +82,8 @@ with tempfile.TemporaryDirectory(prefix="volregime-forecasts-") as work:
             for r in res.recommended.iter_rows(named=True):
                 row = {"scenario": sc.name, "family": a.family, "variant": v, "horizon": r["horizon"], "recommended": r["recommended"],
                        "ratio_recommended": r["ratio_recommended"], "best_in_hindsight": r["best_in_hindsight"],
-                       "ratio_best": r["ratio_best"], "seconds_05": secs, "failed": None}
+                       "ratio_best": r["ratio_best"], "seconds_05": secs, "failed": None,
+                       "ridge_alpha": (res.cv.selected.get("ridge") or (None, {}))[1].get("regressor__model__alpha")}
                 rows.append(row)
                 print(json.dumps(row, default=str), flush=True)
         shutil.rmtree(w, ignore_errors=True)

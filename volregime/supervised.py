@@ -31,8 +31,8 @@ __all__ = ['log', 'TRANSFORMS', 'ANCHOR_KINDS', 'SKLEARN_GRIDS', 'BUILDERS', 'QL
            'qlike', 'hac_variance', 'fixed_b_critical', 'loss_test', 'diebold_mariano', 'clark_west', 'combine_folds',
            'holm', 'model_confidence_set', 'inner_benchmarks', 'recommend', 'combined_rows', 'CVResult', 'nested_cv',
            'add_regime_rmse', 'summary_table', 'mcs_losses', 'save_family', 'load_family', 'fig_folds', 'fig_forecasts',
-           'fig_histories', 'verdict', 'ForecastParams', 'ForecastStageResult', 'forecast_frame', 'recommended_table',
-           'scored_horizons', 'run_forecast']
+           'fig_histories', 'verdict', 'ForecastParams', 'sklearn_grids', 'ForecastStageResult', 'forecast_frame',
+           'recommended_table', 'scored_horizons', 'run_forecast']
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #4aa92d92
 log = get_logger("supervised")
@@ -253,8 +253,8 @@ def har_forecast(seq: Sequences,  # the sequences
 # %% ../nbs/05_lstm_nested_cv.ipynb #f2150895
 SKLEARN_GRIDS = {
     "linear": {},
-    "ridge": {"regressor__model__alpha": [0.1, 1.0, 10.0]},
-    "lasso": {"regressor__model__alpha": [1e-4, 1e-3]},
+    "ridge": {"regressor__model__alpha": [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]},
+    "lasso": {"regressor__model__alpha": [1e-4, 1e-3, 1e-2]},
     "elasticnet": {"regressor__model__alpha": [1e-4, 1e-3], "regressor__model__l1_ratio": [0.2, 0.8]},
     "random_forest": {"regressor__model__max_depth": [4, 8]},
     "gradient_boosting": {"regressor__model__estimator__max_depth": [2, 3]},
@@ -307,9 +307,11 @@ def fit_sklearn(name: str,       # baseline name (linear, ridge, lasso, elasticn
                 y: np.ndarray,   # targets (n, H)
                 splits,          # inner time-series splits
                 random_state=0,  # seed of the model
+                grid: dict | None = None,  # its candidates (parameter -> values); default SKLEARN_GRIDS[name]
                 ) -> tuple[object, dict]:
     "A tuned baseline on flattened windows: (fitted estimator, its parameters)."
-    return tune(sklearn_model(name, random_state), SKLEARN_GRIDS.get(name, {}), X.reshape(len(X), -1), y, splits)
+    grid = SKLEARN_GRIDS.get(name, {}) if grid is None else grid
+    return tune(sklearn_model(name, random_state), grid, X.reshape(len(X), -1), y, splits)
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #aff9596e
 def inner_forecasts(estimator,        # the unfitted estimator of the family
@@ -792,14 +794,14 @@ def _metrics_rows(name, fold, y_lvl, f_lvl, naive_lvl, horizons):
     return [_score(name, fold.fold, str(fold.anchor), h, y_lvl[:, j], f_lvl[:, j], naive_lvl[:, j]) for j, h in enumerate(horizons)]
 
 def _fit_one(name: str, keras: bool, X_tr, y_tr, X_te, splits, grid, horizon, epochs, patience, batch_size, random_state,
-             devices: tuple = ("", True), inner: bool = True) -> tuple:
+             devices: tuple = ("", True), inner: bool = True, sk_grid: dict | None = None) -> tuple:
     """One (outer fold, model) job: tuned on the inner splits, refit on the fold's training rows; its test forecast (model
     scale), the fitted model, the chosen parameters, the Keras history and, when `inner`, the chosen candidate's inner
     out-of-sample record (inner_forecasts) that the recommendation is made on (a joblib job, on a cluster under Dask)."""
     if keras and _DEVICES is None:   # a process TensorFlow was not set up in (a Dask worker): devices, seeds, op determinism
         configure_devices(*devices, random_state)
     if not keras:
-        est, best = fit_sklearn(name, X_tr, y_tr, splits, random_state)
+        est, best = fit_sklearn(name, X_tr, y_tr, splits, random_state, sk_grid)
         rec = inner_forecasts(sklearn_model(name, random_state), best, X_tr.reshape(len(X_tr), -1), y_tr, splits) if inner else None
         return est.predict(X_te.reshape(len(X_te), -1)), est, best, None, rec
     # the same search as the baselines: GridSearchCV over the inner splits; the inner fits rank candidates on their
@@ -829,6 +831,7 @@ def nested_cv(seq: Sequences,               # the sequences (X, y, dates, horizo
               mcs_block: int = 10,         # its bootstrap's mean block length (at least the horizon)
               mcs_reps: int = 500,         # its bootstrap replications
               recommend_test: str = "spa",  # spa (superior predictive ability against persistence) or mcs
+              sklearn_grids: dict | None = None,  # baseline name -> its grid, where it differs from SKLEARN_GRIDS
               ) -> CVResult:
     """Outer expanding-window folds; inner time-series splits tune each model; every forecast scored against persistence;
     per fold and horizon, the forecaster recommended from the inner splits alone (`recommend`)."""
@@ -845,7 +848,8 @@ def nested_cv(seq: Sequences,               # the sequences (X, y, dates, horizo
     def job(fold, m, keras):
         tr, te = fold.train, fold.test
         return delayed(_fit_one)(m, keras, seq.X[tr], seq.y[tr], seq.X[te], splits_of[fold.fold], grid,
-                                 horizon, epochs, patience, batch_size, random_state, devices, (not keras) or recommend_deep)
+                                 horizon, epochs, patience, batch_size, random_state, devices, (not keras) or recommend_deep,
+                                 (sklearn_grids or {}).get(m))
     if n_jobs == 1:
         fitted = []
         for a in jobs:
@@ -1087,6 +1091,8 @@ class ForecastParams(StageParams):
     inner_splits: int = 2               # inner time-series splits for tuning
     keras_families: list = field(default_factory=lambda: ["lstm", "gru", "seq2seq"])  # deep models
     sklearn_models: list = field(default_factory=lambda: ["linear", "ridge", "lasso", "elasticnet", "random_forest", "gradient_boosting"])  # baselines
+    ridge_alphas: list = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0])  # ridge penalties tried (inputs standardised; W x F of them)
+    lasso_alphas: list = field(default_factory=lambda: [1e-4, 1e-3, 1e-2])  # lasso penalties tried (targets scaled to 0..1)
     units_grid: list = field(default_factory=lambda: [16])       # recurrent units
     depth_grid: list = field(default_factory=lambda: [1])        # recurrent layers
     dropout_grid: list = field(default_factory=lambda: [0.0])    # dropout between layers
@@ -1104,6 +1110,16 @@ class ForecastParams(StageParams):
     mcs_reps: int = 1000                # MCS bootstrap replications
     random_state: int = 0               # seeds numpy, TensorFlow and every estimator
     cluster: str = "none"               # none | local | tcp://host:8786: the (fold, model) jobs through joblib's Dask backend
+
+# %% ../nbs/05_lstm_nested_cv.ipynb #5014d97e
+def sklearn_grids(p: ForecastParams) -> dict:
+    "Baseline name -> its GridSearchCV grid, from the stage's penalty lists (checked)."
+    grids = {}
+    for name, vals in (("ridge", p.ridge_alphas), ("lasso", p.lasso_alphas)):
+        if not vals or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 for v in vals):
+            raise ForecastInputError(f"{name}_alphas={vals!r}: expected a non-empty list of positive numbers")
+        grids[name] = {"regressor__model__alpha": [float(v) for v in vals]}
+    return grids
 
 # %% ../nbs/05_lstm_nested_cv.ipynb #b7ef6420
 @dataclass
@@ -1225,7 +1241,8 @@ def run_forecast(art: Artifacts,           # the run's artifact paths
         cv = nested_cv(seq, folds, p.horizon, p.sklearn_models, p.keras_families, grid, p.inner_splits,
                        p.epochs, p.patience, p.batch_size, p.random_state, progress, n_jobs=eng.n_jobs(1),
                        devices=(p.gpu_devices, p.memory_growth), recommend_deep=deep, mcs_size=p.mcs_size,
-                       mcs_block=p.mcs_block, mcs_reps=p.mcs_reps, recommend_test=p.recommend_test)
+                       mcs_block=p.mcs_block, mcs_reps=p.mcs_reps, recommend_test=p.recommend_test,
+                       sklearn_grids=sklearn_grids(p))
     with atomic_path(art.cv_results) as tmp: cv.results.write_parquet(tmp)
     with atomic_path(art.predictions) as tmp: cv.predictions.write_parquet(tmp)
     with atomic_path(art.recommended) as tmp: cv.recommended.with_columns(secid=pl.lit(secid0)).write_parquet(tmp)
