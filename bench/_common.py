@@ -24,7 +24,9 @@ def measure(code: str, label: str) -> dict:
     r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{label} failed:\n{r.stderr[-3000:]}")
-    out = json.loads([l for l in r.stdout.splitlines() if l.startswith("@@")][-1][2:])
+    lines = r.stdout.splitlines()
+    out = json.loads([l for l in lines if l.startswith("@@") and not l.startswith("@@H")][-1][2:])
+    out["headline"] = next((json.loads(l[3:]) for l in reversed(lines) if l.startswith("@@H")), {})   # a job's own "@@H" line
     out["label"] = label
     out["rows_per_s"] = out["rows"] / out["seconds"]
     return out
@@ -51,3 +53,58 @@ def scenario_markets(family: str, first: int, n: int, years: float, work):
         m = sc.simulate()
         write_exports(m, w / "exports")
         yield sc, m, Artifacts(w / "data"), w / "exports"
+
+
+# The surface features as DuckDB SQL (the peer of stage 02 in bench/features.py and bench/scale.py): joins, a 5-day
+# window per option, forward differences, per-expiry ATM and 25-delta interpolation, constant-maturity interpolation in
+# total variance. Format with threads, under (underlying_frame's parquet), raw (the raw dir) and out (a folder).
+DUCKDB_FEATURES_SQL = """
+SET threads={threads};
+CREATE TEMP TABLE u AS SELECT * FROM read_parquet('{under}');
+COPY (
+  SELECT o.date, o.secid, o.optionid, o.exdate, o.cp_flag, date_diff('day', o.date, o.exdate) AS dte,
+         o.strike_price / 1000.0 AS strike, (o.strike_price / 1000.0) / u.close_raw AS moneyness,
+         ln((o.strike_price / 1000.0) / u.close_raw) AS log_moneyness, (o.best_bid + o.best_offer) / 2 AS mid,
+         CASE WHEN o.best_bid + o.best_offer > 0 THEN (o.best_offer - o.best_bid) / ((o.best_bid + o.best_offer) / 2) END AS rel_spread,
+         o.best_bid, o.best_offer, o.impl_volatility, o.delta, o.gamma, o.vega, o.theta, o.volume, o.open_interest,
+         avg(o.volume) OVER (PARTITION BY o.optionid ORDER BY u.tday RANGE BETWEEN 4 PRECEDING AND CURRENT ROW) AS volume_ma5,
+         u.prc, u.vol, u.price_diff_1d, u.price_diff_2d, u.price_diff_3d, u.price_diff_5d, u.price_diff_8d,
+         u.price_diff_13d, u.price_diff_21d, u.price_diff_34d
+  FROM read_parquet('{raw}/opprcd/*/*.parquet') o LEFT JOIN u USING (secid, date)
+  ORDER BY o.date, o.secid, o.optionid
+) TO '{out}/options.parquet' (FORMAT parquet, COMPRESSION zstd);
+CREATE TEMP TABLE f AS
+  SELECT o.secid, o.date, o.exdate, o.cp_flag, o.delta, o.impl_volatility AS iv, date_diff('day', o.date, o.exdate) AS dte,
+         ln((o.strike_price / 1000.0) / coalesce(o.forward_price, u.close_raw)) AS k
+  FROM read_parquet('{raw}/opprcd/*/*.parquet') o LEFT JOIN u USING (secid, date)
+  WHERE o.best_bid > 0 AND o.impl_volatility IS NOT NULL AND date_diff('day', o.date, o.exdate) >= 7
+    AND abs(o.delta) BETWEEN 0.05 AND 0.95;
+CREATE TEMP TABLE e AS
+  WITH g AS (
+    SELECT secid, date, exdate, any_value(dte) AS dte,
+      max(k) FILTER (WHERE cp_flag = 'P' AND k < 0) AS k1, arg_max(iv, k) FILTER (WHERE cp_flag = 'P' AND k < 0) AS v1,
+      min(k) FILTER (WHERE cp_flag = 'C' AND k >= 0) AS k2, arg_min(iv, k) FILTER (WHERE cp_flag = 'C' AND k >= 0) AS v2,
+      max(delta) FILTER (WHERE cp_flag = 'P' AND delta <= -0.25) AS pd1, arg_max(iv, delta) FILTER (WHERE cp_flag = 'P' AND delta <= -0.25) AS pv1,
+      min(delta) FILTER (WHERE cp_flag = 'P' AND delta > -0.25) AS pd2, arg_min(iv, delta) FILTER (WHERE cp_flag = 'P' AND delta > -0.25) AS pv2,
+      min(delta) FILTER (WHERE cp_flag = 'C' AND delta >= 0.25) AS cd1, arg_min(iv, delta) FILTER (WHERE cp_flag = 'C' AND delta >= 0.25) AS cv1,
+      max(delta) FILTER (WHERE cp_flag = 'C' AND delta < 0.25) AS cd2, arg_max(iv, delta) FILTER (WHERE cp_flag = 'C' AND delta < 0.25) AS cv2
+    FROM f GROUP BY ALL)
+  SELECT secid, date, dte,
+    CASE WHEN k2 = 0 THEN v2 ELSE v1 + (v2 - v1) * (0 - k1) / (k2 - k1) END AS atm_iv,
+    pv1 + (pv2 - pv1) * (-0.25 - pd1) / (pd2 - pd1) AS put25_iv,
+    cv1 + (cv2 - cv1) * (0.25 - cd1) / (cd2 - cd1) AS call25_iv
+  FROM g;
+CREATE MACRO cm(col, days) AS TABLE
+  WITH lo AS (SELECT secid, date, max(dte) AS d1, arg_max(v, dte) AS s1 FROM (SELECT secid, date, dte, COLUMNS(col) AS v FROM e) WHERE v IS NOT NULL AND dte <= days GROUP BY ALL),
+       hi AS (SELECT secid, date, min(dte) AS d2, arg_min(v, dte) AS s2 FROM (SELECT secid, date, dte, COLUMNS(col) AS v FROM e) WHERE v IS NOT NULL AND dte > days GROUP BY ALL)
+  SELECT secid, date, CASE WHEN d1 = days THEN s1 WHEN d1 IS NOT NULL AND d2 IS NOT NULL THEN
+    sqrt((s1 * s1 * d1 / 365 + (s2 * s2 * d2 / 365 - s1 * s1 * d1 / 365) * (days / 365 - d1 / 365) / (d2 / 365 - d1 / 365)) / (days / 365)) END AS val
+  FROM lo FULL JOIN hi USING (secid, date);
+COPY (
+  SELECT u.secid, u.date, a.val AS atm_iv_30d, b.val AS atm_iv_91d, p.val - c.val AS skew_25d,
+         (p.val + c.val) / 2 - a.val AS curvature_25d, b.val - a.val AS term_slope, u.rv_21d, u.ret_1d, u.close
+  FROM u LEFT JOIN cm('atm_iv', 30) a USING (secid, date) LEFT JOIN cm('atm_iv', 91) b USING (secid, date)
+         LEFT JOIN cm('put25_iv', 30) p USING (secid, date) LEFT JOIN cm('call25_iv', 30) c USING (secid, date)
+  ORDER BY u.secid, u.date
+) TO '{out}/daily.parquet' (FORMAT parquet, COMPRESSION zstd);
+"""

@@ -364,7 +364,7 @@ def constant_maturity_se(exp: pl.LazyFrame,  # per-expiry rows with a standard-e
     return lower.join(upper, on=["secid", "date"], how="full", coalesce=True).select("secid", "date", se.alias(f"{col}_{days}d"))
 
 # %% ../nbs/02_features.ipynb #09440c53
-SURFACE_SE = ("atm_iv_30d_se", "skew_25d_se", "curvature_25d_se", "term_slope_se")   # standard errors of the day's surface features
+SURFACE_SE = ("atm_iv_30d_se", "atm_iv_91d_se", "skew_25d_se", "curvature_25d_se", "term_slope_se")   # standard errors of the day's surface features
 
 def expiry_smiles(opprcd: pl.LazyFrame,  # filtered option rows
                   spot: pl.LazyFrame,    # secid, date, close_raw
@@ -404,7 +404,7 @@ def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
             .with_columns(atm_iv_30d=pl.col("atm_iv_30d"), skew_25d=pl.col("put25_iv_30d") - pl.col("call25_iv_30d"),
                           curvature_25d=(pl.col("put25_iv_30d") + pl.col("call25_iv_30d")) / 2 - pl.col("atm_iv_30d"),
                           term_slope=pl.col("atm_iv_91d") - pl.col("atm_iv_30d"),
-                          atm_iv_30d_se=pl.col("atm_iv_se_30d"), skew_25d_se=pl.col("skew_se_30d"), curvature_25d_se=pl.col("curv_se_30d"),
+                          atm_iv_30d_se=pl.col("atm_iv_se_30d"), atm_iv_91d_se=pl.col("atm_iv_se_91d"), skew_25d_se=pl.col("skew_se_30d"), curvature_25d_se=pl.col("curv_se_30d"),
                           term_slope_se=(pl.col("atm_iv_se_91d") ** 2 + pl.col("atm_iv_se_30d") ** 2).sqrt())
             .select("secid", "date", "atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", *SURFACE_SE, "n_expiries",
                     pl.col("atm_iv_30d_how").alias("surface_how")))
@@ -516,8 +516,9 @@ def _features_task(task: tuple,  # (group, secids, year)
     if options: n = write_option_features(raw, under, out, part=(secids, year))
     return daily, (str(out) if n else None), n
 
-def _features_on_cluster(art: Artifacts, f: SurfaceFilters, source: str, rv_window: int, options: bool, eng: Engine) -> tuple:
-    "The daily table and the option features written, from one task per (underlyings, year)."
+def _features_by_partition(art: Artifacts, f: SurfaceFilters, source: str, rv_window: int, options: bool, eng: Engine) -> tuple:
+    """The daily table and the option features written, from one task per (underlyings, year): on a cluster, or one after
+    another in process, where memory then holds one partition at a time."""
     sec = pl.read_parquet(art.secprd, columns=["secid", "date"])
     years = sorted(sec["date"].dt.year().unique().to_list())
     tasks = [(g, ids, y) for g, ids in enumerate(underlying_groups(sec["secid"].unique().to_list(), eng.per_task)) for y in years]
@@ -527,7 +528,8 @@ def _features_on_cluster(art: Artifacts, f: SurfaceFilters, source: str, rv_wind
     try:
         done = eng.map(_features_task, tasks, raw=str(art.raw), f=f, source=source, rv_window=rv_window, options=options,
                        parts=str(parts))
-        log.info(f"features: {len(tasks)} task(s) on the cluster ({len(tasks) // max(len(years), 1)} group(s) of underlyings x {len(years)} year(s))")
+        where = "on the cluster" if eng.distributed else "in process, one at a time"
+        log.info(f"features: {len(tasks)} task(s) {where} ({len(tasks) // max(len(years), 1)} group(s) of underlyings x {len(years)} year(s))")
         daily = pl.concat([d for d, _, _ in done], how="diagonal_relaxed").sort("secid", "date")
         log_surface(daily)
         files = [p for _, p, _ in done if p]
@@ -546,7 +548,9 @@ def build_features(data_dir: str | Path = "data",  # the run's data dir (or its 
                    options: bool = True,  # also write features/options.parquet (needs opprcd)
                    eng: Engine | None = None,  # a cluster: one task per (underlyings, year); None: in process
                   ) -> FeatureSummary:
-    "data_dir/raw -> data_dir/features/{options,daily}.parquet (each written atomically)."
+    """data_dir/raw -> data_dir/features/{options,daily}.parquet (each written atomically). A panel wider than one
+    partition (`eng.per_task` underlyings) is computed a partition at a time in process too, so memory holds one
+    (underlyings, year) partition however many names there are; a narrower one in a single pass."""
     t0 = time.perf_counter()
     f = filters or SurfaceFilters()
     art = Artifacts.of(data_dir)
@@ -554,8 +558,10 @@ def build_features(data_dir: str | Path = "data",  # the run's data dir (or its 
     if not art.secprd.exists(): raise FileNotFoundError(f"{art.secprd}: run the ingest stage first")
     s = FeatureSummary()
     options = options and (raw / "opprcd").exists()
-    if eng is not None and eng.distributed:
-        daily, s.option_rows = _features_on_cluster(art, f, surface_source, rv_window, options, eng)
+    eng = eng or Engine()
+    n_names = pl.scan_parquet(art.secprd).select(pl.col("secid").n_unique()).collect().item()
+    if eng.distributed or n_names > eng.per_task:
+        daily, s.option_rows = _features_by_partition(art, f, surface_source, rv_window, options, eng)
     else:
         under = underlying_frame(raw, rv_window)
         if options: s.option_rows = write_option_features(raw, under, art.features_options)
@@ -612,7 +618,7 @@ def surface_accuracy(art: Artifacts,          # the run's artifact paths
 def noise_shares(daily: pl.DataFrame  # the stage's daily features
                  ) -> pl.DataFrame:
     "Per underlying and surface feature: days with a standard error, mean squared error over the feature's variance."
-    feats = [c.removesuffix("_se") for c in SURFACE_SE]
+    feats = [c.removesuffix("_se") for c in SURFACE_SE if c in daily.columns]   # a features file of an older run may lack one
     return pl.concat([daily.group_by("secid").agg(feature=pl.lit(c), days_with_se=pl.col(f"{c}_se").is_not_null().sum(),
                                                   noise_share=((pl.col(f"{c}_se") ** 2).mean() / pl.col(c).var()).clip(0, 1))
                       for c in feats]).sort("secid", "feature")

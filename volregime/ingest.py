@@ -28,8 +28,8 @@ from .synth import SPX_SPEC, MarketSpec, simulate_market, write_exports, write_p
 log = get_logger("ingest")
 
 # %% auto #0
-__all__ = ['log', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'resolve_secids', 'ingest_local', 'ingest_synthetic', 'wrds_url',
-           'mirror_to_postgres', 'ingest_wrds', 'consolidate_years', 'combine_parquet', 'raw_summary',
+__all__ = ['log', 'PANEL_PIECE', 'WRDS_HOST', 'WRDS_PORT', 'WRDS_DB', 'resolve_secids', 'ingest_local', 'ingest_synthetic',
+           'wrds_url', 'mirror_to_postgres', 'ingest_wrds', 'consolidate_years', 'combine_parquet', 'raw_summary',
            'atm_term_structure', 'fig_underlying_and_term', 'IngestParams', 'run_ingest', 'raw_ready', 'ensure_raw']
 
 # %% ../nbs/01_ingest.ipynb #5eb1dda4
@@ -286,6 +286,9 @@ def _merge_tasks(stage: Path, tasks: list, done: list, secids) -> IngestSummary:
     return s
 
 # %% ../nbs/01_ingest.ipynb #be16e832
+PANEL_PIECE = 20   # names simulated and written at a time when a synthetic panel is wider than this (a 5-year vsurfd
+                   # name holds about 100 MB while simulated: 20 names peaked at 2.1 GiB, 50 at 4.6 GiB)
+
 def ingest_synthetic(data_dir: str | Path = "data",  # run data dir
                      start: str = "2019-01-02", end: str = "2019-12-31",
                      tickers: list | None = None,    # underlyings (default SPY)
@@ -295,14 +298,16 @@ def ingest_synthetic(data_dir: str | Path = "data",  # run data dir
                      spec: MarketSpec | None = None,  # the market's parameters (default MarketSpec())
                      eng: Engine | None = None,      # a cluster for the ingest of the exports; None: in process
                      yearly: bool = False,           # parquet written a year of chains at a time (an index chain: bounded memory)
+                     piece: int = PANEL_PIECE,       # names simulated at a time when there are more than this
                      ) -> IngestSummary:
-    "Simulate a market, write it as WRDS exports, ingest those."
+    """Simulate a market, write it as WRDS exports, ingest those. A panel wider than `piece` names is simulated and
+    written a piece of names at a time (parquet), so memory holds one piece, not the panel."""
     tickers = list(tickers or ["SPY"])
     out = Artifacts.of(data_dir).synthetic_source
     if out.exists(): shutil.rmtree(out)
-    if yearly:
-        if fmt != "parquet": raise IngestError(f"format {fmt!r}: chains written a year at a time are parquet only")
-        write_panel_exports(out, start, end, tickers, n_contracts, seed, spec, yearly_chains=True)
+    if yearly or len(tickers) > piece:
+        if fmt != "parquet": raise IngestError(f"format {fmt!r}: a market written in pieces (a year of chains, or {piece} names) is parquet only")
+        write_panel_exports(out, start, end, tickers, n_contracts, seed, spec, piece=piece, yearly_chains=yearly)
     else: write_exports(simulate_market(start, end, tickers, n_contracts, seed, spec), out, fmt)
     return ingest_local(out, data_dir, tickers, start, end, eng=eng)
 
