@@ -102,10 +102,13 @@ def _buffer(self: RawWriter, run: _Run, df: pl.DataFrame) -> None:
 
 @patch
 def _close_run(self: RawWriter, run: _Run) -> None:
-    "A complete stretch: its rows written and its file closed (a cross-section's hundreds hold no file handles)."
+    """A complete stretch: its rows written, its file closed (a cross-section's hundreds hold no file handles) and its
+    tail dropped: the tail's keys are a zero-copy slice of the stretch's last batch, which it would keep alive (a
+    400-name vsurfd year held 2.2 GB of batches through its 400 closed stretches; 0.4 GB without them)."""
     self._flush(run)
     self._drain()
     if run.writer is not None: run.writer.close()
+    run.tail = None
 
 @patch
 def _drain(self: RawWriter) -> None:
