@@ -143,8 +143,11 @@ rows = len(Z)
 
     def run_psql(*sqls):
         args = [str(psql), conn, "-v", "ON_ERROR_STOP=1", *[x for q in sqls for x in ("-c", q)]]
-        return subprocess.run(prefix + [" ".join(f"'{x}'" for x in args)] if prefix else args, check=True, capture_output=True, text=True)
+        r = subprocess.run(prefix + [" ".join(f"'{x}'" for x in args)] if prefix else args, capture_output=True, text=True)
+        if r.returncode: raise SystemExit(f"psql failed: {r.stderr.strip()[-2000:]}")
+        return r
     csv = work / "loaded.csv"
+    csv.touch(); os.chmod(csv, 0o666)   # psql may run as the server's user: it writes the dump, then reads it
     src = f"{lp.schema}.{lp.table}"
     run_psql(f"\\copy (SELECT * FROM {src}) TO '{csv}' WITH (FORMAT csv)")
     run_psql(f"DROP TABLE IF EXISTS {lp.schema}.bench_scale_psql; CREATE TABLE {lp.schema}.bench_scale_psql "
