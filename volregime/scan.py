@@ -606,7 +606,8 @@ def fit_granularity(df: pl.DataFrame,          # rows to cluster (keys, features
         if "secid" not in df.columns: raise ScanInputError(f"{granularity}: standardize='per_underlying' needs a secid column")
         g = df["secid"].to_numpy()[ok]
         scaler = GroupScaler().fit(X, g); X = scaler.transform(X, g)
-    rows = df.filter(pl.Series(ok)).select(*keys, *[c for c in columns if c not in keys])
+    rows = df.filter(pl.Series(ok)).select(*keys, *[c for c in columns if c not in keys],
+                                           *([order_col] if order_col not in keys and order_col not in columns else []))
     if len(X) <= k_max: raise ScanInputError(f"{granularity}: {len(X)} usable rows is not more than k_max={k_max}")
     zp = ZPCA(pca_variance, random_state=random_state, weights=None if weights is None else list(weights)).fit(X)
     Z = zp.transform(X)
