@@ -117,7 +117,7 @@ def autocorr_reliability(x: np.ndarray,  # one feature's days, in date order (Na
     return float(np.clip(intercept, 0.05, 1.0))
 
 
-# %% ../nbs/03_unsupervised_scan.ipynb #9c669f79
+# %% ../nbs/03_unsupervised_scan.ipynb #14678a3b
 def sparse_weights(X: np.ndarray,        # (n, p) z-scored features
                    ks=(2, 3, 4),         # cluster counts; the weights are averaged over them
                    sparsity: float = 1.5,  # L1 bound of the unit-L2 weights: 1 keeps one feature, sqrt(p) keeps all
