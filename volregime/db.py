@@ -479,23 +479,25 @@ def table_report(postgres_uri: str | None,  # server; default POSTGRES_URI or th
                  table: str,  # table
                  label_col: str | None = None,  # label counted per value; default LABEL_COL, then cluster, then regime
                 ) -> dict:
-    "Rows per year and per label (whichever label column the table has, if any), and sample rows, read back."
-    from sqlalchemy import create_engine, text
-    eng = create_engine(resolve_postgres_uri(postgres_uri))
+    """Rows per year and per label (whichever label column the table has, if any), and sample rows, read back.
+    Through psycopg2 alone: SQLAlchemy's import and engine were 0.45 s of a 6.7 s `volregime load` of 1 M rows."""
+    import psycopg2
     name = f"{q(schema)}.{q(table)}"
+    con = psycopg2.connect(libpq_uri(resolve_postgres_uri(postgres_uri)))
     try:
-        with eng.connect() as c:
-            cols = [r[0] for r in c.execute(text("SELECT column_name FROM information_schema.columns WHERE table_schema = :s "
-                                                 "AND table_name = :t"), {"s": schema, "t": table}).fetchall()]
+        with con.cursor() as c:
+            c.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s", (schema, table))
+            cols = [r[0] for r in c.fetchall()]
             label = next((x for x in (label_col or DEFAULTS["label_col"], "cluster", "regime") if x in cols), None)
             # one pass over the table for both counts (two passes took 0.7 s of a 4.5 s `volregime load` of 1 M rows)
             by = f", {q(label)}" if label else ""
-            counts = pl.DataFrame(c.execute(text(f"SELECT extract(year FROM date)::int AS year{by}, count(*) AS rows FROM {name} GROUP BY 1{', 2' if label else ''}")).fetchall(),
-                                  schema=["year", *([label] if label else []), "rows"], orient="row")
+            c.execute(f"SELECT extract(year FROM date)::int AS year{by}, count(*) AS rows FROM {name} GROUP BY 1{', 2' if label else ''}")
+            counts = pl.DataFrame(c.fetchall(), schema=["year", *([label] if label else []), "rows"], orient="row")
             per_year = counts.group_by("year").agg(pl.col("rows").sum()).sort("year")
             per_label = None if label is None else counts.group_by(label).agg(pl.col("rows").sum()).sort(label)
-            sample = pl.read_database(f"SELECT * FROM {name} LIMIT 5", c)
-    finally: eng.dispose()
+            c.execute(f"SELECT * FROM {name} LIMIT 5")
+            sample = pl.DataFrame(c.fetchall(), schema=[d[0] for d in c.description], orient="row", infer_schema_length=None)
+    finally: con.close()
     return {"per_year": per_year, "label": label, "per_label": per_label, "sample": sample}
 
 # %% ../nbs/06_postgres_load.ipynb #c7db89b3
