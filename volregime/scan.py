@@ -1053,7 +1053,7 @@ def run_scan(art: Artifacts,       # the run's artifact paths
                     if at.get(c) is not None},
                  regime_method=p.regime_method, regime_penalty=p.regime_penalty if p.regime_method == "persistent" else None,
                  mean_duration_day_kmeans=float(durations(f.kmeans_labels)["length"].mean()) if f.kmeans_labels is not None else None,
-                 day_weights=p.day_weights, day_feature_weights=dict(zip(f.columns, f.zpca.weights)) if f.zpca.weights is not None else None,
+                 day_weights=p.day_weights, sparsity=p.sparsity if p.day_weights == "sparse" else None, day_feature_weights=dict(zip(f.columns, f.zpca.weights)) if f.zpca.weights is not None else None,
                  day_rows=f.n_in, day_rows_dropped_missing=f.n_in - len(f.rows))   # days lacking a day feature get no regime
         h.update(_ari_vs_truth(art, daily))
     if "option" in fits:

@@ -338,11 +338,15 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
                   select_every: str = "year",  # re-choose HMM stickiness and jump penalty at the first refit of each
                   tol: float = 0.25,  # IV-order ambiguity threshold (standard deviations)
                   k_max: int = 6,  # largest k the causal k-scan considers (k = 0)
-                  weighted: bool = False,  # weight features by their reliability, estimated on each refit's training days
+                  weighted: bool | str = False,  # False/'equal'; True/'reliability': each feature's signal share (persistence); 'sparse': x sqrt of its sparse K-means cluster share (stage 03's day_weights), both on the days known then
+                  sparsity: float = 1.5,  # L1 bound of the sparse K-means weights (weighted='sparse')
                  ) -> CausalLabels:
     "K-means, persistent K-means (forward cost), HMM (filtered) and jump (online) labels of each day from models fitted on data up to that day only."
     from sklearn.cluster import KMeans
-    from volregime.scan import PERSISTENCE_PENALTY, ZPCA, autocorr_reliability, filtered_persistent_labels
+    from volregime.scan import PERSISTENCE_PENALTY, ZPCA, autocorr_reliability, filtered_persistent_labels, sparse_weights
+    mode = {False: "equal", True: "reliability"}.get(weighted, weighted) if isinstance(weighted, bool) else weighted
+    if mode not in ("equal", "reliability", "sparse"):
+        raise ValidationInputError(f"weighted={weighted!r}: expected False/'equal', True/'reliability' or 'sparse'")
     from jumpmodels.jump import JumpModel
     X, iv = np.asarray(X, float), np.asarray(order_values, float)
     dts = pl.Series("d", dates).cast(pl.Date)
@@ -353,19 +357,25 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
     rows, settings = [], []
     year_of = dts.dt.truncate({"month": "1mo", "quarter": "1q", "year": "1y", "week": "1w"}.get(select_every, "1y")).to_numpy()
     from volregime.scan import scan_k
-    sticky, penalty, kk = 0.2, 8.0, k
+    sticky, penalty, kk, share = 0.2, 8.0, k, np.ones(X.shape[1])
     for j, r in enumerate(pts):
         end = pts[j + 1] if j + 1 < len(pts) else T
         day = dts[int(r)]
         seed = int((seed_of(random_state) * 1_000_003 + day.toordinal()) % (2**31 - 1))
         tr = slice(0, int(r) + 1)
-        w = [autocorr_reliability(X[tr][:, c]) for c in range(X.shape[1])] if weighted else None   # from the days known then
+        reselect = j == 0 or year_of[r] != year_of[pts[j - 1]]
+        if mode == "sparse" and reselect:   # each feature's share of the clustering, on the days known then (yearly: ~1 s a fit)
+            xt = X[tr]
+            sd = xt.std(0)
+            if (sd > 0).all(): share = sparse_weights((xt - xt.mean(0)) / sd, sparsity=sparsity, random_state=seed)
+        w = None if mode == "equal" else [float(np.clip(autocorr_reliability(X[tr][:, c]) * np.sqrt(max(share[c], 0.0)), 0.05, 1.0))
+                                          for c in range(X.shape[1])]   # from the days known then
         zp = ZPCA(pca_variance, random_state=seed, weights=w).fit(X[tr])
         Z = zp.transform(X[:end])
         Ztr, ivtr = Z[tr], iv[tr]
         sd_iv = float(np.nanstd(ivtr)) or 1.0
         xs = zp.scaler_.transform(X[tr])
-        if j == 0 or year_of[r] != year_of[pts[j - 1]]:
+        if reselect:
             if not k:   # the stage-03 k-scan (stability, separation, compactness) on the days known then
                 sc = scan_k(Ztr, ivtr, 2, min(k_max, len(Ztr) // 20), n_boot=10, block_length=20, random_state=seed)
                 kk = sc.k_star
@@ -400,7 +410,7 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
 
 # %% ../nbs/04a_validate.ipynb #c79e6947
 def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_penalty, ward_sample, random_state, hmm_sticky,
-                causal_k, causal_refit, causal_min_days, pca_variance, persistent_published=False) -> tuple:
+                causal_k, causal_refit, causal_min_days, pca_variance, persistent_published=False, weighting=("reliability", 1.5)) -> tuple:
     "One underlying's labels of every method (a task on a cluster): frames, causal refits, settings chosen, days unlabelled."
     from volregime.scan import feature_matrix
     from volregime.wardtree import WardRegimes
@@ -428,7 +438,7 @@ def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_p
     if len(crow) > causal_min_days:
         cl = causal_labels(Xraw, crow["atm_iv_30d"].to_numpy(), crow["date"], causal_k, causal_refit, causal_min_days,
                            pca_variance, hmm_covariance, seed_of(random_state),
-                           weighted=getattr(model.zpca, "weights", None) is not None)
+                           weighted=weighting[0] if getattr(model.zpca, "weights", None) is not None else False, sparsity=weighting[1])
         refits = cl.refits.with_columns(secid=pl.lit(secid))
         for m, lab in cl.labels.items():
             keep = lab >= 0
@@ -473,9 +483,12 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
         feats = feats.filter(pl.col("secid").is_in(ids))
     parts = [f for _, f in feats.sort("date").group_by("secid", maintain_order=True)]
     # persistent labels may equal plain K-means' where nothing flickers: stage 03's headline says which it published
-    persistent = read_headlines(art).get("03_unsupervised_scan", {}).get("regime_method") == "persistent"
+    h03 = read_headlines(art).get("03_unsupervised_scan", {})
+    persistent = h03.get("regime_method") == "persistent"
+    # the causal refits weigh the day features as stage 03 did (sparse: cluster share x signal share), on the days known then
+    weighting = (h03.get("day_weights") or "reliability", float(h03.get("sparsity") or 1.5))
     args = (model, km, hmm_covariance, jump_penalty, ward_sample, random_state, hmm_sticky, causal_k, causal_refit, causal_min_days, pca_variance,
-            persistent)
+            persistent, weighting)
     done = eng.map(lambda f: _methods_of(f, *args), parts) if eng is not None and eng.distributed else [_methods_of(f, *args) for f in parts]
     frames = [x for fr, _, _, _ in done for x in fr]
     refits = [r for _, r, _, _ in done if r is not None]
