@@ -380,20 +380,24 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
                 sc = scan_k(Ztr, ivtr, 2, min(k_max, len(Ztr) // 20), n_boot=10, block_length=20, random_state=seed)
                 kk = sc.k_star
                 settings.append((day, "k", sc.table))
-            sticky, st_tab = select_sticky(Ztr, kk, covariance=covariance, random_state=seed)
+            try: sticky, st_tab = select_sticky(Ztr, kk, covariance=covariance, random_state=seed)
+            except ValidationInputError: st_tab = None   # no HMM of kk states fits these days: the last stickiness is kept
             penalty, jp_tab = select_jump_penalty(Ztr, kk, random_state=seed)
-            settings += [(day, "hmm_sticky", st_tab), (day, "jump_penalty", jp_tab)]
+            settings += [s for s in [(day, "hmm_sticky", st_tab), (day, "jump_penalty", jp_tab)] if s[2] is not None]
         fitted = {}
         km = KMeans(kk, n_init=4, random_state=seed).fit(Ztr)
         fitted["kmeans"] = (km.labels_, km.predict(Z[r:end]))
         scale = float(((Ztr - km.cluster_centers_[km.labels_]) ** 2).sum(1).mean())   # the training days' loss scale
         fitted["persistent"] = (km.labels_, filtered_persistent_labels(Z[:end], km.cluster_centers_, PERSISTENCE_PENALTY, scale)[r:end])
-        hm = fit_hmm(Ztr, kk, covariance, seed, n_init=2, sticky=sticky)
-        fitted["hmm"] = (hm.predict(Ztr), hmm_filter(hm, Z)[r:end])
+        try:
+            hm = fit_hmm(Ztr, kk, covariance, seed, n_init=2, sticky=sticky)
+            fitted["hmm"] = (hm.predict(Ztr), hmm_filter(hm, Z)[r:end])
+        except ValidationInputError:   # e.g. 4 states on 104 days, every EM start singular: this block has no causal HMM label
+            pass
         lam = penalty * jump_scale(Ztr, kk, seed)
         jm = JumpModel(n_components=kk, jump_penalty=lam, random_state=seed, n_init=3).fit(Ztr, sort_by=None)
         fitted["jump"] = (np.asarray(jm.labels_, np.int64), np.asarray(jm.predict_online(Z), np.int64)[r:end])
-        matched = {}
+        matched = {m: None for m in out}   # None: that model could not be fitted at this refit (its labels stay -1)
         for m, (trl, block) in fitted.items():
             means = np.array([ivtr[trl == c].mean() if (trl == c).any() else np.nan for c in range(kk)])
             cents = np.array([xs[trl == c].mean(axis=0) if (trl == c).any() else np.full(xs.shape[1], np.nan) for c in range(kk)])
@@ -405,7 +409,7 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
             matched[m] = used
         rows.append({"refit_date": day, "training_days": int(r) + 1, "labelled_days": int(end - r), "k": kk, "hmm_sticky": sticky,
                      "jump_penalty": penalty, "pca_components": int(zp.n_components_),
-                     **{f"matched_{m}": v for m, v in matched.items()}})
+                     "hmm_fitted": "hmm" in fitted, **{f"matched_{m}": v for m, v in matched.items()}})
     return CausalLabels(out, pl.DataFrame(rows), settings)
 
 # %% ../nbs/04a_validate.ipynb #c79e6947
