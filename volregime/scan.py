@@ -30,14 +30,15 @@ from .core import (Artifacts, InputError, StageParams, atomic_path, build_once, 
 # %% auto #0
 __all__ = ['log', 'LOG1P_COLUMNS', 'PERSISTENCE_PENALTY', 'PERSISTENT_MIN_SPELL', 'SPARSITY', 'PERSISTENT_MIN_SHARE',
            'SAMPLE_ERROR_ROWS', 'ScanInputError', 'feature_matrix', 'ZPCA', 'autocorr_reliability', 'sparse_weights',
-           'feature_reliability', 'RegimeKMeans', 'sliced_wasserstein', 'sliced_dispersion', 'wasserstein_scores',
-           'moving_block_indices', 'grouped_block_indices', 'day_block_indices', 'fast_ari', 'ScanResult',
-           'scale_free_terms', 'select_k', 'k_star_shares', 'scan_k', 'ScanParams', 'GroupScaler', 'RegimeModel',
-           'GranularityFit', 'fit_granularity', 'per_underlying_models', 'persistent_labels',
-           'filtered_persistent_labels', 'publish_labels', 'persistence_table', 'check_persistence_rule',
-           'select_persistent_k', 'daily_regimes', 'write_scan', 'breadth_table', 'ScanStageResult',
-           'ari_per_underlying', 'sample_option_days', 'label_rows', 'sample_fit_error', 'run_scan', 'regimes_ready',
-           'ensure_regimes', 'fig_scan', 'fig_pca_scatter', 'fig_breadth', 'cluster_profile', 'fig_timeline']
+           'day_weight', 'cluster_shares', 'feature_reliability', 'RegimeKMeans', 'sliced_wasserstein',
+           'sliced_dispersion', 'wasserstein_scores', 'moving_block_indices', 'grouped_block_indices',
+           'day_block_indices', 'fast_ari', 'ScanResult', 'scale_free_terms', 'select_k', 'k_star_shares', 'scan_k',
+           'ScanParams', 'GroupScaler', 'RegimeModel', 'GranularityFit', 'fit_granularity', 'per_underlying_models',
+           'persistent_labels', 'filtered_persistent_labels', 'publish_labels', 'persistence_table',
+           'check_persistence_rule', 'select_persistent_k', 'daily_regimes', 'write_scan', 'breadth_table',
+           'ScanStageResult', 'ari_per_underlying', 'sample_option_days', 'label_rows', 'sample_fit_error', 'run_scan',
+           'regimes_ready', 'ensure_regimes', 'fig_scan', 'fig_pca_scatter', 'fig_breadth', 'cluster_profile',
+           'fig_timeline']
 
 # %% ../nbs/03_unsupervised_scan.ipynb #6786e3f1
 log = get_logger("scan")
@@ -153,6 +154,24 @@ def sparse_weights(X: np.ndarray,        # (n, p) z-scored features
     return np.mean(out, axis=0)
 
 
+# %% ../nbs/03_unsupervised_scan.ipynb #06dbc7a9
+def day_weight(reliability: float,  # the feature's signal share (0-1)
+               share: float = 1.0,  # its sparse K-means cluster share (1: not estimated)
+               ) -> float:
+    "A day feature's weight: reliability x sqrt(cluster share), clipped to [0.05, 1] (stage 03 and stage 04's causal refits)."
+    return float(np.clip(reliability * np.sqrt(max(share, 0.0)), 0.05, 1.0))
+
+def cluster_shares(X: np.ndarray,  # (n, p) raw day features; rows with a NaN are left out
+                   sparsity: float,  # L1 bound of sparse_weights
+                   random_state=0,  # seed of the sparse K-means fits
+                   ) -> np.ndarray | None:
+    "sparse_weights of the z-scored complete rows, or None where there are 10 rows or fewer or a feature is constant."
+    X = np.asarray(X, float)
+    X = X[np.isfinite(X).all(1)]
+    if len(X) <= 10 or not (X.std(0) > 0).all(): return None
+    return sparse_weights((X - X.mean(0)) / X.std(0), sparsity=sparsity, random_state=random_state)
+
+
 # %% ../nbs/03_unsupervised_scan.ipynb #7957c1a1
 def feature_reliability(df: pl.DataFrame,  # day rows (date, secid, features, and <feature>_se where measured)
                         columns: list,     # the day features
@@ -164,10 +183,8 @@ def feature_reliability(df: pl.DataFrame,  # day rows (date, secid, features, an
     for (sec,), g in df.sort("date").group_by("secid", maintain_order=True):
         share = [1.0] * len(columns)
         if sparsity is not None:
-            X = g.select(columns).cast(pl.Float64).to_numpy()
-            X = X[np.isfinite(X).all(1)]
-            if len(X) > 10 and (X.std(0) > 0).all():
-                share = list(sparse_weights((X - X.mean(0)) / X.std(0), sparsity=sparsity, random_state=random_state))
+            sh = cluster_shares(g.select(columns).cast(pl.Float64).to_numpy(), sparsity, random_state)
+            if sh is not None: share = list(sh)
         for c, sh in zip(columns, share):
             x = g[c].cast(pl.Float64).to_numpy()
             r_ac = autocorr_reliability(x)
@@ -177,7 +194,7 @@ def feature_reliability(df: pl.DataFrame,  # day rows (date, secid, features, an
             r = min(r_ac, r_se) if r_se is not None else r_ac
             rows.append({"secid": sec, "feature": c, "reliability_se": r_se, "reliability_autocorr": r_ac, "reliability": r,
                          "cluster_share": float(sh) if sparsity is not None else None,
-                         "weight": float(np.clip(r * np.sqrt(max(sh, 0.0)), 0.05, 1.0))})
+                         "weight": day_weight(r, sh)})
     return pl.DataFrame(rows, schema={"secid": pl.Int64, "feature": pl.String, "reliability_se": pl.Float64,
                                       "reliability_autocorr": pl.Float64, "reliability": pl.Float64,
                                       "cluster_share": pl.Float64, "weight": pl.Float64})

@@ -16,6 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from .core import (Artifacts, InputError, durations, get_logger, order_labels, read_headlines, seed_of,
                             transition_matrix)
+from .scan import SPARSITY
 from dataclasses import dataclass
 
 # %% auto #0
@@ -339,11 +340,11 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
                   tol: float = 0.25,  # IV-order ambiguity threshold (standard deviations)
                   k_max: int = 6,  # largest k the causal k-scan considers (k = 0)
                   weighted: bool | str = False,  # False/'equal'; True/'reliability': each feature's signal share (persistence); 'sparse': x sqrt of its sparse K-means cluster share (stage 03's day_weights), both on the days known then
-                  sparsity: float = 1.5,  # L1 bound of the sparse K-means weights (weighted='sparse')
+                  sparsity: float = SPARSITY,  # L1 bound of the sparse K-means weights (weighted='sparse')
                  ) -> CausalLabels:
     "K-means, persistent K-means (forward cost), HMM (filtered) and jump (online) labels of each day from models fitted on data up to that day only."
     from sklearn.cluster import KMeans
-    from volregime.scan import PERSISTENCE_PENALTY, ZPCA, autocorr_reliability, filtered_persistent_labels, sparse_weights
+    from volregime.scan import PERSISTENCE_PENALTY, ZPCA, autocorr_reliability, filtered_persistent_labels, cluster_shares, day_weight
     mode = {False: "equal", True: "reliability"}.get(weighted, weighted) if isinstance(weighted, bool) else weighted
     if mode not in ("equal", "reliability", "sparse"):
         raise ValidationInputError(f"weighted={weighted!r}: expected False/'equal', True/'reliability' or 'sparse'")
@@ -365,11 +366,9 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
         tr = slice(0, int(r) + 1)
         reselect = j == 0 or year_of[r] != year_of[pts[j - 1]]
         if mode == "sparse" and reselect:   # each feature's share of the clustering, on the days known then (yearly: ~1 s a fit)
-            xt = X[tr]
-            sd = xt.std(0)
-            if (sd > 0).all(): share = sparse_weights((xt - xt.mean(0)) / sd, sparsity=sparsity, random_state=seed)
-        w = None if mode == "equal" else [float(np.clip(autocorr_reliability(X[tr][:, c]) * np.sqrt(max(share[c], 0.0)), 0.05, 1.0))
-                                          for c in range(X.shape[1])]   # from the days known then
+            sh = cluster_shares(X[tr], sparsity, seed)
+            if sh is not None: share = sh
+        w = None if mode == "equal" else [day_weight(autocorr_reliability(X[tr][:, c]), share[c]) for c in range(X.shape[1])]   # from the days known then
         zp = ZPCA(pca_variance, random_state=seed, weights=w).fit(X[tr])
         Z = zp.transform(X[:end])
         Ztr, ivtr = Z[tr], iv[tr]
@@ -414,7 +413,7 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
 
 # %% ../nbs/04a_validate.ipynb #c79e6947
 def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_penalty, ward_sample, random_state, hmm_sticky,
-                causal_k, causal_refit, causal_min_days, pca_variance, persistent_published=False, weighting=("reliability", 1.5)) -> tuple:
+                causal_k, causal_refit, causal_min_days, pca_variance, persistent_published=False, weighting=("reliability", SPARSITY)) -> tuple:
     "One underlying's labels of every method (a task on a cluster): frames, causal refits, settings chosen, days unlabelled."
     from volregime.scan import feature_matrix
     from volregime.wardtree import WardRegimes
@@ -490,7 +489,7 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
     h03 = read_headlines(art).get("03_unsupervised_scan", {})
     persistent = h03.get("regime_method") == "persistent"
     # the causal refits weigh the day features as stage 03 did (sparse: cluster share x signal share), on the days known then
-    weighting = (h03.get("day_weights") or "reliability", float(h03.get("sparsity") or 1.5))
+    weighting = (h03.get("day_weights") or "reliability", float(h03.get("sparsity") or SPARSITY))
     args = (model, km, hmm_covariance, jump_penalty, ward_sample, random_state, hmm_sticky, causal_k, causal_refit, causal_min_days, pca_variance,
             persistent, weighting)
     done = eng.map(lambda f: _methods_of(f, *args), parts) if eng is not None and eng.distributed else [_methods_of(f, *args) for f in parts]
