@@ -118,3 +118,12 @@ for n in sizes:
         print(f"  {n:>4} underlyings: {one['seconds'] / two['seconds']:.2f}x  (in process {results[(n, 0)]['seconds']:.1f} s, "
               f"1 worker {one['seconds']:.1f} s, 2 workers {two['seconds']:.1f} s); worker peak {max(two['worker_peak_mib']):.0f} MiB; "
               f"ceiling {two['spin_per_s'] / one['spin_per_s']:.2f}x")
+
+print("\nfeatures on the cluster against in process, the same two cores (2 single-threaded workers; in process, Polars'\n"
+      "two threads): with the file index a task opens only the files that hold its names; target within +-25 %")
+for n in sizes:
+    two, inproc = results.get((n, 2)), results.get((n, 0))
+    if two and inproc:
+        r = two["features_s"] / inproc["features_s"]
+        print(f"  {n:>4} underlyings: features {two['features_s']:.1f} s on 2 workers, {inproc['features_s']:.1f} s in process: "
+              f"{r:.2f}x ({'within' if abs(r - 1) <= 0.25 else 'outside'} +-25 %)")
