@@ -69,6 +69,15 @@ def plots(pg):
         xtitle: g.layout && g.layout.xaxis && g.layout.xaxis.title ? g.layout.xaxis.title.text : null}))""")
 
 
+def wait_for(pg, js: str, timeout: int, what: str):
+    "page.wait_for_function, failing with what the figures hold when the state is not reached (a timeout alone says nothing)."
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    try: pg.wait_for_function(js, timeout=timeout)
+    except PlaywrightTimeout:
+        pytest.fail(f"{what} not reached in {timeout / 1000:.0f} s; figures now: "
+                    f"{[(p['n'], p['names']) for p in plots(pg)]}; errors shown: {pg.locator('.vr-error').all_inner_texts()}")
+
+
 def set_combo(pg, cls, value):
     box = pg.locator(f".{cls} input")
     box.fill(value)
@@ -111,8 +120,8 @@ def test_changing_x_changes_axis_title_and_data(page):
 def test_cluster_filter_removes_traces(page):
     page.locator(".widget-select-multiple select").select_option(label=["0 calm", "2 stressed"])
     page.get_by_role("button", name="apply filters").click()
-    page.wait_for_function("Array.from(document.querySelectorAll('.js-plotly-plot')).slice(0, 4).every(g => g.data && g.data.length === 2)",
-                           timeout=120_000)   # four WebGL redraws: over 30 s on a loaded 2-core runner
+    wait_for(page, "Array.from(document.querySelectorAll('.js-plotly-plot')).slice(0, 4).every(g => g.data && g.data.length === 2)",
+             120_000, "four windows of two regimes")   # four WebGL redraws: over 30 s on a loaded 2-core runner
     assert plots(page)[1]["names"] == ["0 calm", "2 stressed"]
 
 
@@ -123,9 +132,9 @@ def test_window_count_control_changes_the_grid(page):
     box = page.locator(".widget-text input[type=number]").first
     for n in (2, 5, 4):
         box.fill(str(n)); box.press("Enter")
-        page.wait_for_function(f"{figs}.length === {n + 1} && {figs}.every(g => g.data && g.data.length > 0) && "
-                               f"{figs}.slice(0, {n}).every(g => g.data.length === 2)",
-                               timeout=120_000)   # 5 WebGL figures: ~70 s on a loaded 2-core runner
+        wait_for(page, f"{figs}.length === {n + 1} && {figs}.every(g => g.data && g.data.length > 0) && "
+                       f"{figs}.slice(0, {n}).every(g => g.data.length === 2)",
+                 120_000, f"{n} windows of two regimes and the timeline")   # 5 WebGL figures: ~70 s on a loaded 2-core runner
     ps = plots(page)
     assert [p["n"] for p in ps[:4]] == [2, 2, 2, 2] and ps[3]["xtitle"] == "impl_volatility"   # the regime filter still applies
 
