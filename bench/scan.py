@@ -24,7 +24,6 @@ ap.add_argument("--boot", type=int, default=10)
 a = ap.parse_args()
 
 tmp = Path(tempfile.mkdtemp(prefix="volregime-bench-scan-"))
-import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from volregime.core import Artifacts  # noqa: E402
 from volregime.features import FeatureParams, run_features  # noqa: E402

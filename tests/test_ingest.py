@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from volregime.exports import IngestError, discover_exports, read_export
+from volregime.exports import IngestError, read_export
 from volregime.ingest import combine_parquet, consolidate_years, ingest_local, ingest_wrds, mirror_to_postgres
 from volregime.schemas import KEYS, REQUIRED, SCHEMAS, schema_table
-from volregime.synth import simulate_market, write_exports
+from volregime.synth import simulate_market
 
 
 def read_raw(data_dir, table="opprcd"):

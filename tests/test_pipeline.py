@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-import logging
 from pathlib import Path
 
 import polars as pl
