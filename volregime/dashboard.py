@@ -469,7 +469,9 @@ def reveal(self: App):
 
 # %% ../nbs/07_dashboard.ipynb #a1801a05
 @patch
-def update_window(self: App, w: dict, refetch: bool = False):
+def update_window(self: App, w: dict, refetch: bool = False,
+                  place: bool = True,   # put a new figure into the grid now (False: the caller places several at once)
+                  ):
     "Redraw one window from the fetched data (fetch again first when a new column is asked for)."
     x, y = w["x"].value, w["y"].value
     numeric = self.src.columns()["numeric"]
@@ -488,10 +490,19 @@ def update_window(self: App, w: dict, refetch: bool = False):
     # a new FigureWidget carries its traces in its initial state; traces added to a widget whose
     # view is not connected yet never reach the page (plotly 7's anywidget commands are not queued)
     w["fig"] = _window_figure(traces, title=f"window {w['i'] + 1}: {y} against {x}", xaxis_title=x, yaxis_title=y)
+    if place: self._place([w])
+
+@patch
+def _place(self: App, ws: list):
+    """The windows' current figures into the grid in one update. Set once per window, the children list changed
+    while the page was still building the views of the last change; after a regime filter on a loaded test runner
+    one window's figure stayed on the page without its traces."""
     kids = list(self.grid.children)
-    if w["i"] < len(kids):
-        kids[w["i"]] = w["fig"]; self.grid.children = kids
-        if self.live and w["i"] == 0 and len(kids) < len(self.windows): self.reveal()   # it was waiting on the old figure
+    changed = [w for w in ws if w["i"] < len(kids) and kids[w["i"]] is not w["fig"]]
+    if not changed: return
+    for w in changed: kids[w["i"]] = w["fig"]
+    self.grid.children = kids
+    if self.live and any(w["i"] == 0 for w in changed) and len(kids) < len(self.windows): self.reveal()   # it was waiting on the old figure
 
 # %% ../nbs/07_dashboard.ipynb #53714abc
 @patch
@@ -500,8 +511,9 @@ def refresh(self: App, *_):
     self.load()
     errors = []
     for w in self.windows:
-        try: self.update_window(w)
+        try: self.update_window(w, place=False)
         except DashboardError as e: errors.append(str(e))
+    self._place(self.windows)   # every new figure in one children update
     self.summary.value = cluster_summary_html(self.data, self.src.cfg.label_col, self.k) if self.data.height else ""
     if errors: raise DashboardError(errors[0])
 
