@@ -524,7 +524,7 @@ def rebuild(self: App, *_):
     already fetched."""
     errors = []
     for w in self.make_windows():
-        try: self.update_window(w)
+        try: self.update_window(w, place=False)   # added windows: placed below, with the rest
         except DashboardError as e: errors.append(str(e))
     self.grid.children = [w["fig"] for w in self.windows]
     if errors: raise DashboardError(errors[0])
