@@ -74,15 +74,16 @@ def test_a_stage_runs_in_process_without_papermill(tmp_path):
 
 @pytest.mark.slow
 def test_ward_stage_alone_sees_the_regimes_of_a_smoke_run(tmp_path):
-    "04 run alone by papermill on an empty data dir builds 01-03 with the smoke profile: the same daily regimes as a run."
+    "04 run alone by papermill on an empty data dir builds 01-03 with the smoke profile: the same daily regimes as stages 01-04 run in turn."
     import papermill as pm
+    from volregime.core import Artifacts, merge_params
+    from volregime.robustness import stage_runners
     alone = tmp_path / "alone"
     pm.execute_notebook(str(ROOT / "nbs" / "04_ward_validation.ipynb"), str(tmp_path / "04.ipynb"), parameters={"data_dir": str(alone)},
                         kernel_name="python3", progress_bar=False, cwd=str(ROOT / "nbs"))
-    run = tmp_path / "run"
-    r = volregime_cli("run", "--profile", "smoke", "--stages", "01,02,03,04", "--data-dir", str(run), "--run-id", "pytest-04",
-                      "--no-progress")
-    assert r.returncode == 0, r.stderr
+    run = tmp_path / "run"   # the stage functions `volregime run` calls, in process (the command itself: test_pipeline.py, test_workbench.py)
+    p = merge_params("smoke")
+    for cls, fn in list(stage_runners().values())[:4]: fn(Artifacts(run), cls.from_dict(p))
     for rel in ("regimes/daily.parquet", "regimes/methods.parquet", "regimes/ward_scan.parquet"):
         a, b = pl.read_parquet(alone / rel), pl.read_parquet(run / rel)
         assert a.equals(b), rel

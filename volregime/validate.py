@@ -20,11 +20,11 @@ from .scan import SPARSITY
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['log', 'RANK_REFERENCES', 'hmm_filter', 'fit_hmm', 'hmm_regimes', 'jump_scale', 'jump_regimes', 'select_sticky',
-           'select_jump_penalty', 'persistence', 'ValidationInputError', 'read_reference', 'load_references', 'align',
-           'agreement', 'truth_scores', 'load_truth', 'refit_points', 'align_states', 'CausalLabels', 'causal_labels',
-           'daily_methods', 'switch_scores', 'with_label_kind', 'validate_methods', 'ari_intervals', 'reference_score',
-           'comparison_table', 'fig_methods_timeline']
+__all__ = ['log', 'CARRY_SLACK', 'RANK_REFERENCES', 'hmm_filter', 'fit_hmm', 'hmm_regimes', 'jump_scale', 'jump_regimes',
+           'select_sticky', 'select_jump_penalty', 'persistence', 'ValidationInputError', 'read_reference',
+           'load_references', 'align', 'agreement', 'truth_scores', 'load_truth', 'refit_points', 'align_states',
+           'match_labels', 'CausalLabels', 'causal_labels', 'daily_methods', 'switch_scores', 'with_label_kind',
+           'validate_methods', 'ari_intervals', 'reference_score', 'comparison_table', 'fig_methods_timeline']
 
 # %% ../nbs/04a_validate.ipynb #64539fe1
 log = get_logger("validate")
@@ -318,6 +318,21 @@ def align_states(order_means: np.ndarray,  # each new state's mean ordering valu
     relabel[r] = c
     return relabel, True
 
+# %% ../nbs/04a_validate.ipynb #d82c3a79
+def match_labels(new: np.ndarray,  # a refit's labels of the past days (0..k-1)
+                 old: np.ndarray,  # the labels those days were given when they happened (-1: none)
+                 k: int,  # the refit's states
+                ) -> np.ndarray:
+    "relabel[new state] = the earlier label it shares most past days with (Hungarian on the overlap counts); a state left over takes a label not in use."
+    new, old = np.asarray(new, np.int64), np.asarray(old, np.int64)
+    ok = old >= 0
+    K = max(k, int(old[ok].max()) + 1 if ok.any() else 0)
+    C = np.zeros((k, K)); np.add.at(C, (new[ok], old[ok]), 1)
+    r, c = linear_sum_assignment(-C)
+    relabel = np.empty(k, np.int64); relabel[r] = c
+    return relabel
+
+
 # %% ../nbs/04a_validate.ipynb #5e8d3a63
 @dataclass
 class CausalLabels:
@@ -327,6 +342,8 @@ class CausalLabels:
     settings: list         # the selection tables (date, method, table) of each yearly re-selection
 
 # %% ../nbs/04a_validate.ipynb #040f20f7
+CARRY_SLACK = 1.05   # a refit keeps the warm start from the last centres unless a fresh K-means fits its days this much better
+
 def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (before any scaling)
                   order_values: np.ndarray,  # (T,) 30-day ATM IV, orders the states
                   dates,  # (T,) the days
@@ -341,11 +358,15 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
                   k_max: int = 6,  # largest k the causal k-scan considers (k = 0)
                   weighted: bool | str = False,  # False/'equal'; True/'reliability': each feature's signal share (persistence); 'sparse': x sqrt of its sparse K-means cluster share (stage 03's day_weights), both on the days known then
                   sparsity: float = SPARSITY,  # L1 bound of the sparse K-means weights (weighted='sparse')
+                  carry: bool = True,  # K-means refits start from the last refit's centres and keep its labels (else each refit is ordered by IV afresh)
+                  methods: tuple = ("kmeans", "persistent", "hmm", "jump"),  # the methods labelled (the others stay -1)
                  ) -> CausalLabels:
     "K-means, persistent K-means (forward cost), HMM (filtered) and jump (online) labels of each day from models fitted on data up to that day only."
     from sklearn.cluster import KMeans
     from volregime.scan import PERSISTENCE_PENALTY, ZPCA, autocorr_reliability, filtered_persistent_labels, cluster_shares, day_weight
     mode = {False: "equal", True: "reliability"}.get(weighted, weighted) if isinstance(weighted, bool) else weighted
+    if not set(methods) <= {"kmeans", "persistent", "hmm", "jump"} or not methods:
+        raise ValidationInputError(f"methods={methods!r}: expected some of kmeans, persistent, hmm, jump")
     if mode not in ("equal", "reliability", "sparse"):
         raise ValidationInputError(f"weighted={weighted!r}: expected False/'equal', True/'reliability' or 'sparse'")
     from jumpmodels.jump import JumpModel
@@ -359,6 +380,7 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
     year_of = dts.dt.truncate({"month": "1mo", "quarter": "1q", "year": "1y", "week": "1w"}.get(select_every, "1y")).to_numpy()
     from volregime.scan import scan_k
     sticky, penalty, kk, share = 0.2, 8.0, k, np.ones(X.shape[1])
+    prev_raw, carried_map = None, {}
     for j, r in enumerate(pts):
         end = pts[j + 1] if j + 1 < len(pts) else T
         day = dts[int(r)]
@@ -379,41 +401,58 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
                 sc = scan_k(Ztr, ivtr, 2, min(k_max, len(Ztr) // 20), n_boot=10, block_length=20, random_state=seed)
                 kk = sc.k_star
                 settings.append((day, "k", sc.table))
-            try: sticky, st_tab = select_sticky(Ztr, kk, covariance=covariance, random_state=seed)
-            except ValidationInputError: st_tab = None   # no HMM of kk states fits these days: the last stickiness is kept
-            penalty, jp_tab = select_jump_penalty(Ztr, kk, random_state=seed)
+            st_tab = jp_tab = None
+            if "hmm" in methods:
+                try: sticky, st_tab = select_sticky(Ztr, kk, covariance=covariance, random_state=seed)
+                except ValidationInputError: pass   # no HMM of kk states fits these days: the last stickiness is kept
+            if "jump" in methods: penalty, jp_tab = select_jump_penalty(Ztr, kk, random_state=seed)
             settings += [s for s in [(day, "hmm_sticky", st_tab), (day, "jump_penalty", jp_tab)] if s[2] is not None]
         fitted = {}
         km = KMeans(kk, n_init=4, random_state=seed).fit(Ztr)
+        carried = False
+        if carry and prev_raw is not None and len(prev_raw) == kk:   # the last refit's centres, moved into this refit's space
+            kw = KMeans(kk, init=zp.transform(prev_raw), n_init=1, random_state=seed).fit(Ztr)
+            if kw.inertia_ <= CARRY_SLACK * km.inertia_: km, carried = kw, True
+        prev_raw = np.array([X[tr][km.labels_ == c].mean(axis=0) for c in range(kk)])   # the centres in raw feature units
         fitted["kmeans"] = (km.labels_, km.predict(Z[r:end]))
         scale = float(((Ztr - km.cluster_centers_[km.labels_]) ** 2).sum(1).mean())   # the training days' loss scale
-        fitted["persistent"] = (km.labels_, filtered_persistent_labels(Z[:end], km.cluster_centers_, PERSISTENCE_PENALTY, scale)[r:end])
+        fp = filtered_persistent_labels(Z[:end], km.cluster_centers_, PERSISTENCE_PENALTY, scale)
+        fitted["persistent"] = (km.labels_, fp[r:end])
+        past = {"kmeans": km.labels_, "persistent": fp[:int(r) + 1]}   # what this refit calls the past days
         try:
+            if "hmm" not in methods: raise ValidationInputError("hmm not asked for")
             hm = fit_hmm(Ztr, kk, covariance, seed, n_init=2, sticky=sticky)
             fitted["hmm"] = (hm.predict(Ztr), hmm_filter(hm, Z)[r:end])
         except ValidationInputError:   # e.g. 4 states on 104 days, every EM start singular: this block has no causal HMM label
             pass
-        lam = penalty * jump_scale(Ztr, kk, seed)
-        jm = JumpModel(n_components=kk, jump_penalty=lam, random_state=seed, n_init=3).fit(Ztr, sort_by=None)
-        fitted["jump"] = (np.asarray(jm.labels_, np.int64), np.asarray(jm.predict_online(Z), np.int64)[r:end])
+        if "jump" in methods:
+            lam = penalty * jump_scale(Ztr, kk, seed)
+            jm = JumpModel(n_components=kk, jump_penalty=lam, random_state=seed, n_init=3).fit(Ztr, sort_by=None)
+            fitted["jump"] = (np.asarray(jm.labels_, np.int64), np.asarray(jm.predict_online(Z), np.int64)[r:end])
+        fitted = {m: v for m, v in fitted.items() if m in methods}
         matched = {m: None for m in out}   # None: that model could not be fitted at this refit (its labels stay -1)
         for m, (trl, block) in fitted.items():
-            means = np.array([ivtr[trl == c].mean() if (trl == c).any() else np.nan for c in range(kk)])
-            cents = np.array([xs[trl == c].mean(axis=0) if (trl == c).any() else np.full(xs.shape[1], np.nan) for c in range(kk)])
-            relabel, used = align_states(means, cents, prev[m], sd_iv, tol)
-            aligned = np.full_like(cents, np.nan); aligned[relabel] = cents
-            # centres are kept in the refit's own z-units of the raw features: comparable across refits up to the rescaling
-            prev[m] = aligned
+            if carry and m in past and j > 0:   # K-means labels keep their identity from refit to refit
+                relabel, used = (carried_map[m], False) if carried else (match_labels(past[m], out[m][:int(r) + 1], kk), True)
+                carried_map[m] = relabel
+            else:
+                means = np.array([ivtr[trl == c].mean() if (trl == c).any() else np.nan for c in range(kk)])
+                cents = np.array([xs[trl == c].mean(axis=0) if (trl == c).any() else np.full(xs.shape[1], np.nan) for c in range(kk)])
+                relabel, used = align_states(means, cents, prev[m], sd_iv, tol)
+                aligned = np.full_like(cents, np.nan); aligned[relabel] = cents
+                # centres are kept in the refit's own z-units of the raw features: comparable across refits up to the rescaling
+                prev[m] = aligned
+                if m in past: carried_map[m] = relabel
             out[m][r:end] = relabel[block]
             matched[m] = used
         rows.append({"refit_date": day, "training_days": int(r) + 1, "labelled_days": int(end - r), "k": kk, "hmm_sticky": sticky,
                      "jump_penalty": penalty, "pca_components": int(zp.n_components_),
-                     "hmm_fitted": "hmm" in fitted, **{f"matched_{m}": v for m, v in matched.items()}})
+                     "hmm_fitted": "hmm" in fitted or "hmm" not in methods, "carried": carried, **{f"matched_{m}": v for m, v in matched.items()}})
     return CausalLabels(out, pl.DataFrame(rows), settings)
 
 # %% ../nbs/04a_validate.ipynb #c79e6947
 def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_penalty, ward_sample, random_state, hmm_sticky,
-                causal_k, causal_refit, causal_min_days, pca_variance, persistent_published=False, weighting=("reliability", SPARSITY)) -> tuple:
+                causal_k, causal_refit, causal_min_days, pca_variance, persistent_published=False, weighting=("reliability", SPARSITY), carry=True) -> tuple:
     "One underlying's labels of every method (a task on a cluster): frames, causal refits, settings chosen, days unlabelled."
     from volregime.scan import feature_matrix
     from volregime.wardtree import WardRegimes
@@ -441,7 +480,8 @@ def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_p
     if len(crow) > causal_min_days:
         cl = causal_labels(Xraw, crow["atm_iv_30d"].to_numpy(), crow["date"], causal_k, causal_refit, causal_min_days,
                            pca_variance, hmm_covariance, seed_of(random_state),
-                           weighted=weighting[0] if getattr(model.zpca, "weights", None) is not None else False, sparsity=weighting[1])
+                           weighted=weighting[0] if getattr(model.zpca, "weights", None) is not None else False, sparsity=weighting[1],
+                           carry=carry)
         refits = cl.refits.with_columns(secid=pl.lit(secid))
         for m, lab in cl.labels.items():
             keep = lab >= 0
@@ -466,6 +506,7 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
                   causal_refit: str = "month",   # refit period of the causal labels
                   causal_min_days: int = 126,    # history before the first causal refit
                   pca_variance: float = 0.95,    # PCA share kept by each causal refit
+                  causal_align: str = "auto",    # carry: K-means labels keep their identity across refits; iv: IV order at each refit; auto: carry for one underlying, iv for a panel
                   report: dict | None = None,    # filled with what was chosen, dropped and refitted
                   max_underlyings: int = 0,      # validate at most this many underlyings (evenly spaced by secid); 0: all
                   eng=None,                      # a cluster Engine: one task per underlying; None: in process
@@ -484,14 +525,19 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
         log.info(f"validation methods on {len(ids)} of {feats['secid'].n_unique()} underlyings (max_underlyings={max_underlyings}, "
                  f"evenly spaced by secid): secids {ids}")
         feats = feats.filter(pl.col("secid").is_in(ids))
+    if causal_align not in ("auto", "carry", "iv"):
+        raise ValidationInputError(f"causal_align={causal_align!r}: expected auto, carry or iv")
     parts = [f for _, f in feats.sort("date").group_by("secid", maintain_order=True)]
+    # a panel's labels must rank alike across names (IV order); one name's labels are worth more for keeping their identity
+    carry = causal_align == "carry" or (causal_align == "auto" and len(parts) == 1)
+    report["causal_carry"] = carry
     # persistent labels may equal plain K-means' where nothing flickers: stage 03's headline says which it published
     h03 = read_headlines(art).get("03_unsupervised_scan", {})
     persistent = h03.get("regime_method") == "persistent"
     # the causal refits weigh the day features as stage 03 did (sparse: cluster share x signal share), on the days known then
     weighting = (h03.get("day_weights") or "reliability", float(h03.get("sparsity") or SPARSITY))
     args = (model, km, hmm_covariance, jump_penalty, ward_sample, random_state, hmm_sticky, causal_k, causal_refit, causal_min_days, pca_variance,
-            persistent, weighting)
+            persistent, weighting, carry)
     done = eng.map(lambda f: _methods_of(f, *args), parts) if eng is not None and eng.distributed else [_methods_of(f, *args) for f in parts]
     frames = [x for fr, _, _, _ in done for x in fr]
     refits = [r for _, r, _, _ in done if r is not None]

@@ -118,6 +118,7 @@ class WardParams(StageParams):
     causal_k: int = 0                   # regimes of the causal labels: fixed, or 0: k-scan on the days known at each yearly re-selection
     causal_refit: str = "month"         # refit period of the causal labels: week, month, quarter or year
     causal_min_days: int = 126          # days of history before the first causal refit
+    causal_align: str = "auto"          # causal K-means labels across refits: carry (keep identity), iv (IV order at each refit), auto: carry for one underlying, iv for a panel
     reference_path: str = ""            # VIX-like csv/parquet (date,value); empty uses the synthetic market's
     silhouette_sample: int = 3000       # rows for silhouette scores
     random_state: int = 0               # passed to every estimator
@@ -205,7 +206,7 @@ def run_ward(art: Artifacts,      # the run's artifact paths
     check_cluster(p.cluster)
     with engine(p.cluster) as eng:
         methods = V.daily_methods(art, p.hmm_covariance, p.jump_penalty, p.ward_sample, p.random_state, p.hmm_sticky,
-                                  p.causal_k, p.causal_refit, p.causal_min_days, report=rep_, max_underlyings=p.max_underlyings, eng=eng)
+                                  p.causal_k, p.causal_refit, p.causal_min_days, causal_align=p.causal_align, report=rep_, max_underlyings=p.max_underlyings, eng=eng)
     with atomic_path(art.methods) as tmp: methods.write_parquet(tmp)
     refs = V.load_references(art, p.reference_path or None)
     truth = V.load_truth(art)
@@ -223,7 +224,8 @@ def run_ward(art: Artifacts,      # the run's artifact paths
                                  "their agreement is a consistency check, not an external validation",
                     best_method=f"{best['method']} ({best['label_kind']})", best_ari_vs_truth=best.get("ari_truth"),
                     best_causal_method=bc.get("method"), best_causal_score=bc.get(key), ranked_by=key,
-                    causal_refit=p.causal_refit, causal_k=p.causal_k,
+                    causal_refit=p.causal_refit, causal_k=p.causal_k, causal_align=p.causal_align,
+                    causal_carry=rep_.get("causal_carry"),
                     causal_refits=int(rep_["refits"].height) if rep_.get("refits") is not None else 0,
                     days_before_first_causal_refit=rep_.get("days_before_first_causal_refit"),
                     hmm_sticky_insample=[s_["hmm_sticky_insample"] for s_ in rep_.get("settings", [])],
