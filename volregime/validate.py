@@ -23,8 +23,9 @@ from dataclasses import dataclass
 __all__ = ['log', 'CARRY_SLACK', 'RANK_REFERENCES', 'hmm_filter', 'fit_hmm', 'hmm_regimes', 'jump_scale', 'jump_regimes',
            'select_sticky', 'select_jump_penalty', 'persistence', 'ValidationInputError', 'read_reference',
            'load_references', 'align', 'agreement', 'truth_scores', 'load_truth', 'refit_points', 'align_states',
-           'match_labels', 'CausalLabels', 'causal_labels', 'daily_methods', 'switch_scores', 'with_label_kind',
-           'validate_methods', 'ari_intervals', 'reference_score', 'comparison_table', 'fig_methods_timeline']
+           'match_labels', 'CausalLabels', 'causal_labels', 'causal_carry', 'daily_methods', 'switch_scores',
+           'with_label_kind', 'validate_methods', 'ari_intervals', 'reference_score', 'comparison_table',
+           'fig_methods_timeline']
 
 # %% ../nbs/04a_validate.ipynb #64539fe1
 log = get_logger("validate")
@@ -450,6 +451,17 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
                      "hmm_fitted": "hmm" in fitted or "hmm" not in methods, "carried": carried, **{f"matched_{m}": v for m, v in matched.items()}})
     return CausalLabels(out, pl.DataFrame(rows), settings)
 
+# %% ../nbs/04a_validate.ipynb #2dc1f1fe
+def causal_carry(causal_align: str,  # auto, carry or iv (stage 04's parameter)
+                 n_underlyings: int,  # underlyings validated together
+                ) -> bool:
+    "Whether the causal K-means labels carry their identity across refits: always (carry), never (iv), or for one underlying alone (auto)."
+    if causal_align not in ("auto", "carry", "iv"):
+        raise ValidationInputError(f"causal_align={causal_align!r}: expected auto, carry or iv")
+    # a panel's labels must rank alike across names (IV order); one name's labels are worth more for keeping their identity
+    return causal_align == "carry" or (causal_align == "auto" and n_underlyings == 1)
+
+
 # %% ../nbs/04a_validate.ipynb #c79e6947
 def _methods_of(f: pl.DataFrame, model, km: pl.DataFrame, hmm_covariance, jump_penalty, ward_sample, random_state, hmm_sticky,
                 causal_k, causal_refit, causal_min_days, pca_variance, persistent_published=False, weighting=("reliability", SPARSITY), carry=True) -> tuple:
@@ -525,12 +537,8 @@ def daily_methods(art: Artifacts,            # the run's artifact paths
         log.info(f"validation methods on {len(ids)} of {feats['secid'].n_unique()} underlyings (max_underlyings={max_underlyings}, "
                  f"evenly spaced by secid): secids {ids}")
         feats = feats.filter(pl.col("secid").is_in(ids))
-    if causal_align not in ("auto", "carry", "iv"):
-        raise ValidationInputError(f"causal_align={causal_align!r}: expected auto, carry or iv")
     parts = [f for _, f in feats.sort("date").group_by("secid", maintain_order=True)]
-    # a panel's labels must rank alike across names (IV order); one name's labels are worth more for keeping their identity
-    carry = causal_align == "carry" or (causal_align == "auto" and len(parts) == 1)
-    report["causal_carry"] = carry
+    carry = report["causal_carry"] = causal_carry(causal_align, len(parts))
     # persistent labels may equal plain K-means' where nothing flickers: stage 03's headline says which it published
     h03 = read_headlines(art).get("03_unsupervised_scan", {})
     persistent = h03.get("regime_method") == "persistent"

@@ -193,6 +193,7 @@ def run_ward(art: Artifacts,      # the run's artifact paths
     with atomic_path(art.ward_scan) as tmp: wscan.write_parquet(tmp)
     k_km = int(km_labels.max()) + 1
     if p.ward_level < 2: raise WardInputError(f"ward_level={p.ward_level}: expected an integer >= 2")
+    V.causal_carry(p.causal_align, 1)   # a bad causal_align is refused before any fit
     nest_rows, cont = [], {}
     for kw in sorted({max(2, k_km - 1), 2, 3, p.ward_level}):
         wl = tree.cut_k(kw)
