@@ -414,18 +414,18 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
         if carry and prev_raw is not None and len(prev_raw) == kk:   # the last refit's centres, moved into this refit's space
             kw = KMeans(kk, init=zp.transform(prev_raw), n_init=1, random_state=seed).fit(Ztr)
             if kw.inertia_ <= CARRY_SLACK * km.inertia_: km, carried = kw, True
-        prev_raw = np.array([X[tr][km.labels_ == c].mean(axis=0) for c in range(kk)])   # the centres in raw feature units
+        if carry: prev_raw = np.array([X[tr][km.labels_ == c].mean(axis=0) for c in range(kk)])   # the centres in raw feature units
         fitted["kmeans"] = (km.labels_, km.predict(Z[r:end]))
         scale = float(((Ztr - km.cluster_centers_[km.labels_]) ** 2).sum(1).mean())   # the training days' loss scale
         fp = filtered_persistent_labels(Z[:end], km.cluster_centers_, PERSISTENCE_PENALTY, scale)
         fitted["persistent"] = (km.labels_, fp[r:end])
         past = {"kmeans": km.labels_, "persistent": fp[:int(r) + 1]}   # what this refit calls the past days
-        try:
-            if "hmm" not in methods: raise ValidationInputError("hmm not asked for")
-            hm = fit_hmm(Ztr, kk, covariance, seed, n_init=2, sticky=sticky)
-            fitted["hmm"] = (hm.predict(Ztr), hmm_filter(hm, Z)[r:end])
-        except ValidationInputError:   # e.g. 4 states on 104 days, every EM start singular: this block has no causal HMM label
-            pass
+        if "hmm" in methods:
+            try:
+                hm = fit_hmm(Ztr, kk, covariance, seed, n_init=2, sticky=sticky)
+                fitted["hmm"] = (hm.predict(Ztr), hmm_filter(hm, Z)[r:end])
+            except ValidationInputError:   # e.g. 4 states on 104 days, every EM start singular: this block has no causal HMM label
+                pass
         if "jump" in methods:
             lam = penalty * jump_scale(Ztr, kk, seed)
             jm = JumpModel(n_components=kk, jump_penalty=lam, random_state=seed, n_init=3).fit(Ztr, sort_by=None)
@@ -435,7 +435,6 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
         for m, (trl, block) in fitted.items():
             if carry and m in past and j > 0:   # K-means labels keep their identity from refit to refit
                 relabel, used = (carried_map[m], False) if carried else (match_labels(past[m], out[m][:int(r) + 1], kk), True)
-                carried_map[m] = relabel
             else:
                 means = np.array([ivtr[trl == c].mean() if (trl == c).any() else np.nan for c in range(kk)])
                 cents = np.array([xs[trl == c].mean(axis=0) if (trl == c).any() else np.full(xs.shape[1], np.nan) for c in range(kk)])
@@ -443,7 +442,7 @@ def causal_labels(X: np.ndarray,  # (T, p) raw day features in date order (befor
                 aligned = np.full_like(cents, np.nan); aligned[relabel] = cents
                 # centres are kept in the refit's own z-units of the raw features: comparable across refits up to the rescaling
                 prev[m] = aligned
-                if m in past: carried_map[m] = relabel
+            if m in past: carried_map[m] = relabel
             out[m][r:end] = relabel[block]
             matched[m] = used
         rows.append({"refit_date": day, "training_days": int(r) + 1, "labelled_days": int(end - r), "k": kk, "hmm_sticky": sticky,
