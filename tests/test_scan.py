@@ -150,7 +150,7 @@ def test_noisy_chain_gets_a_lasting_regime_and_quiet_noisy_features(tmp_path):
     h = read_headlines(art)
     w = h["03_unsupervised_scan"]["day_feature_weights"]
     assert h["03_unsupervised_scan"]["k_star_day"] == true_k(m.truth) == 3
-    assert w["curvature_25d"] < w["atm_iv_91d"] and 0.05 <= min(w.values()) and max(w.values()) <= 1
+    assert w["curvature_25d"] < w["fwd_iv_30_91"] and 0.05 <= min(w.values()) and max(w.values()) <= 1
     assert 0 < h["02_features"]["noise_share_atm_iv_30d"] < h["02_features"]["noise_share_curvature_25d"] <= 1
     ari_pub, ari_km = adjusted_rand_score(d["true"], d["regime"]), adjusted_rand_score(d["true"], d["regime_kmeans"])
     assert ari_pub >= 0.7 and ari_pub >= ari_km - 0.02, (ari_pub, ari_km)

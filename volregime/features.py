@@ -21,11 +21,11 @@ from .core import Artifacts, InputError, StageParams, atomic_path, build_once, g
 __all__ = ['log', 'FIB_HORIZONS', 'OPTION_COLUMNS', 'SMILE_MIN_QUOTES', 'Z25', 'FIT_COLUMNS', 'SURFACE_SE', 'SURFACE_COLS',
            'SURFACE_KIND', 'DAILY_COLUMNS', 'in_part', 'part_files', 'part_scan', 'underlying_frame', 'volume_ma5',
            'option_features', 'write_option_features', 'SurfaceFilters', 'filter_counts', 'apply_filters', 'per_expiry',
-           'smile_quotes', 'fit_smiles', 'constant_maturity', 'constant_maturity_se', 'expiry_smiles',
-           'surface_from_opprcd', 'option_activity', 'surface_from_vsurfd', 'daily_features', 'log_surface',
-           'FeatureSummary', 'build_features', 'FeatureParams', 'truth_tracking', 'surface_accuracy', 'noise_shares',
-           'run_features', 'features_ready', 'ensure_features', 'fig_surface_timeline', 'fig_feature_distributions',
-           'fig_correlation']
+           'smile_quotes', 'fit_smiles', 'constant_maturity', 'constant_maturity_se', 'forward_iv', 'forward_iv_se',
+           'expiry_smiles', 'surface_from_opprcd', 'option_activity', 'surface_from_vsurfd', 'daily_features',
+           'log_surface', 'FeatureSummary', 'build_features', 'FeatureParams', 'truth_tracking', 'surface_accuracy',
+           'noise_shares', 'run_features', 'features_ready', 'ensure_features', 'fig_surface_timeline',
+           'fig_feature_distributions', 'fig_correlation']
 
 # %% ../nbs/02_features.ipynb #516e06fe
 log = get_logger("features")
@@ -363,8 +363,27 @@ def constant_maturity_se(exp: pl.LazyFrame,  # per-expiry rows with a standard-e
           .then(((a1 * pl.col("e1")) ** 2 + ((1 - a1) * pl.col("e2")) ** 2).sqrt()).otherwise(pl.coalesce("e1", "e2")))
     return lower.join(upper, on=["secid", "date"], how="full", coalesce=True).select("secid", "date", se.alias(f"{col}_{days}d"))
 
+# %% ../nbs/02_features.ipynb #19651121
+def forward_iv(near: str = "atm_iv_30d",  # the near constant-maturity IV column
+               far: str = "atm_iv_91d",   # the far one
+               d1: int = 30,              # the near point's calendar days
+               d2: int = 91,              # the far point's
+               ) -> pl.Expr:
+    "Forward ATM IV between `d1` and `d2` days from two constant-maturity IVs; null where the forward variance is not positive."
+    fv = (d2 * pl.col(far) ** 2 - d1 * pl.col(near) ** 2) / (d2 - d1)
+    return pl.when(fv > 0).then(fv.sqrt())
+
+# %% ../nbs/02_features.ipynb #ca21d253
+def forward_iv_se(near: str = "atm_iv_30d", far: str = "atm_iv_91d",  # as in forward_iv
+                  near_se: str = "atm_iv_30d_se", far_se: str = "atm_iv_91d_se",  # the two points' standard errors
+                  d1: int = 30, d2: int = 91,
+                  ) -> pl.Expr:
+    "The delta-method standard error of `forward_iv`, the two points' errors independent; null where the forward is."
+    num = ((d2 * pl.col(far) * pl.col(far_se)) ** 2 + (d1 * pl.col(near) * pl.col(near_se)) ** 2).sqrt()
+    return num / ((d2 - d1) * forward_iv(near, far, d1, d2))
+
 # %% ../nbs/02_features.ipynb #09440c53
-SURFACE_SE = ("atm_iv_30d_se", "atm_iv_91d_se", "skew_25d_se", "curvature_25d_se", "term_slope_se")   # standard errors of the day's surface features
+SURFACE_SE = ("atm_iv_30d_se", "atm_iv_91d_se", "skew_25d_se", "curvature_25d_se", "term_slope_se", "fwd_iv_30_91_se")   # standard errors of the day's surface features
 
 def expiry_smiles(opprcd: pl.LazyFrame,  # filtered option rows
                   spot: pl.LazyFrame,    # secid, date, close_raw
@@ -385,7 +404,7 @@ def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
                         f: SurfaceFilters,  # the surface filters
                         part: tuple | None = None,  # (secids, year): only that partition
                        ) -> pl.LazyFrame:
-    "Daily surface measures from option quotes: atm_iv_30d, skew_25d, curvature_25d, term_slope (+91d ATM), with standard errors."
+    "Daily surface measures from option quotes: atm_iv_30d, skew_25d, curvature_25d, term_slope, fwd_iv_30_91 (+91d ATM), with standard errors."
     # per-expiry summaries one year partition at a time (they are small): the filtered quotes of one year
     # at most are in memory, however many years there are
     spot = under.lazy().select("secid", "date", "close_raw")
@@ -406,7 +425,8 @@ def surface_from_opprcd(raw_dir: str | Path,  # data_dir/raw
                           term_slope=pl.col("atm_iv_91d") - pl.col("atm_iv_30d"),
                           atm_iv_30d_se=pl.col("atm_iv_se_30d"), atm_iv_91d_se=pl.col("atm_iv_se_91d"), skew_25d_se=pl.col("skew_se_30d"), curvature_25d_se=pl.col("curv_se_30d"),
                           term_slope_se=(pl.col("atm_iv_se_91d") ** 2 + pl.col("atm_iv_se_30d") ** 2).sqrt())
-            .select("secid", "date", "atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", *SURFACE_SE, "n_expiries",
+            .with_columns(fwd_iv_30_91=forward_iv(), fwd_iv_30_91_se=forward_iv_se())
+            .select("secid", "date", "atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", "fwd_iv_30_91", *SURFACE_SE, "n_expiries",
                     pl.col("atm_iv_30d_how").alias("surface_how")))
 
 # %% ../nbs/02_features.ipynb #246ed14c
@@ -429,12 +449,12 @@ def surface_from_vsurfd(raw_dir: str | Path, part: tuple | None = None) -> pl.La
         atm_iv_30d=(pick(30, 50, "C") + pick(30, -50, "P")) / 2, atm_iv_91d=(pick(91, 50, "C") + pick(91, -50, "P")) / 2,
         p25=pick(30, -25, "P"), c25=pick(30, 25, "C"))
     return s.with_columns(skew_25d=pl.col("p25") - pl.col("c25"), curvature_25d=(pl.col("p25") + pl.col("c25")) / 2 - pl.col("atm_iv_30d"),
-                          term_slope=pl.col("atm_iv_91d") - pl.col("atm_iv_30d")
-                          ).select("secid", "date", "atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope",
+                          term_slope=pl.col("atm_iv_91d") - pl.col("atm_iv_30d"), fwd_iv_30_91=forward_iv()
+                          ).select("secid", "date", "atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", "fwd_iv_30_91",
                                    *[pl.lit(None, pl.Float64).alias(c) for c in SURFACE_SE])   # interpolated by the vendor: no error known
 
 # %% ../nbs/02_features.ipynb #5741a3ea
-SURFACE_COLS = ("atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope")
+SURFACE_COLS = ("atm_iv_30d", "atm_iv_91d", "skew_25d", "curvature_25d", "term_slope", "fwd_iv_30_91")
 SURFACE_KIND = pl.col("surface_note").str.extract(r"^(\w+)")   # interpolated | extrapolated | vsurfd | missing
 DAILY_COLUMNS = ("date", "secid", *SURFACE_COLS, *SURFACE_SE, "rv_21d", "ret_1d", "close", "close_raw", "option_volume",
                  "put_call_volume_ratio", "surface_source", "surface_note")
@@ -638,6 +658,8 @@ def run_features(art: Artifacts,           # the run's artifact paths
     ext = acc.filter(pl.col("how") == "extrapolated") if acc is not None else None
     record_headline(art, "02_features", option_rows=s.option_rows, days=s.daily_rows,
                     atm_iv_30d_null_days=int(daily["atm_iv_30d"].null_count()), skew_25d_null_days=int(daily["skew_25d"].null_count()),
+                    fwd_iv_30_91_not_positive_days=int(daily.filter(pl.col("atm_iv_30d").is_not_null() & pl.col("atm_iv_91d").is_not_null()
+                                                                    & pl.col("fwd_iv_30_91").is_null()).height),   # calendar arbitrage or noise: no forward
                     corr_atm_iv_vs_truth=s.truth_corr,
                     surface_interpolated_days=kind.get("interpolated", 0), surface_extrapolated_days=kind.get("extrapolated", 0),
                     surface_vsurfd_days=kind.get("vsurfd", 0), surface_missing_days=kind.get("missing", 0),

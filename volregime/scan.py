@@ -519,7 +519,7 @@ PERSISTENT_MIN_SHARE = 0.0   # optional: and holds this share of the days (off: 
 class ScanParams(StageParams):
     "Parameters of the unsupervised scan (03)."
     granularities: list = field(default_factory=lambda: ["day", "option"])  # which scans to run; the daily regime comes from day
-    day_columns: list = field(default_factory=lambda: ["atm_iv_91d", "term_slope", "skew_25d", "curvature_25d"])  # day features: level (91-day), slope, skew, curvature (the 30-day level is the 91-day less the slope, not counted twice; rv_21d lags 21 days)
+    day_columns: list = field(default_factory=lambda: ["fwd_iv_30_91", "skew_25d", "curvature_25d"])  # day features: the 30-to-91-day forward IV (the level a regime sets, less today's shock), skew, curvature (rv_21d lags 21 days)
     option_columns: list = field(default_factory=lambda: ["impl_volatility", "delta", "gamma_rel", "vega_rel", "theta_rel", "log_moneyness", "dte", "volume", "open_interest", "volume_ma5"])  # option features (greeks per unit of spot: scale-free)
     pca_variance: float = 0.95          # explained-variance share the PCA keeps
     k_min: int = 2                      # smallest number of clusters scanned
