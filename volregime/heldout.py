@@ -259,7 +259,7 @@ def heldout_scenario(seed: int,           # scenario seed
     return HeldoutScenario(f"h{seed:04d}", seed, None, ("HLA", "HLB")[:n_names], start, end, heldout=spec)
 
 # %% ../nbs/01c_heldout.ipynb #68ee680e
-DAY_FEATURES = ("atm_iv_30d", "skew_25d", "curvature_25d", "term_slope")
+DAY_FEATURES = ("atm_iv_30d", "skew_25d", "curvature_25d", "term_slope", "fwd_iv_30_91")
 
 def day_stats(daily: pl.DataFrame,           # date, secid and the day features
               columns: tuple = DAY_FEATURES,  # features described
@@ -274,14 +274,16 @@ def day_stats(daily: pl.DataFrame,           # date, secid and the day features
     return pl.concat(out)
 
 def qmoms_day_features() -> pl.DataFrame:
-    "The day features of the `qmoms` package's vsurfd sample (date, secid, atm_iv_30d, skew_25d, curvature_25d, term_slope)."
+    "The day features of the `qmoms` package's vsurfd sample (date, secid, atm_iv_30d, skew_25d, curvature_25d, term_slope, fwd_iv_30_91)."
     from importlib.resources import files
+    from volregime.features import forward_iv
     s = pl.read_csv(files("qmoms") / "data" / "surface.csv", try_parse_dates=True).rename({"id": "secid"})
     def iv(days, delta): return pl.col("impl_volatility").filter((pl.col("days") == days) & (pl.col("delta") == delta)).first()
     d = s.group_by("secid", "date").agg(atm30=(iv(30, 50) + iv(30, -50)) / 2, atm91=(iv(91, 50) + iv(91, -50)) / 2,
                                          p25=iv(30, -25), c25=iv(30, 25))
     return d.select("date", "secid", atm_iv_30d="atm30", skew_25d=pl.col("p25") - pl.col("c25"),
-                    curvature_25d=(pl.col("p25") + pl.col("c25")) / 2 - pl.col("atm30"), term_slope=pl.col("atm91") - pl.col("atm30"))
+                    curvature_25d=(pl.col("p25") + pl.col("c25")) / 2 - pl.col("atm30"), term_slope=pl.col("atm91") - pl.col("atm30"),
+                    fwd_iv_30_91=forward_iv("atm30", "atm91"))
 
 def index_stats(vix: np.ndarray,      # a VIX-like level series (percent), daily
                 returns: np.ndarray,  # daily log returns of the index (or the underlying)
