@@ -61,7 +61,7 @@ with tempfile.TemporaryDirectory(prefix="volregime-dayfeat-") as work:
         print(json.dumps(row), flush=True)
 df = pl.DataFrame(rows)
 print(f"\n{a.family} family, seeds {a.first}..{a.first + a.n - 1}, {a.years:g} years: the published day regime, ARI vs the truth")
-print(f"  {'peer (K-means, true k)':<26} median {df['ari_peer'].median():.3f}  10th pct {df['ari_peer'].quantile(0.1):.3f}")
+print(f"  {'peer (K-means, true k)':<26} median {df['ari_peer'].median():.3f}  10th pct {np.quantile(df['ari_peer'], 0.1):.3f}")
 for v in variants:
     hits = int((df[f"k_{v}"] == df["true_k"]).sum())
     beats = int((df[f"ari_{v}"] > df["ari_peer"]).sum())
