@@ -41,6 +41,14 @@ def report(title: str, ours: dict, peer: dict) -> None:
     print(f"  peak RSS ratio   (volregime / peer): {ours['peak_rss_mib'] / peer['peak_rss_mib']:.2f}")
 
 
+def add_market_args(ap, family: str = "noisy", n: int = 6, first_help: str = "first seed") -> None:
+    "The arguments that pick a generator family's markets: --family, --n, --first, --years (scenario_markets' inputs)."
+    ap.add_argument("--family", default=family, choices=["noisy", "heldout"], help="which generator draws the markets")
+    ap.add_argument("--n", type=int, default=n, help="markets (seeds first..first+n-1)")
+    ap.add_argument("--first", type=int, default=0, help=first_help)
+    ap.add_argument("--years", type=float, default=6.0)
+
+
 def scenario_markets(family: str, first: int, n: int, years: float, work):
     """(scenario, market, artifacts, export folder) for seeds first..first+n-1 of a generator family (`noisy`: the
     development family, `heldout`: the held-out one), each simulated and written as WRDS exports under `work`."""

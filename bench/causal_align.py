@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from _common import add_market_args
 from sklearn.metrics import adjusted_rand_score
 
 from volregime.core import Artifacts, read_headlines
@@ -24,10 +25,7 @@ from volregime.scan import SPARSITY, RegimeModel, feature_matrix
 from volregime.validate import causal_labels, load_truth
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-ap.add_argument("--family", default="noisy", choices=["noisy", "heldout"], help="which generator draws the markets")
-ap.add_argument("--n", type=int, default=6, help="markets (seeds first..first+n-1)")
-ap.add_argument("--first", type=int, default=0, help="first seed")
-ap.add_argument("--years", type=float, default=6.0)
+add_market_args(ap, "noisy", 6)
 ap.add_argument("--data", nargs="*", default=[], help="finished stage-03 data dirs to score instead of building markets")
 a = ap.parse_args()
 

@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 import polars as pl
-from _common import scenario_markets
+from _common import add_market_args, scenario_markets
 from sklearn.metrics import adjusted_rand_score
 
 from volregime.robustness import peer_ari, scenario_params, stage_runners
@@ -32,10 +32,7 @@ VARIANTS = {   # name -> day_columns
     "fwd1": ["fwd_iv_30_91"],                                                  # equal weights (one feature)
 }
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-ap.add_argument("--family", default="heldout", choices=["noisy", "heldout"], help="which generator draws the markets")
-ap.add_argument("--n", type=int, default=8, help="markets (seeds first..first+n-1)")
-ap.add_argument("--first", type=int, default=0, help="first seed")
-ap.add_argument("--years", type=float, default=6.0)
+add_market_args(ap, "heldout", 8)
 ap.add_argument("--variants", default="fwd3,level4,fwd4,fwd1", help=f"comma-separated, of {list(VARIANTS)}")
 a = ap.parse_args()
 variants = a.variants.split(",")

@@ -31,7 +31,7 @@ from pathlib import Path
 import joblib
 import polars as pl
 import yaml
-from _common import scenario_markets
+from _common import add_market_args, scenario_markets
 
 from volregime.robustness import scenario_params, stage_runners
 
@@ -41,10 +41,7 @@ VARIANTS = {"all": {}, "-har": {"har_inputs": False}, "-se": {"se_inputs": False
             "narrow": {"ridge_alphas": [0.1, 1.0, 10.0], "lasso_alphas": [1e-4, 1e-3]}}
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-ap.add_argument("--family", default="heldout", choices=["noisy", "heldout"], help="which generator draws the markets")
-ap.add_argument("--n", type=int, default=4, help="markets (seeds first..first+n-1)")
-ap.add_argument("--first", type=int, default=0, help="first seed (the development family's seeds 0-5 chose the regime defaults)")
-ap.add_argument("--years", type=float, default=6.0)
+add_market_args(ap, "heldout", 4, "first seed (the development family's seeds 0-5 chose the regime defaults)")
 ap.add_argument("--variants", default="all", help=f"comma-separated, of {list(VARIANTS)}")
 ap.add_argument("--deep", action="store_true", help="add the Keras families (lstm, gru, seq2seq) to the models")
 ap.add_argument("--set", action="append", default=[], help="key=value parameter overrides of every stage (YAML values)")

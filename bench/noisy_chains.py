@@ -20,16 +20,13 @@ from pathlib import Path
 
 import polars as pl
 import yaml
-from _common import scenario_markets
+from _common import add_market_args, scenario_markets
 
 from volregime.robustness import peer_ari, peer_jump_ari, scenario_params, score_run, stage_runners
 from volregime.synth import true_k
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-ap.add_argument("--family", default="noisy", choices=["noisy", "heldout"], help="which generator draws the markets")
-ap.add_argument("--n", type=int, default=6, help="markets (seeds first..first+n-1)")
-ap.add_argument("--first", type=int, default=0, help="first seed")
-ap.add_argument("--years", type=float, default=6.0)
+add_market_args(ap, "noisy", 6)
 ap.add_argument("--set", action="append", default=[], help="key=value parameter overrides (YAML values)")
 ap.add_argument("--out", default="")
 a = ap.parse_args()
