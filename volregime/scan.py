@@ -995,6 +995,9 @@ def _scan_fits(art: Artifacts, p: ScanParams, common: dict) -> dict:
     fits = {}
     if "day" in p.granularities:
         fd = pl.read_parquet(art.features_daily)
+        if missing := [c for c in p.day_columns if c not in fd.columns]:   # before any check that counts them
+            raise ScanInputError(f"day_columns: {missing} not in {art.features_daily} (day features there: "
+                                 f"{', '.join(c for c in fd.columns if fd[c].dtype.is_float() and not c.endswith(('_se', '_vsurfd', '_opprcd')))})")
         check_persistence_rule(p.min_regime_share, p.min_mean_spell)   # before the scan, not after it
         if p.day_weights not in ("sparse", "reliability", "equal"):
             raise ScanInputError(f"day_weights={p.day_weights!r}: expected 'sparse', 'reliability' or 'equal'")
