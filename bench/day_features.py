@@ -19,7 +19,6 @@ import tempfile
 import numpy as np
 import polars as pl
 from _common import add_market_args, scenario_markets
-from sklearn.metrics import adjusted_rand_score
 
 from volregime.robustness import peer_ari, scenario_params, stage_runners
 from volregime.scan import run_scan
@@ -43,15 +42,14 @@ with tempfile.TemporaryDirectory(prefix="volregime-dayfeat-") as work:
     for sc, m, art, exports in scenario_markets(a.family, a.first, a.n, a.years, work):
         base = scenario_params(exports, "demo", "quick", {"granularities": ["day"]})
         for cls, fn in runners[:2]: fn(art, cls.from_dict(base))
+        m.truth.select("date", "secid", "regime").write_parquet(art.truth)   # stage 03 scores its regime against it (ari_vs_truth)
         tk = true_k(m.truth)
         row = {"market": sc.name, "true_k": tk, "ari_peer": round(peer_ari(art, m.truth, tk, sc.seed), 3)}
         for v in variants:
             over = {"day_columns": VARIANTS[v], **({"day_weights": "equal"} if len(VARIANTS[v]) == 1 else {})}
             res = run_scan(art, runners[2][0].from_dict({**base, **over}))
             f = res.fits["day"]
-            j = f.rows.select("date", "secid").with_columns(est=pl.Series(f.labels)).join(
-                m.truth.select("date", "secid", "regime"), on=["date", "secid"])
-            row[f"ari_{v}"] = round(adjusted_rand_score(j["regime"], j["est"]), 3)
+            row[f"ari_{v}"] = round(res.headline["ari_vs_truth"], 3)
             row[f"k_{v}"] = f.scan.k_star
             row[f"w_{v}"] = [round(float(x), 2) for x in f.zpca.weights] if f.zpca.weights is not None else None
         rows.append(row)
